@@ -62,11 +62,53 @@ def write_json(path: Path, payload: Any) -> None:
         raise
 
 
+RUN_DIR_FILES = ("config.json", "metrics.json", "curves.json")
+"""Files every run directory holds; ``config.json`` also names the pertlearn version."""
+
+OWN_FILE_SUFFIXES = (".json", ".safetensors", ".png", ".pdf", ".svg", ".html", ".csv")
+"""Suffixes of the files pertlearn writes into a run directory (anything else is the user's)."""
+
+
+def is_run_dir(path: Path) -> bool:
+    """Whether ``path`` is a run directory pertlearn wrote: it holds ``config.json``,
+    ``metrics.json`` and ``curves.json``, and ``config.json`` records the pertlearn version."""
+    if not path.is_dir() or not all((path / name).is_file() for name in RUN_DIR_FILES):
+        return False
+    try:
+        with (path / "config.json").open() as handle:
+            payload = json.load(handle)
+    except (OSError, ValueError):
+        return False
+    return isinstance(payload, dict) and "pertlearn" in (payload.get("versions") or {})
+
+
 def check_target(out: Path, overwrite: bool) -> None:
-    """Raise :class:`RunDirExistsError` if ``out`` exists and may not be replaced."""
-    if out.exists() and not overwrite:
+    """Raise :class:`RunDirExistsError` unless ``out`` may be written: it does not exist, or
+    ``overwrite`` is set and ``out`` is a run directory that holds only files pertlearn writes.
+    Nothing else is ever replaced (a user's folder, the current directory, a sweep)."""
+    if not out.exists() and not out.is_symlink():
+        return
+    if not overwrite:
         raise RunDirExistsError(
-            f"run directory {str(out)!r} already exists; choose another --out or pass --overwrite"
+            f"run directory {str(out)!r} already exists; choose another output directory "
+            "or overwrite it (overwrite=True, --overwrite)"
+        )
+    if out.is_symlink() or not is_run_dir(out):
+        raise RunDirExistsError(
+            f"{str(out)!r} is not a pertlearn run directory (no config.json, metrics.json and "
+            "curves.json written by pertlearn); refusing to replace it: choose another output "
+            "directory"
+        )
+    foreign = sorted(
+        entry.name
+        for entry in out.iterdir()
+        if entry.is_dir() or entry.is_symlink() or entry.suffix not in OWN_FILE_SUFFIXES
+    )
+    if foreign:
+        raise RunDirExistsError(
+            f"run directory {str(out)!r} holds files pertlearn did not write ({foreign[0]!r}"
+            f"{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}); refusing to "
+            "replace it: move them out or choose another output directory"
         )
 
 
@@ -84,6 +126,7 @@ def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def write_run_dir(result: Result, out: Path, *, overwrite: bool = False) -> Path:
     """Write ``result`` to ``out`` atomically and return ``out``."""
+    out = Path(os.path.abspath(out))
     check_target(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
@@ -119,13 +162,29 @@ def write_run_dir(result: Result, out: Path, *, overwrite: bool = False) -> Path
                 if weights is not None:
                     tensors[f"loss_weights_{name}"] = weights
             save_file(_contiguous(tensors), str(tmp / "tensors.safetensors"))
-        if out.exists():
-            shutil.rmtree(out)
-        os.rename(tmp, out)
+        swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def swap_into_place(new: Path, out: Path) -> None:
+    """Rename the complete directory ``new`` to ``out``. An existing ``out`` (checked by
+    :func:`check_target`) is first renamed aside and removed only once ``new`` is in place, so a
+    failure at any point leaves either the old or the new run directory."""
+    if not out.exists():
+        os.rename(new, out)
+        return
+    old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
+    os.rename(out, old / "run")
+    try:
+        os.rename(new, out)
+    except BaseException:
+        os.rename(old / "run", out)
+        old.rmdir()
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def read_metrics(run_dir: str | Path) -> dict[str, Any]:
