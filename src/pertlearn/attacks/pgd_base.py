@@ -90,6 +90,7 @@ def normalize(t: torch.Tensor, p: float) -> torch.Tensor:
 IMAGE_CHUNK = 256
 """Default number of image-shaped samples attacked at once (see ``batch_size``)."""
 
+
 class TargetedPGD(Attack):
     """Iterative targeted attack minimizing the per-sample target loss (spec §3).
 

@@ -289,13 +289,25 @@ def report_command(run_dir: Path, out: Path | None) -> None:
 
 
 cli.add_command(data_group)  # issue 5: `pertlearn data download|info`
+
+
 @cli.command("theory")
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.option("--no-maps", is_flag=True, help="Skip the decision-map figure.")
-@click.option("--resolution", type=click.IntRange(min=2), default=81, show_default=True,
-              help="Decision-map grid points per axis.")
-@click.option("--chunk-size", type=click.IntRange(min=1), default=1024, show_default=True,
-              help="Rows per kernel block (bounds memory).")
+@click.option(
+    "--resolution",
+    type=click.IntRange(min=2),
+    default=81,
+    show_default=True,
+    help="Decision-map grid points per axis.",
+)
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(min=1),
+    default=1024,
+    show_default=True,
+    help="Rows per kernel block (bounds memory).",
+)
 @friendly_errors
 def theory_command(run_dir: Path, no_maps: bool, resolution: int, chunk_size: int) -> None:
     """Write theory.json and decision_map.png into RUN_DIR and add the theory metrics to its

@@ -53,9 +53,7 @@ class DataConfig(StrictModel):
     data_dir: str | None = Field(
         None, description="images: data directory (default $PERTLEARN_DATA, else the cache)"
     )
-    split: float = Field(
-        0.2, gt=0, lt=1, description="images, file: test fraction of the split"
-    )
+    split: float = Field(0.2, gt=0, lt=1, description="images, file: test fraction of the split")
     center: bool = Field(
         True, description="images, binary pipeline: subtract the data set's mean pixel"
     )

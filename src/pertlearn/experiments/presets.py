@@ -159,5 +159,6 @@ def load_config(
         raise ConfigError("--scale needs a preset: --preset NAME, or preset = NAME in the file")
     return validate_config(apply_overrides(tree, list(overrides)))
 
+
 import pertlearn.experiments.presets_iclr  # noqa: E402  (ICLR24 artificial presets)
 import pertlearn.experiments.presets_images  # noqa: E402, F401  (issue 5: image presets)

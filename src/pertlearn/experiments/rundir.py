@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from pertlearn.atomic import write_json
+
 if TYPE_CHECKING:
     from pertlearn.experiments.runner import Result
 
@@ -46,20 +48,6 @@ def versions() -> dict[str, str]:
         "python": platform.python_version(),
         "numpy": __import__("numpy").__version__,
     }
-
-
-def write_json(path: Path, payload: Any) -> None:
-    """Write ``payload`` as indented JSON to ``path`` atomically (temp file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=2, sort_keys=False)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 RUN_DIR_FILES = ("config.json", "metrics.json", "curves.json")

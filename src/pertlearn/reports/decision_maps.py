@@ -139,6 +139,7 @@ def draw_decision_map(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
+
     labels = dict(labels or {})
     coords = dmap.coords.detach().cpu().double()
     lo, hi = coords[0].item(), coords[-1].item()
