@@ -16,7 +16,7 @@ from benchmarks import baseline
 
 from pertlearn.attacks import GradientStep
 from pertlearn.experiments.presets import load_config
-from pertlearn.experiments.runner import run
+from pertlearn.experiments.pipelines import run
 from pertlearn.models import TwoLayerNet
 from pertlearn.theory import phi
 from pertlearn.training import TrainConfig

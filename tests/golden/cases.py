@@ -19,9 +19,9 @@ IMAGES_SMALL = [
     "data.n_train=300",
     "data.n_test=100",
     "data.n_noise=200",
-    "images.train_f.epochs=2",
-    "images.train_g.epochs=2",
-    "images.batch_size=100",
+    "train_f.epochs=2",
+    "train_g.epochs=2",
+    "craft_batch_size=100",
 ]
 
 CASES: dict[str, tuple[str, list[str]]] = {

@@ -16,8 +16,8 @@ from pertlearn.experiments.config import (
     apply_overrides,
     deep_merge,
     read_toml,
-    validate_config,
 )
+from pertlearn.experiments.pipelines import validate_config
 
 Scale = Literal["cpu", "paper"]
 SCALES: tuple[Scale, ...] = ("cpu", "paper")

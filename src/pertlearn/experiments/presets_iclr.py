@@ -66,7 +66,7 @@ def iclr_artificial(scale: Scale, norm: str, data: str) -> dict[str, Any]:
         "train_g": train_g,
         "attack": attack_tree(norm, size["dim"]),
         "targets": "random",
-        "controls": ["control_random"],
+        "controls": ["unperturbed_inputs"],
     }
 
 

@@ -142,14 +142,12 @@ def _iclr_images(scale: Scale, key: str, scenario: str, norm: str) -> dict[str, 
         "data": {"name": data, "split": 0.2, "n_noise": n_noise, **sizes},
         "model": model,
         "attack": {"name": attack_name, "eps": eps, "options": options},
-        "controls": ["control_random"] if scenario == "uniform" else [],
+        "controls": ["unperturbed_inputs"] if scenario == "uniform" else [],
         "save_tensors": save_tensors,
-        "images": {
-            "scenario": scenario,
-            "train_f": {**train, "epochs": f_epochs},
-            "train_g": {**train, "epochs": g_epochs, **g_lr},
-            "batch_size": 1000,
-        },
+        "scenario": scenario,
+        "train_f": {**train, "epochs": f_epochs},
+        "train_g": {**train, "epochs": g_epochs, **g_lr},
+        "craft_batch_size": 1000,
     }
 
 

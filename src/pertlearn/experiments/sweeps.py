@@ -50,8 +50,8 @@ from pertlearn.experiments.config import (
     parse_value,
     read_toml,
     set_key,
-    validate_config,
 )
+from pertlearn.experiments.pipelines import validate_config
 from pertlearn.experiments.presets import SCALES, preset_tree
 
 SPEC_KEYS = {"name", "description", "preset", "scale", "config", "seeds", "base", "grid", "zip"}
@@ -136,7 +136,7 @@ class Sweep:
         :class:`ConfigError` naming the first bad configuration; nothing is run."""
         base_config = self.base_config()
         for key in self.swept_keys:
-            check_key_exists(key)
+            check_key_exists(key, type(base_config))
         seeds = self.seeds if self.seeds is not None else [base_config.seed]
         points: list[Point] = []
         seen: dict[str, Point] = {}
@@ -186,19 +186,21 @@ def _is_mapping(annotation: Any) -> bool:
     return annotation is dict or typing.get_origin(annotation) is dict
 
 
-def check_key_exists(key: str) -> None:
-    """Raise :class:`ConfigError` unless dotted ``key`` names a field of
-    :class:`ExperimentConfig` (keys inside free-form tables such as ``attack.options`` pass)."""
+def check_key_exists(key: str, config_class: type[ExperimentConfig]) -> None:
+    """Raise :class:`ConfigError` unless dotted ``key`` names a field of ``config_class`` (the
+    sweep's pipeline config; keys inside free-form tables such as ``attack.options`` pass)."""
     if key == "seed":
         raise ConfigError("sweep axis 'seed': list seeds with `seeds = [...]`, not as an axis")
-    model: type[BaseModel] = ExperimentConfig
+    model: type[BaseModel] = config_class
+    pipeline = config_class.model_fields["pipeline"].default
     parts = key.split(".")
     for i, part in enumerate(parts):
         fields = model.model_fields
         if part not in fields:
             where = ".".join(parts[:i]) or "the top level"
             raise ConfigError(
-                f"sweep axis {key!r} names no config key ({part!r} is not a key of {where}); "
+                f"sweep axis {key!r} names no key of the {pipeline} pipeline "
+                f"({part!r} is not a key of {where}); "
                 "check its spelling (see `pertlearn presets --show NAME`)"
             )
         annotation = fields[part].annotation

@@ -1,27 +1,23 @@
-"""Perturbation learning on real images (spec §2 binary tasks, §4 ICLR24 image experiments).
+"""The ICLR24 image pipeline (Kumano et al., arXiv:2402.10470, Sec. 5.2).
 
-:func:`run_images` is the ``images`` pipeline (``pipeline = "images"``): K-class data
-(MNIST, Fashion-MNIST, CIFAR-10, or a class subset), a CNN f trained by mini-batch SGD, an
-adversarial set crafted against f with any registered attack, a fresh g trained only on it,
-and g measured on clean test images. Scenarios (``images.scenario``):
+K-class images (MNIST, Fashion-MNIST, CIFAR-10, or a class subset), a CNN f trained by
+mini-batch SGD, an adversarial set crafted against f with any registered attack, a fresh g
+trained only on it, and g measured on clean test images. Scenarios (``scenario``; Ilyas et al.
+arXiv:1905.02175 call the natural ones D_rand and D_det):
 
 - ``natural_rand``: the training images, each with a target drawn uniformly among the *other*
   classes;
 - ``natural_det``: the training images with target ``(y + 1) mod K``;
 - ``uniform``: ``data.n_noise`` images from ``U[0,1]^{C×H×W}`` with uniform random targets,
-  generated and attacked ``images.batch_size`` at a time (each batch from its own seeded
+  generated and attacked ``craft_batch_size`` at a time (each batch from its own seeded
   generator, so the control can regenerate the same noise instead of storing it).
 
-The fooling check (spec §4): ``fooling_rate`` is the share of adversarial images that f
-assigns to their target; ``fooling_rate_per_class`` the same per target class (keys are
-class indices as strings; for the natural scenarios ``fooling_rate_per_source_class`` groups
-by the true class as well).
+The fooling check: ``fooling_rate`` is the share of adversarial images that f assigns to their
+target; ``fooling_rate_per_class`` the same per target class (keys are class indices as
+strings; for the natural scenarios ``fooling_rate_per_source_class`` groups by the true class).
 
-:func:`binary_image_data` serves the NeurIPS24 binary tasks (MNIST 1 vs 2, Fashion-MNIST 0 vs
-9) to the ``neurips`` pipeline: flattened, ±1 labels, mean-centered pixels.
-
-Pixels stay in ``[0, 1]`` in this pipeline (the models normalize internally), so attacks clip
-to ``(0, 1)`` unless ``attack.options.clip`` says otherwise.
+Pixels stay in ``[0, 1]`` (the models normalize internally), so attacks clip to ``(0, 1)``
+unless ``attack.options.clip`` says otherwise.
 """
 
 from __future__ import annotations
@@ -30,15 +26,19 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from pydantic import Field, model_validator
 from torch import nn
+from tqdm.auto import tqdm
 
 from pertlearn.attacks import Attack, make_attack
-from pertlearn.data.images import ImageSplit, load_dataset, prepare
-from pertlearn.experiments.config import ExperimentConfig, ModelConfig
-from pertlearn.experiments.runner import DTYPES, Result
+from pertlearn.data.images import DATASETS
+from pertlearn.experiments.config import AttackConfig, ExperimentConfig, StrictModel
+from pertlearn.experiments.image_data import image_split
+from pertlearn.experiments.result import Result
+from pertlearn.experiments.stages import CONTROL_STAGE, DTYPES
 from pertlearn.metrics import predictions
 from pertlearn.models.cnn import build_image_model
 from pertlearn.seeding import resolve_device, stage_generator
@@ -48,48 +48,77 @@ ModelFactory = Callable[[tuple[int, int, int], int, torch.Generator], nn.Module]
 """``(in_shape (C, H, W), num_classes, generator) -> nn.Module`` returning logits ``(N, K)``."""
 
 
-# ----------------------------------------------------------------------------- data
+class ImageDataConfig(StrictModel):
+    """An image data set split 80/20 (``split``) by the run seed; ``n_train`` / ``n_test`` cap
+    the two parts; ``classes`` keeps a subset (relabeled in this order)."""
+
+    name: Literal["mnist", "fashion_mnist", "cifar10"] = "mnist"
+    dim: int = Field(784, ge=1, description="C·H·W, set from the data set")
+    n_train: int = Field(10_000_000, ge=2, description="cap on the training part")
+    n_test: int = Field(10_000_000, ge=1, description="cap on the test part")
+    n_noise: int = Field(
+        1000, ge=1, le=100_000_000, description="uniform scenario: noise images attacked"
+    )
+    classes: list[int] | None = Field(None, description="classes used (default: all)")
+    data_dir: str | None = Field(
+        None, description="data directory (default $PERTLEARN_DATA, else the cache)"
+    )
+    split: float = Field(0.2, gt=0, lt=1, description="test fraction of the split")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived_dim(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("name", "mnist") in DATASETS and "dim" not in data:
+            data = {**data, "dim": DATASETS[data.get("name", "mnist")].dim}
+        return data
+
+    @model_validator(mode="after")
+    def _checks(self) -> ImageDataConfig:
+        info = DATASETS[self.name]
+        if self.dim != info.dim:
+            raise ValueError(f"{self.name} images have dimension {info.dim}; leave data.dim out")
+        if self.classes is not None:
+            bad = [c for c in self.classes if not 0 <= c < info.num_classes]
+            if bad or len(set(self.classes)) != len(self.classes) or len(self.classes) < 2:
+                raise ValueError(
+                    f"classes must be at least two distinct classes in 0..{info.num_classes - 1}"
+                    f", got {self.classes}"
+                )
+        return self
 
 
-def image_split(config: ExperimentConfig, *, binary: bool, dtype: torch.dtype) -> ImageSplit:
-    """Load ``config.data`` and split it stratified with the run seed (stage ``data_split``).
+class ImageModelConfig(StrictModel):
+    """``small_cnn`` (options ``width``, ``hidden``), ``iclr_resnet`` (the ICLR24 residual CNN
+    for MNIST / Fashion-MNIST), ``wide_resnet`` (``depth``, ``widen``, ``dropout``) or
+    ``custom`` (``options.factory = "package.module:function"``, the user's own network)."""
 
-    ``binary``: ±1 labels, flattened, mean-centered when ``data.center`` (NeurIPS24 tasks);
-    otherwise class labels ``0..K-1`` and images ``(N, C, H, W)`` with pixels in ``[0, 1]``."""
-    data = config.data
-    loaded = load_dataset(data.name, data.data_dir)
-    classes = data.classes
-    if binary and classes is None:
-        raise ValueError(
-            "the neurips pipeline needs a binary task: set data.classes to two classes, "
-            "e.g. [1, 2] for MNIST 1 vs 2"
-        )
-    return prepare(
-        loaded,
-        classes=classes,
-        test_fraction=data.split,
-        generator=stage_generator(config.seed, "data_split"),
-        n_train=data.n_train,
-        n_test=data.n_test,
-        binary=binary,
-        center=binary and data.center,
-        flatten=binary,
-        dtype=dtype,
+    name: Literal["small_cnn", "iclr_resnet", "wide_resnet", "custom"] = "small_cnn"
+    options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments")
+
+
+class ImagesConfig(ExperimentConfig):
+    """The ``images`` pipeline's config (module docstring). ``train_f`` / ``train_g``: the
+    mini-batch training of f and of g (and of the control). ``craft_batch_size``: images
+    generated and attacked at once. ``checkpoint_dir``: per-epoch checkpoints of every network
+    (sub-folders ``f``, ``g``, ``unperturbed_inputs``) so a killed run resumes."""
+
+    pipeline: Literal["images"] = "images"
+    data: ImageDataConfig = Field(default_factory=ImageDataConfig)
+    model: ImageModelConfig = Field(default_factory=ImageModelConfig)
+    model_g: ImageModelConfig | None = Field(None, description="g's network; None: same as f")
+    train_f: MinibatchConfig = Field(default_factory=MinibatchConfig)
+    train_g: MinibatchConfig = Field(default_factory=MinibatchConfig)
+    attack: AttackConfig = Field(default_factory=lambda: AttackConfig(name="pgd_l2", eps=2.0))
+    scenario: Literal["natural_rand", "natural_det", "uniform"] = "natural_rand"
+    controls: list[Literal["unperturbed_inputs"]] = Field(default_factory=list)
+    craft_batch_size: int = Field(1000, ge=1, description="images generated/attacked per batch")
+    checkpoint_dir: str | None = Field(None, description="resumable per-epoch checkpoints")
+    degenerate_threshold: float = Field(
+        0.95, gt=0, le=1, description="g is degenerate when one class exceeds this share"
     )
 
 
-def binary_image_data(
-    config: ExperimentConfig, stage: str, dtype: torch.dtype
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(x (N, C·H·W), y (N,) ±1)`` of the train (``stage = "data_train"``) or test part of a
-    binary image task, for :func:`pertlearn.experiments.runner.make_dataset`."""
-    split = image_split(config, binary=True, dtype=dtype)
-    if stage == "data_train":
-        return split.x_train, split.y_train
-    return split.x_test, split.y_test
-
-
-# ----------------------------------------------------------------------------- targets
+# ----------------------------------------------------------------------------- stages
 
 
 def draw_image_targets(
@@ -141,7 +170,7 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int) ->
 
 
 def run_images(
-    config: ExperimentConfig,
+    config: ImagesConfig,
     *,
     progress: bool = False,
     model_factory: ModelFactory | None = None,
@@ -154,18 +183,11 @@ def run_images(
     to logits ``(N, K)``.
     """
     start_time = time.perf_counter()
-    from pertlearn.data.images import DATASETS
-
-    if config.data.name not in DATASETS:
-        raise ValueError(
-            f"the images pipeline needs image data (mnist, fashion_mnist, cifar10), "
-            f"got data.name = {config.data.name!r}"
-        )
     device = resolve_device(config.device)
     dtype = DTYPES[config.dtype]
     seed = config.seed
-    cfg = config.images
-    split = image_split(config, binary=False, dtype=dtype)
+    cfg = config
+    split = image_split(config.data, seed, binary=False, center=False, dtype=dtype)
     info = split.info
     num_classes = len(split.classes)
     in_shape = info.shape
@@ -174,16 +196,11 @@ def run_images(
     ckpt_root = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
     eval_batch = max(cfg.train_f.eval_batch_size, 1)
 
-    def new_model(name: str, model_config: ModelConfig) -> nn.Module:
-        generator = stage_generator(seed, f"init_{name}")
+    def new_model(stage: str, model_config: ImageModelConfig) -> nn.Module:
+        generator = stage_generator(seed, f"init_{stage}")
         if model_factory is not None:
             model = model_factory(in_shape, num_classes, generator)
         else:
-            if model_config.name in ("two_layer", "one_hidden"):
-                raise ValueError(
-                    f"model.name = {model_config.name!r} is a binary network; the images "
-                    "pipeline needs an image model (small_cnn, iclr_resnet, wide_resnet, custom)"
-                )
             model = build_image_model(
                 model_config.name,
                 in_shape,
@@ -197,12 +214,14 @@ def run_images(
 
     def train(
         name: str,
-        model_config: ModelConfig,
+        model_config: ImageModelConfig,
         x: torch.Tensor,
         y: torch.Tensor,
         train_cfg: MinibatchConfig,
+        stage: str | None = None,
     ) -> tuple[nn.Module, MinibatchResult]:
-        model = new_model(name, model_config)
+        stage = stage or name
+        model = new_model(stage, model_config)
         history = fit_minibatch(
             model,
             x,
@@ -210,7 +229,7 @@ def run_images(
             train_cfg,
             x_val=x_test,
             y_val=y_test,
-            generator=stage_generator(seed, f"batches_{name}"),
+            generator=stage_generator(seed, f"batches_{stage}"),
             name=name,
             progress=progress,
             checkpoint_dir=ckpt_root / name if ckpt_root else None,
@@ -231,12 +250,13 @@ def run_images(
     if scenario == "uniform":
         n_adv = config.data.n_noise
         y_adv = torch.randint(0, num_classes, (n_adv,), generator=targets_gen).to(device)
-        batches = noise_batches(n_adv, in_shape, cfg.batch_size, seed)
+        batches = noise_batches(n_adv, in_shape, cfg.craft_batch_size, seed)
     else:
         n_adv = x_train.shape[0]
         y_adv = draw_image_targets(scenario, y_train, num_classes, targets_gen)
         batches = [
-            (s, min(cfg.batch_size, n_adv - s), attack_gen) for s in range(0, n_adv, cfg.batch_size)
+            (s, min(cfg.craft_batch_size, n_adv - s), attack_gen)
+            for s in range(0, n_adv, cfg.craft_batch_size)
         ]
 
     def clean_batch(start: int, size: int, generator: torch.Generator) -> torch.Tensor:
@@ -292,19 +312,21 @@ def run_images(
     curves: dict[str, Any] = {"f": f_history, "g": g_history}
 
     # Control g': the same inputs without the perturbation, the same targets.
-    if "control_random" in config.controls:
+    if "unperturbed_inputs" in config.controls:
         if scenario == "uniform":
             clean_inputs = torch.empty_like(x_adv)
-            for start, size, generator in noise_batches(n_adv, in_shape, cfg.batch_size, seed):
+            for start, size, generator in noise_batches(
+                n_adv, in_shape, cfg.craft_batch_size, seed
+            ):
                 clean_inputs[start : start + size] = clean_batch(start, size, generator)
         else:
             clean_inputs = x_train
         control, control_history = train(
-            "control_random", g_model_config, clean_inputs, y_adv, cfg.train_g
+            "unperturbed_inputs", g_model_config, clean_inputs, y_adv, cfg.train_g, CONTROL_STAGE
         )
         del clean_inputs
-        models["control_random"] = control
-        curves["control_random"] = control_history
+        models["unperturbed_inputs"] = control
+        curves["unperturbed_inputs"] = control_history
         metrics["control_g_acc_train"] = _accuracy(control, x_train, y_train, eval_batch)
         metrics["control_g_acc_test"] = _accuracy(control, x_test, y_test, eval_batch)
         metrics["control_g_best_acc_test"] = control_history.best_val_acc
@@ -322,6 +344,4 @@ def run_images(
 
 
 def _bar(total: int, desc: str, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, desc=desc, unit="img", disable=not enabled, leave=False)

@@ -23,7 +23,11 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from pertlearn.reports.decision_maps import Scorer, decision_map, plot_decision_map
+from pertlearn.analysis.decision_maps import Scorer, decision_map, plot_decision_map
+from pertlearn.atomic import write_json
+from pertlearn.experiments.config import ModelConfig
+from pertlearn.experiments.rundir import read_metrics
+from pertlearn.experiments.stages import build_model
 from pertlearn.theory import iclr
 from pertlearn.theory.kernel import DEFAULT_CHUNK
 from pertlearn.theory.neurips import (
@@ -86,9 +90,6 @@ class RunData:
 
 
 def _model(config: dict[str, Any], state: dict[str, torch.Tensor], dim: int) -> nn.Module:
-    from pertlearn.experiments.config import ModelConfig
-    from pertlearn.experiments.runner import build_model
-
     model_config = ModelConfig.model_validate(config)
     dtype = state["weight"].dtype
     model = build_model(model_config, dim, torch.Generator().manual_seed(0), dtype)
@@ -465,7 +466,6 @@ def write_theory(
     """Compute the theory of the run in ``run_dir`` and write ``theory.json``,
     ``decision_map.png`` (``maps``) and the theory metrics into its ``metrics.json``.
     Returns the theory metrics."""
-    from pertlearn.experiments.rundir import read_metrics, write_json
 
     run_dir = Path(run_dir)
     run = load_run(run_dir)
