@@ -7,7 +7,13 @@ from pertlearn.experiments.config import (
     ExperimentConfig,
     ModelConfig,
 )
-from pertlearn.experiments.presets import PRESETS, load_config, preset_tree, register_preset
+from pertlearn.experiments.presets import (
+    PRESETS,
+    load_config,
+    preset_tree,
+    presets,
+    sweep_presets,
+)
 from pertlearn.experiments.rundir import RunDirExistsError, read_metrics, read_tensors
 from pertlearn.experiments.runner import Result, build_model, run
 
@@ -23,8 +29,9 @@ __all__ = [
     "build_model",
     "load_config",
     "preset_tree",
+    "presets",
     "read_metrics",
     "read_tensors",
-    "register_preset",
     "run",
+    "sweep_presets",
 ]
