@@ -211,10 +211,10 @@ def registry() -> Registry:
         for table, new, kind in pairs:
             for name, file in new.items():
                 if name in table:
+                    inherit = f' (or inherit it: preset = "{name}")' if kind == "preset" else ""
                     raise ConfigError(
-                        f"preset file {file.source}: {kind} name {name!r} is taken by "
-                        f"{table[name].source}; rename the file (to change a built-in preset, "
-                        f'inherit it: preset = "{name}")'
+                        f"preset file {file.source}: the {kind} name {name!r} is taken by "
+                        f"{table[name].source}; rename the file{inherit}"
                     )
                 table[name] = file
     return Registry(presets, sweeps)
