@@ -7,13 +7,7 @@ from pertlearn.experiments.config import (
     ExperimentConfig,
     ModelConfig,
 )
-from pertlearn.experiments.presets import (
-    PRESETS,
-    load_config,
-    preset_tree,
-    presets,
-    sweep_presets,
-)
+from pertlearn.experiments.presets import PRESETS, load_config, preset_tree, sweep_presets
 from pertlearn.experiments.rundir import RunDirExistsError, read_metrics, read_tensors
 from pertlearn.experiments.runner import Result, build_model, run
 
@@ -29,7 +23,6 @@ __all__ = [
     "build_model",
     "load_config",
     "preset_tree",
-    "presets",
     "read_metrics",
     "read_tensors",
     "run",

@@ -60,13 +60,13 @@ SCALES: tuple[Scale, ...] = ("cpu", "paper")
 ENV_VAR = "PERTLEARN_PRESETS"
 """Environment variable: user preset directories, separated by ``os.pathsep``."""
 SWEEP_FOLDER = "sweeps"
-PRESET_KEYS = ("summary", "preset", "scale")
-"""Keys of a preset file that are not config keys."""
+"""Top folder of a preset root that holds the sweep presets."""
 
 
 @dataclass(frozen=True)
 class PresetFile:
-    """One preset TOML file, as read: its ``data`` without ``summary``, ``preset``, ``scale``."""
+    """One preset (or sweep preset) file as read: ``common`` holds its keys except ``summary``,
+    ``scale`` and (experiment presets) ``preset``; ``scales`` its ``[scale.*]`` tables."""
 
     name: str
     source: str
@@ -348,5 +348,11 @@ def check_preset(name: str, tree: dict[str, Any]) -> None:
     try:
         validate_config(tree)
     except ConfigError as err:
-        source = registry().presets[name].source
-        raise ConfigError(f"preset {name!r} ({source}): {err}") from None
+        files = registry().presets
+        bases: list[str] = []
+        base = files[name].base
+        while base is not None and base in files and base not in bases:
+            bases.append(base)
+            base = files[base].base
+        inherits = f", which inherits {', '.join(bases)}" if bases else ""
+        raise ConfigError(f"preset {name!r} ({files[name].source}{inherits}): {err}") from None
