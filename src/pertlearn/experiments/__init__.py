@@ -14,7 +14,7 @@ from pertlearn.experiments.pipelines import (
     run,
     validate_config,
 )
-from pertlearn.experiments.presets import PRESETS, load_config, preset_tree
+from pertlearn.experiments.presets import PRESETS, load_config, preset_tree, sweep_presets
 from pertlearn.experiments.result import Result
 from pertlearn.experiments.rundir import RunDirExistsError, read_metrics, read_tensors
 from pertlearn.experiments.stages import build_model
@@ -39,5 +39,6 @@ __all__ = [
     "read_tensors",
     "register_pipeline",
     "run",
+    "sweep_presets",
     "validate_config",
 ]

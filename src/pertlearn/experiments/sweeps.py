@@ -1,6 +1,7 @@
 """Sweeps: a base config and axes over any config keys, expanded into validated configs.
 
-A sweep spec is a TOML file (or a dict, or a registered sweep preset)::
+A sweep spec is a TOML file (or a dict, or a sweep preset: a TOML file shipped in the package or
+found in ``PERTLEARN_PRESETS``, see :mod:`pertlearn.experiments.presets`)::
 
     name = "shifted-gauss-dim"
     preset = "neurips-shifted-gauss-a"   # base experiment preset (optional)
@@ -31,12 +32,13 @@ two configurations resolving to the same config raise one :class:`ConfigError`.
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import itertools
 import json
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,7 +54,7 @@ from pertlearn.experiments.config import (
     set_key,
 )
 from pertlearn.experiments.pipelines import validate_config
-from pertlearn.experiments.presets import SCALES, preset_tree
+from pertlearn.experiments.presets import SCALES, preset_tree, sweep_presets
 
 SPEC_KEYS = {"name", "description", "preset", "scale", "config", "seeds", "base", "grid", "zip"}
 SPEC_KEYS |= {"report"}
@@ -377,41 +379,7 @@ def parse_sweep(
     )
 
 
-# ------------------------------------------------------------------------ presets
-
-
-@dataclass(frozen=True)
-class SweepPreset:
-    name: str
-    summary: str
-    build: Callable[[str], dict[str, Any]]
-
-
-SWEEPS: dict[str, SweepPreset] = {}
-
-
-def register_sweep(
-    name: str, summary: str
-) -> Callable[[Callable[[str], dict[str, Any]]], SweepPreset]:
-    """Decorator: register ``build(scale) -> sweep spec`` as sweep preset ``name``. The spec
-    is only built (and its base preset looked up) when the sweep is loaded."""
-
-    def decorate(build: Callable[[str], dict[str, Any]]) -> SweepPreset:
-        preset = SweepPreset(name, summary, build)
-        SWEEPS[name] = preset
-        return preset
-
-    return decorate
-
-
-def _ensure_sweep_presets() -> None:
-    import pertlearn.experiments.sweep_presets  # noqa: F401  (registers the presets)
-
-
-def sweep_presets() -> dict[str, SweepPreset]:
-    """All registered sweep presets."""
-    _ensure_sweep_presets()
-    return SWEEPS
+# ------------------------------------------------------------------------ loading
 
 
 def load_sweep(
@@ -432,8 +400,6 @@ def load_sweep(
     presets = sweep_presets()
     name = str(source)
     if name not in presets:
-        import difflib
-
         close = difflib.get_close_matches(name, presets, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise ConfigError(
