@@ -61,7 +61,7 @@ class DataConfig(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _image_dim(cls, data: Any) -> Any:
-        from pertlearn.data.images import DATASETS
+        from pertlearn.data.catalogue import DATASETS
 
         if isinstance(data, dict) and data.get("name") in DATASETS and "dim" not in data:
             data = {**data, "dim": DATASETS[data["name"]].dim}
@@ -76,7 +76,7 @@ class DataConfig(StrictModel):
 
     @model_validator(mode="after")
     def _image_checks(self) -> DataConfig:
-        from pertlearn.data.images import DATASETS
+        from pertlearn.data.catalogue import DATASETS
 
         info = DATASETS.get(self.name)
         if info is not None and self.dim != info.dim:

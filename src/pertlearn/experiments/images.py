@@ -154,7 +154,7 @@ def run_images(
     to logits ``(N, K)``.
     """
     start_time = time.perf_counter()
-    from pertlearn.data.images import DATASETS
+    from pertlearn.data.catalogue import DATASETS
 
     if config.data.name not in DATASETS:
         raise ValueError(
