@@ -94,8 +94,8 @@ def read_idx(
                 f"{str(path)!r}: header declares shape {shape} = {expected} bytes of data, "
                 f"more than the {max_bytes} accepted; the file is corrupt"
             )
-        body = bytearray(expected)
-        got = reader.readinto(memoryview(body))
+        body = reader.read(expected)
+        got = len(body)
         if got < expected:
             raise DataError(
                 f"{str(path)!r} is truncated: header says shape {shape} = {expected} bytes "

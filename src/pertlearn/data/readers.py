@@ -26,7 +26,7 @@ _CHUNK = 1 << 20
 class DataReader:
     """A data file opened for reading, decompressed on the fly when it is gzip.
 
-    Use as a context manager; :meth:`read` and :meth:`readinto` raise :class:`DataError`
+    Use as a context manager; :meth:`read` and :meth:`at_end` raise :class:`DataError`
     (naming the file) for an unreadable file or a corrupt / truncated gzip stream.
     """
 
@@ -72,26 +72,21 @@ class DataReader:
         reason = err.strerror if isinstance(err, OSError) and err.strerror else err
         return DataError(f"cannot read {str(self.path)!r}: {reason}")
 
-    def readinto(self, buffer: memoryview) -> int:
-        """Fill ``buffer`` from the file; returns the bytes read (fewer only at its end)."""
+    def read(self, size: int) -> bytearray:
+        """Up to ``size`` bytes (fewer only at the end of the data), read in chunks so that
+        memory follows the data actually present, not the size asked for."""
         if self._stream is None:
             raise RuntimeError("DataReader used outside its with-block")
-        done = 0
+        data = bytearray()
         try:
-            while done < len(buffer):
-                count = self._stream.readinto(buffer[done : done + _CHUNK])
-                if not count:
+            while len(data) < size:
+                block = self._stream.read(min(_CHUNK, size - len(data)))
+                if not block:
                     break
-                done += count
+                data += block
         except (OSError, EOFError, zlib.error) as err:
             raise self._read_error(err) from None
-        return done
-
-    def read(self, size: int) -> bytes:
-        """Up to ``size`` bytes (fewer only at the end of the data)."""
-        buffer = bytearray(size)
-        count = self.readinto(memoryview(buffer))
-        return bytes(buffer[:count])
+        return data
 
     def at_end(self) -> bool:
         """Whether all the data has been read (reads one byte to find out)."""
@@ -102,7 +97,7 @@ def read_capped(path: str | Path, limit: int, what: str) -> bytes:
     """The whole (decompressed) content of ``path``, refused with :class:`DataError` when it
     exceeds ``limit`` bytes (``what`` names the kind of file in the message)."""
     with DataReader(path) as reader:
-        data = reader.read(limit)
+        data = bytes(reader.read(limit))
         if len(data) == limit and not reader.at_end():
             raise DataError(
                 f"{str(path)!r} holds more than {limit} bytes, more than {what} can; "
