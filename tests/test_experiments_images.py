@@ -191,7 +191,7 @@ def test_image_presets_build(scale: str) -> None:
 def test_paper_scale_model_instantiates_and_trains_one_step(dataset: str) -> None:
     """Paper-scale models (ICLR24 residual CNN; WRN-28-10) do one SGD step on 4 images."""
     config = load_config(preset=f"iclr-{dataset}-natural-rand-l2", scale="paper")
-    from pertlearn.data.images import DATASETS
+    from pertlearn.data.catalogue import DATASETS
 
     info = DATASETS[config.data.name]
     model = build_image_model(

@@ -165,8 +165,8 @@ def test_default_axes_fall_back_for_symmetric_class_means() -> None:
 
 
 def test_single_run_report_with_decision_map_and_samples(tmp_path: Path) -> None:
-    from pertlearn.experiments.presets import load_config
     from pertlearn.experiments.pipelines import run
+    from pertlearn.experiments.presets import load_config
 
     config = load_config(
         preset="quickstart",

@@ -93,10 +93,10 @@ def test_theory_from_in_memory_result_matches_run_dir(tmp_path) -> None:
 def test_theory_of_a_noise_perturbing_run_without_test_labels() -> None:
     """ICLR24 artificial layout: g trains on perturbed noise ``x_adv = x_noise + η``; the run
     stores ``x_noise`` and neither ``g_inputs`` nor ``y_test``."""
+    from pertlearn.analysis.theory import RunData, compute_theory
     from pertlearn.attacks import GradientStep
     from pertlearn.data.synthetic import balanced_signs, gauss
     from pertlearn.models import OneHiddenNet
-    from pertlearn.analysis.theory import RunData, compute_theory
     from pertlearn.training import TrainConfig, fit
 
     gen = torch.Generator().manual_seed(0)

@@ -23,9 +23,11 @@ def data_group() -> None:
 @friendly_errors
 def download_command(name: str, data_dir: Path | None, quiet: bool) -> None:
     """Download the official files of NAME and verify their SHA-256 checksums."""
-    from pertlearn.data.images import download
+    from pertlearn.data.download import download
 
-    folder = download(name, data_dir, progress=not quiet)
+    folder = download(
+        name, data_dir, progress=not quiet, echo=lambda line: click.echo(line, err=True)
+    )
     click.echo(f"{name}: verified files in {folder}")
 
 

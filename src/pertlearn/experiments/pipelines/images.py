@@ -34,7 +34,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from pertlearn.attacks import Attack, make_attack
-from pertlearn.data.images import DATASETS
+from pertlearn.data.catalogue import DATASETS
 from pertlearn.experiments.config import AttackConfig, ExperimentConfig, StrictModel
 from pertlearn.experiments.image_data import image_split
 from pertlearn.experiments.result import Result

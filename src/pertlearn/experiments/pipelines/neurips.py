@@ -20,8 +20,8 @@ from torch import nn
 
 from pertlearn.attacks import RandomL2, fooling_rate, make_attack
 from pertlearn.data import SYNTHETIC, shifted_gauss
+from pertlearn.data.catalogue import DATASETS
 from pertlearn.data.files import file_split, tensor_file_dim
-from pertlearn.data.images import DATASETS
 from pertlearn.experiments.config import (
     AttackConfig,
     ExperimentConfig,
