@@ -54,10 +54,11 @@ class _Captured(Exception):
 
 def classifier_layer(model: nn.Module) -> str | None:
     """Name of the layer whose input is ``model``'s penultimate representation, by steps 3–4 of
-    the protocol (built-in CNNs, ``nn.Sequential``); ``None`` if neither applies."""
-    name = CLASSIFIER_LAYERS.get(type(model))
-    if name is not None:
-        return name
+    the protocol (built-in CNNs and their subclasses, ``nn.Sequential``); ``None`` if neither
+    applies."""
+    for cls in type(model).__mro__:
+        if cls in CLASSIFIER_LAYERS:
+            return CLASSIFIER_LAYERS[cls]
     if isinstance(model, nn.Sequential) and len(model) > 0:
         return str(len(model) - 1)
     return None

@@ -36,6 +36,12 @@ def test_small_cnn_representation_matches_manual_forward(gen: torch.Generator) -
     torch.testing.assert_close(representation(model, x, layer="head.2", take="output"), manual)
     assert representation(model, x).shape == (5, 16)
 
+    class Mine(SmallCNN):
+        pass
+
+    assert classifier_layer(Mine((1, 12, 12), 10, width=4, hidden=16)) == "head.3"
+    assert classifier_layer(nn.Linear(3, 2)) is None
+
 
 def test_residual_net_representation_is_pooled_features(gen: torch.Generator) -> None:
     model = ICLRResNet((1, 8, 8), 10, generator=gen).eval()
