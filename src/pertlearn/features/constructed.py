@@ -112,6 +112,8 @@ def representation(
         raise ValueError(f"take must be 'input' or 'output', got {take!r}")
     if x.ndim < 2:
         raise ValueError(f"inputs must have shape (N, ...), got {tuple(x.shape)}")
+    if layer is None and take != "input":
+        raise ValueError("take='output' needs layer='<name of the layer before the classifier>'")
     if layer is None:
         method = getattr(model, "penultimate", None)
         if callable(method) and not isinstance(method, nn.Module):
@@ -120,7 +122,6 @@ def representation(
                 raise ValueError(f"{type(model).__name__}.penultimate returned a non-tensor")
             return _flat(out, x.shape[0], "penultimate()")
         layer = classifier_layer(model)
-        take = "input"
         if layer is None:
             raise ValueError(
                 f"cannot locate the penultimate layer of {type(model).__name__}: pass "

@@ -90,6 +90,8 @@ def test_representation_errors(gen: torch.Generator) -> None:
         representation(Opaque(), x, layer="unused")
     with pytest.raises(ValueError, match="take"):
         representation(Opaque(), x, layer="lin", take="middle")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="needs layer"):
+        representation(Opaque(), x, take="output")
     torch.testing.assert_close(representation(Opaque(), x, layer="lin"), x)
 
 
