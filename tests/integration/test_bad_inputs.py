@@ -1,0 +1,268 @@
+"""Bad input, one table: each row is one mistake a user can make, the fragment of the one-line
+message that must name it, exit status 2, and nothing written (no run directory, no runs/)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from pertlearn.cli.main import cli
+
+FAST = ["--set", "train_f.epochs=3", "--set", "train_g.epochs=3", "--set", "data.n_train=20"]
+MNIST_A = ["--preset", "neurips-mnist-a"]
+IMAGES = ["--preset", "iclr-mnist-natural-rand-l2"]
+ARTIFICIAL = ["--preset", "iclr-artificial-l2-uniform"]
+
+
+def run_set(*pairs: str) -> list[str]:
+    args = ["run", "--preset", "quickstart", *FAST]
+    for pair in pairs:
+        args += ["--set", pair]
+    return args
+
+
+# (id, command line, message fragment)
+CONFIG_ROWS: list[tuple[str, list[str], str]] = [
+    ("width-bool", run_set("model.width=true"), "model.width"),
+    ("width-zero", run_set("model.width=0"), "model.width"),
+    ("width-negative", run_set("model.width=-5"), "model.width"),
+    ("width-float", run_set("model.width=2.5"), "model.width"),
+    ("width-huge", run_set("model.width=1000000000"), "model.width"),
+    ("epochs-1e21", run_set("train_f.epochs=1e21"), "train_f.epochs"),
+    ("epochs-zero", run_set("train_g.epochs=0"), "train_g.epochs"),
+    ("shift-nan", run_set("data.shift=nan"), "data.shift"),
+    ("eps-inf", run_set("attack.eps=inf"), "attack.eps"),
+    ("eps-negative", run_set("attack.eps=-1"), "attack.eps"),
+    ("lr-zero", run_set("train_f.lr=0"), "train_f.lr"),
+    ("lr-nan", run_set("train_f.lr=nan"), "train_f.lr"),
+    ("momentum-1.5", run_set("train_f.momentum=1.5"), "train_f.momentum"),
+    ("dim-zero", run_set("data.dim=0"), "data.dim"),
+    ("n-train-one", run_set("data.n_train=1"), "data.n_train"),
+    ("n-test-huge", run_set("data.n_test=1000000000000"), "data.n_test"),
+    ("seed-negative", run_set("seed=-1"), "seed"),
+    ("device-cuda-abc", run_set("device='cuda:abc'"), "device"),
+    ("device-mps", run_set("device='mps'"), "device"),
+    ("dtype-float16", run_set("dtype='float16'"), "dtype"),
+    ("targets-unknown", run_set("targets='sideways'"), "targets"),
+    ("scenario-unknown", run_set("scenario='c'"), "scenario"),
+    ("control-unknown", run_set("controls=['nope']"), "controls"),
+    ("control-of-other-pipeline", run_set("controls=['unperturbed_inputs']"), "controls"),
+    ("attack-unknown", run_set("attack.name='nope'"), "unknown attack"),
+    ("model-unknown", run_set("model.name='resnet'"), "model.name"),
+    ("image-model-in-neurips", run_set("model.name='small_cnn'"), "model.name"),
+    ("data-unknown", run_set("data.name='imagenet'"), "data.name"),
+    ("classes-on-synthetic", run_set("data.classes=[1, 2]"), "data.classes is not used"),
+    ("path-on-synthetic", run_set("data.path='x'"), "data.path is not used"),
+    ("images-table-on-neurips", run_set("images.scenario='natural_det'"), "images: unknown key"),
+    ("n-noise-on-neurips", run_set("data.n_noise=10"), "data.n_noise: unknown key"),
+    ("pipeline-unknown", run_set("pipeline='nope'"), "unknown pipeline"),
+    ("odd-one-hidden", run_set("model.name='one_hidden'", "model.width=3"), "even width"),
+    ("file-without-path", run_set("data.name='file'"), "needs data.path"),
+    ("file-missing", run_set("data.name='file'", "data.path='missing.safetensors'"), "missing"),
+    ("threshold-low", run_set("degenerate_threshold=0.3"), "degenerate_threshold"),
+    ("batch-size-zero", run_set("train_f.batch_size=0"), "train_f.batch_size"),
+    ("plateau-factor-one", run_set("train_f.plateau_factor=1.0"), "train_f.plateau_factor"),
+    ("slope-one", run_set("model.slope=1.0"), "model.slope"),
+    ("unknown-top-key", run_set("foo=1"), "foo: unknown key"),
+    ("misspelt-key", run_set("model.widht=3"), "model.widht: unknown key"),
+    ("override-without-equals", run_set("model.width"), "not of the form key=value"),
+    ("override-empty-part", run_set("a..b=1"), "invalid key"),
+    ("override-into-value", run_set("model.width.x=1"), "is not a table"),
+    ("eps-per-dim-above-one", run_set("attack.eps_per_dim=2"), "attack.eps_per_dim"),
+    ("artificial-flip-targets", ["run", *ARTIFICIAL, "--set", "targets='flip'"], "targets"),
+    ("artificial-scenario", ["run", *ARTIFICIAL, "--set", "scenario='on_original'"], "scenario"),
+    (
+        "artificial-cross-entropy",
+        ["run", *ARTIFICIAL, "--set", "train_f.loss='cross_entropy'"],
+        "margin loss",
+    ),
+    ("artificial-image-data", ["run", *ARTIFICIAL, "--set", "data.name='mnist'"], "data.name"),
+    ("mnist-split", ["run", *MNIST_A, "--set", "data.split=1.5"], "data.split"),
+    ("mnist-classes", ["run", *MNIST_A, "--set", "data.classes=[1, 10]"], "classes"),
+    ("mnist-dim", ["run", *MNIST_A, "--set", "data.dim=100"], "dimension 784"),
+    ("images-craft-batch", ["run", *IMAGES, "--set", "craft_batch_size=0"], "craft_batch_size"),
+    ("images-epochs", ["run", *IMAGES, "--set", "train_f.epochs=0"], "train_f.epochs"),
+    ("images-scenario", ["run", *IMAGES, "--set", "scenario='natural'"], "scenario"),
+    ("images-targets-key", ["run", *IMAGES, "--set", "targets='random'"], "targets: unknown key"),
+    ("images-binary-model", ["run", *IMAGES, "--set", "model.name='two_layer'"], "model.name"),
+    ("images-synthetic-data", ["run", *IMAGES, "--set", "data.name='gauss'"], "data.name"),
+    ("preset-unknown", ["run", "--preset", "quickstrat"], "unknown preset"),
+    ("sweep-preset-unknown", ["sweep", "neurips-nope", "--dry-run"], "neither a sweep file"),
+]
+
+# Rows whose input is a file: (id, writer(tmp) -> command line, fragment)
+FileRow = tuple[str, Callable[[Path], list[str]], str]
+
+
+def _toml(text: str) -> Callable[[Path], list[str]]:
+    def make(tmp: Path) -> list[str]:
+        path = tmp / "c.toml"
+        path.write_text(text)
+        return ["run", str(path), *FAST]
+
+    return make
+
+
+def _bytes(data: bytes, command: str = "run") -> Callable[[Path], list[str]]:
+    def make(tmp: Path) -> list[str]:
+        path = tmp / "c.toml"
+        path.write_bytes(data)
+        return [command, str(path)] + (FAST if command == "run" else ["--dry-run"])
+
+    return make
+
+
+def _sweep(text: str, *extra: str) -> Callable[[Path], list[str]]:
+    def make(tmp: Path) -> list[str]:
+        path = tmp / "s.toml"
+        path.write_text(text)
+        return ["sweep", str(path), *(extra or ["--dry-run"])]
+
+    return make
+
+
+def _missing_config(tmp: Path) -> list[str]:
+    return ["run", str(tmp / "nope.toml")]
+
+
+def _directory_config(tmp: Path) -> list[str]:
+    (tmp / "dir.toml").mkdir()
+    return ["run", str(tmp / "dir.toml")]
+
+
+def _file_data(content: bytes) -> Callable[[Path], list[str]]:
+    def make(tmp: Path) -> list[str]:
+        path = tmp / "data.safetensors"
+        path.write_bytes(content)
+        return run_set("data.name='file'", f"data.path={json.dumps(str(path))}")
+
+    return make
+
+
+def _truncated_mnist(tmp: Path) -> list[str]:
+    folder = tmp / "data" / "mnist"
+    folder.mkdir(parents=True)
+    source = Path(__file__).parents[1] / "data" / "mnist"
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        raw = gzip.decompress((source / name).read_bytes())
+        (folder / name).write_bytes(gzip.compress(raw[: len(raw) // 2]))
+    return ["run", *MNIST_A, "--data-dir", str(tmp / "data")]
+
+
+def _empty_data_dir(tmp: Path) -> list[str]:
+    (tmp / "empty").mkdir()
+    return ["run", *MNIST_A, "--data-dir", str(tmp / "empty")]
+
+
+def _out_under_a_file(tmp: Path) -> list[str]:
+    (tmp / "file.txt").write_text("x")
+    return ["run", "--preset", "quickstart", *FAST, "--out", str(tmp / "file.txt" / "run")]
+
+
+def _theory_on_folder(tmp: Path) -> list[str]:
+    (tmp / "folder").mkdir()
+    return ["theory", str(tmp / "folder")]
+
+
+GOOD_SWEEP = 'preset = "quickstart"\n[base]\ntrain_f.epochs = 3\n'
+
+FILE_ROWS: list[FileRow] = [
+    ("toml-missing", _missing_config, "does not exist"),
+    ("toml-directory", _directory_config, "is a directory"),
+    ("toml-syntax", _toml("[model\nwidth = 3"), "is not valid TOML"),
+    ("toml-binary", _bytes(b"\x00\xff\xfe\x80 binary"), "not UTF-8"),
+    ("toml-oversized", _toml("# " + "x" * 2_000_000), "larger than"),
+    ("toml-nested-deep", _toml("a = " + "[" * 100_000), "c.toml"),
+    ("toml-unknown-preset", _toml('preset = "nope"'), "unknown preset"),
+    ("toml-unknown-key", _toml('preset = "quickstart"\nfoo = 1'), "foo: unknown key"),
+    ("toml-unknown-scale", _toml('preset = "quickstart"\nscale = "huge"'), "unknown scale"),
+    ("toml-wrong-type", _toml('preset = "quickstart"\n[model]\nwidth = "wide"'), "model.width"),
+    ("toml-table-as-value", _toml('preset = "quickstart"\nmodel = 3'), "model"),
+    ("sweep-binary", _bytes(b"\x00\xff\xfe", command="sweep"), "not UTF-8"),
+    ("data-file-garbage", _file_data(b"not a safetensors file at all"), "data.safetensors"),
+    (
+        "data-file-truncated",
+        _file_data(b'\x10\x00\x00\x00\x00\x00\x00\x00{"x_tr'),
+        "data.safetensors",
+    ),
+    ("mnist-truncated", _truncated_mnist, "t10k-images-idx3-ubyte.gz"),
+    ("mnist-missing", _empty_data_dir, "mnist"),
+    ("out-under-a-file", _out_under_a_file, "file.txt"),
+    ("theory-not-a-run", _theory_on_folder, "folder"),
+    ("sweep-axis-unknown", _sweep(GOOD_SWEEP + '[grid]\n"model.widht" = [1, 2]\n'), "names no key"),
+    ("sweep-axis-empty", _sweep(GOOD_SWEEP + '[grid]\n"model.width" = []\n'), "model.width"),
+    (
+        "sweep-zip-unequal",
+        _sweep(GOOD_SWEEP + '[zip]\n"model.width" = [1, 2]\n"data.dim" = [3]\n'),
+        "zip",
+    ),
+    ("sweep-duplicates", _sweep(GOOD_SWEEP + '[grid]\n"model.width" = [5, 5]\n'), "same config"),
+    ("sweep-seed-axis", _sweep(GOOD_SWEEP + "[grid]\nseed = [1, 2]\n"), "seeds"),
+    ("sweep-bad-value", _sweep(GOOD_SWEEP + '[grid]\n"model.width" = [0, 2]\n'), "model.width"),
+    (
+        "sweep-other-pipeline-key",
+        _sweep(GOOD_SWEEP + '[grid]\n"scenario" = ["natural_det"]\n'),
+        "scenario",
+    ),
+    ("sweep-workers-zero", _sweep(GOOD_SWEEP, "--workers", "0", "--out", "sweep"), "--workers"),
+]
+
+
+def assert_one_line_error(result: object, fragment: str) -> None:
+    stderr: str = result.stderr  # type: ignore[attr-defined]
+    assert result.exit_code == 2, f"exit {result.exit_code}: {stderr[-500:]}"  # type: ignore[attr-defined]
+    assert "Traceback" not in stderr
+    # Ours: "error: ..."; click's usage errors (an option of the wrong type): "Error: ...".
+    errors = [line for line in stderr.splitlines() if line.lower().startswith("error: ")]
+    assert len(errors) == 1, stderr[-500:]
+    assert fragment in errors[0], errors[0]
+
+
+def invoke_in(tmp_path: Path, args: list[str], monkeypatch: pytest.MonkeyPatch) -> object:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PERTLEARN_DATA", str(Path(__file__).parents[1] / "data"))
+    if args[0] == "run" and "--out" not in args:
+        args = [*args, "--out", str(tmp_path / "out")]
+    return CliRunner().invoke(cli, args, catch_exceptions=False)
+
+
+def assert_nothing_written(tmp_path: Path, before: set[str]) -> None:
+    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "runs").exists()
+    assert {p.name for p in tmp_path.iterdir()} == before
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"), [r[1:] for r in CONFIG_ROWS], ids=[r[0] for r in CONFIG_ROWS]
+)
+def test_bad_config_is_one_line(
+    args: list[str], fragment: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = invoke_in(tmp_path, args, monkeypatch)
+    assert_one_line_error(result, fragment)
+    assert_nothing_written(tmp_path, set())
+
+
+@pytest.mark.parametrize(
+    ("make", "fragment"), [r[1:] for r in FILE_ROWS], ids=[r[0] for r in FILE_ROWS]
+)
+def test_bad_file_is_one_line(
+    make: Callable[[Path], list[str]],
+    fragment: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    args = make(tmp_path)
+    before = {p.name for p in tmp_path.iterdir()}
+    result = invoke_in(tmp_path, args, monkeypatch)
+    assert_one_line_error(result, fragment)
+    assert_nothing_written(tmp_path, before)
+
+
+def test_the_table_has_at_least_sixty_rows() -> None:
+    assert len(CONFIG_ROWS) + len(FILE_ROWS) >= 60
