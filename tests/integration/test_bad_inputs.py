@@ -169,6 +169,28 @@ def _theory_on_folder(tmp: Path) -> list[str]:
     return ["theory", str(tmp / "folder")]
 
 
+def _damaged_run(damage: Callable[[Path], None]) -> Callable[[Path], list[str]]:
+    def make(tmp: Path) -> list[str]:
+        run = tmp / "run"
+        result = CliRunner().invoke(
+            cli, ["run", "--preset", "quickstart", *FAST, "-q", "--out", str(run)]
+        )
+        assert result.exit_code == 0
+        damage(run)
+        return ["theory", str(run)]
+
+    return make
+
+
+def _truncate_tensors(run: Path) -> None:
+    path = run / "tensors.safetensors"
+    path.write_bytes(path.read_bytes()[:100])
+
+
+def _drop_config_key(run: Path) -> None:
+    (run / "config.json").write_text('{"versions": {"pertlearn": "0.1.0"}}')
+
+
 GOOD_SWEEP = 'preset = "quickstart"\n[base]\ntrain_f.epochs = 3\n'
 
 FILE_ROWS: list[FileRow] = [
@@ -194,6 +216,8 @@ FILE_ROWS: list[FileRow] = [
     ("mnist-missing", _empty_data_dir, "mnist"),
     ("out-under-a-file", _out_under_a_file, "file.txt"),
     ("theory-not-a-run", _theory_on_folder, "folder"),
+    ("theory-truncated-tensors", _damaged_run(_truncate_tensors), "tensors.safetensors"),
+    ("theory-config-without-config", _damaged_run(_drop_config_key), "config.json"),
     ("sweep-axis-unknown", _sweep(GOOD_SWEEP + '[grid]\n"model.widht" = [1, 2]\n'), "names no key"),
     ("sweep-axis-empty", _sweep(GOOD_SWEEP + '[grid]\n"model.width" = []\n'), "model.width"),
     (

@@ -13,20 +13,18 @@ than the training set), else ``x_train``. g's training inputs are ``g_inputs``.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
 from pertlearn.analysis.decision_maps import Scorer, decision_map, plot_decision_map
 from pertlearn.atomic import write_json
 from pertlearn.experiments.config import ModelConfig
-from pertlearn.experiments.rundir import read_metrics
+from pertlearn.experiments.rundir import read_metrics, read_run
 from pertlearn.experiments.stages import build_model
 from pertlearn.theory import iclr
 from pertlearn.theory.kernel import DEFAULT_CHUNK
@@ -99,44 +97,33 @@ def _model(config: dict[str, Any], state: dict[str, torch.Tensor], dim: int) -> 
 
 def load_run(run_dir: str | Path) -> RunData:
     """Read a run directory written by :meth:`pertlearn.Result.save` (with tensors)."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file():
-        raise ValueError(f"{str(run_dir)!r} is not a run directory (no config.json)")
-    if not (run_dir / "tensors.safetensors").is_file():
-        raise ValueError(
-            f"run {str(run_dir)!r} has no tensors.safetensors; rerun it with save_tensors = true"
-        )
-    with (run_dir / "config.json").open() as handle:
-        saved = json.load(handle)
-    config = saved["config"]
-    t = load_file(str(run_dir / "tensors.safetensors"))
+    record = read_run(run_dir)
+    config = record.config
+    t = record.tensors()
     needed = ("x_train", "y_train", "x_test", "y_adv", "x_adv")
     missing = [key for key in needed if key not in t]
     if missing:
-        raise ValueError(f"run {str(run_dir)!r} lacks tensors {', '.join(missing)}")
+        raise ValueError(f"run {str(record.path)!r} lacks tensors {', '.join(missing)}")
     if t["x_train"].ndim != 2 or t["y_train"].ndim != 1:
         raise ValueError(
             "the theory covers binary runs with inputs (N, d); this run has inputs of shape "
             f"{tuple(t['x_train'].shape)}"
         )
     model_f = config["model"]
-    model_g = config.get("model_g") or model_f
-    for key in ("f", "g"):
-        if not (run_dir / f"{key}.safetensors").is_file():
-            raise ValueError(f"run {str(run_dir)!r} has no {key}.safetensors")
+    model_g = config["model_g"] or model_f
     dim = t["x_train"].shape[1]
-    f = _model(model_f, load_file(str(run_dir / "f.safetensors")), dim)
-    g = _model(model_g, load_file(str(run_dir / "g.safetensors")), dim)
+    f = _model(model_f, record.tensors("f"), dim)
+    g = _model(model_g, record.tensors("g"), dim)
     return _run_data(
         t,
         f,
         g,
         model_f,
         model_g,
-        eps=float(saved.get("resolved", {}).get("eps", config.get("attack", {}).get("eps") or 0)),
-        scenario=config.get("scenario", "perturbation_only"),
+        eps=float(record.resolved["eps"]),
+        scenario=config.get("scenario", "perturbation_only"),  # iclr_artificial: g sees x_adv
         weights=(t.get("loss_weights_f"), t.get("loss_weights_g")),
-        name=config.get("name", run_dir.name),
+        name=record.name,
     )
 
 
@@ -154,7 +141,7 @@ def run_data_from_result(result: Any) -> RunData:
         model_f,
         model_g,
         eps=float(config.eps),
-        scenario=config.scenario,
+        scenario=getattr(config, "scenario", "perturbation_only"),
         weights=(weights[0], weights[1]),
         name=config.name,
     )

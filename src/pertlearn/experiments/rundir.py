@@ -21,6 +21,7 @@ import os
 import platform
 import shutil
 import tempfile
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version as metadata_version
 from pathlib import Path
@@ -186,6 +187,93 @@ def swap_into_place(new: Path, out: Path) -> None:
         old.rmdir()
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+class RunDirError(ValueError):
+    """A run directory is missing, incomplete or corrupt; the message names the file."""
+
+
+def read_json_file(path: Path, what: str = "JSON file") -> Any:
+    """The JSON content of ``path``; :class:`RunDirError` naming the file when it is missing
+    or not valid JSON."""
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        raise RunDirError(f"{what} {str(path)!r} does not exist") from None
+    except (ValueError, UnicodeDecodeError) as err:
+        raise RunDirError(f"{what} {str(path)!r} is corrupt (not valid JSON: {err})") from None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run directory written by :func:`write_run_dir`, read and checked: ``config`` is the
+    resolved config tree (every key its pipeline uses), ``resolved`` the resolved ε and
+    device, ``versions`` the package versions, ``metrics`` the metrics contract."""
+
+    path: Path
+    config: dict[str, Any]
+    resolved: dict[str, Any]
+    versions: dict[str, str]
+    metrics: dict[str, Any]
+
+    @property
+    def pipeline(self) -> str:
+        return str(self.config["pipeline"])
+
+    @property
+    def name(self) -> str:
+        return str(self.config["name"])
+
+    def curves(self) -> dict[str, Any] | None:
+        """``curves.json`` (``None`` when absent)."""
+        path = self.path / "curves.json"
+        if not path.exists():
+            return None
+        curves: dict[str, Any] = read_json_file(path, "curves file")
+        return curves
+
+    def has_tensors(self, name: str = "tensors") -> bool:
+        return (self.path / f"{name}.safetensors").is_file()
+
+    def tensors(self, name: str = "tensors") -> dict[str, torch.Tensor]:
+        """A ``.safetensors`` file of the run (``tensors``, ``f``, ``g``, a control);
+        :class:`RunDirError` naming the file when it is missing or corrupt."""
+        path = self.path / f"{name}.safetensors"
+        if not path.is_file():
+            hint = "; rerun with save_tensors = true" if name == "tensors" else ""
+            raise RunDirError(f"run {str(self.path)!r} has no {path.name}{hint}")
+        try:
+            return load_file(str(path))
+        except Exception as err:  # safetensors raises its own error types for corrupt files
+            raise RunDirError(f"{str(path)!r} is corrupt or truncated ({err})") from None
+
+
+def read_run(run_dir: str | Path) -> RunRecord:
+    """Read the run directory ``run_dir``; :class:`RunDirError` with one line naming the file
+    when it is not a complete run directory."""
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise RunDirError(f"{str(path)!r} is not a run directory (not a directory)")
+    if not (path / "config.json").is_file():
+        raise RunDirError(f"{str(path)!r} is not a run directory (no config.json)")
+    saved = read_json_file(path / "config.json", "config file")
+    config = saved.get("config") if isinstance(saved, dict) else None
+    if not isinstance(config, dict) or "pipeline" not in config:
+        raise RunDirError(
+            f"{str(path / 'config.json')!r} holds no resolved config (key 'config' with "
+            "'pipeline'); was it written by pertlearn?"
+        )
+    metrics = read_json_file(path / "metrics.json", "metrics file")
+    if not isinstance(metrics, dict):
+        raise RunDirError(f"{str(path / 'metrics.json')!r} is corrupt (not a JSON object)")
+    return RunRecord(
+        path=path,
+        config=config,
+        resolved=dict(saved.get("resolved") or {}),
+        versions=dict(saved.get("versions") or {}),
+        metrics=metrics,
+    )
 
 
 def read_metrics(run_dir: str | Path) -> dict[str, Any]:

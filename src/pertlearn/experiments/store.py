@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from pertlearn.experiments.config import ConfigError
-from pertlearn.experiments.rundir import write_json
+from pertlearn.experiments.rundir import read_run, write_json
 from pertlearn.experiments.sweeps import Point, Sweep
 
 SWEEP_FILE = "sweep.json"
@@ -249,15 +249,12 @@ def collect_results(root: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
     order = {p["run_id"]: i for i, p in enumerate(manifest.get("points", []))}
     rows = []
     for run_id in sorted(store.completed(), key=lambda r: (order.get(r, len(order)), r)):
-        run = store.run_dir(run_id)
-        with (run / "config.json").open() as handle:
-            config = json.load(handle)["config"]
-        with (run / "metrics.json").open() as handle:
-            metrics = json.load(handle)
+        record = read_run(store.run_dir(run_id))
+        config, metrics = record.config, record.metrics
         row: dict[str, Any] = {"run_id": run_id}
         for key in swept:
             row[key] = _scalar(_get(config, key))
-        row["seed"] = config.get("seed")
+        row["seed"] = config["seed"]
         row.update(_flat_metrics(metrics))
         rows.append(row)
     return rows, swept

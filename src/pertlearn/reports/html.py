@@ -8,16 +8,16 @@ import csv
 import html
 import io
 import json
-import os
 import platform
-import tempfile
 from collections import defaultdict
 from datetime import UTC, datetime
 from importlib.metadata import version as metadata_version
 from pathlib import Path
 from typing import Any
 
+from pertlearn.atomic import write_text
 from pertlearn.experiments.config import ConfigError
+from pertlearn.experiments.rundir import read_run
 from pertlearn.experiments.store import format_cell
 from pertlearn.reports.figures import Figure, loss_curves_figure, plotted_metrics, sweep_figures
 
@@ -175,15 +175,13 @@ def sweep_report(root: Path) -> str:
     sections.append("<h2>Sweep spec</h2>" + _pre_json(manifest.get("spec")))
     run_versions: dict[str, dict[str, Any]] = {}
     if rows:
-        with (store.run_dir(rows[0]["run_id"]) / "config.json").open() as handle:
-            first = json.load(handle)
+        first = read_run(store.run_dir(rows[0]["run_id"]))
         sections.append(
             f"<h2>Config of the first run ({_esc(rows[0]['run_id'])})</h2>"
-            + _pre_json(first.get("config"))
+            + _pre_json(first.config)
         )
         for row in rows:
-            with (store.run_dir(row["run_id"]) / "config.json").open() as handle:
-                versions = json.load(handle).get("versions", {})
+            versions = read_run(store.run_dir(row["run_id"])).versions
             run_versions[json.dumps(versions, sort_keys=True)] = versions
     sections.append(
         "<h2>Versions</h2><p>runs:</p>"
@@ -196,20 +194,17 @@ def sweep_report(root: Path) -> str:
 
 def run_report(run_dir: Path) -> str:
     """The HTML of the report of a single run directory."""
-    with (run_dir / "config.json").open() as handle:
-        config = json.load(handle)
-    with (run_dir / "metrics.json").open() as handle:
-        metrics = json.load(handle)
+    record = read_run(run_dir)
+    metrics = record.metrics
     sections = [
         "<h2>Metrics</h2>",
         html_table(
             [{"metric": k, "value": v} for k, v in metrics.items()], ["metric", "value"], left=1
         ),
     ]
-    curves_path = run_dir / "curves.json"
-    if curves_path.exists():
-        with curves_path.open() as handle:
-            figure = loss_curves_figure(json.load(handle))
+    curves = record.curves()
+    if curves is not None:
+        figure = loss_curves_figure(curves)
         if figure is not None:
             sections += ["<h2>Training</h2>", figure_html(figure)]
     from pertlearn.reports.run_figures import decision_map, sample_grid
@@ -224,16 +219,15 @@ def run_report(run_dir: Path) -> str:
             sections += [f"<h2>{title}</h2>", figure_html(extra)]
     sections += [
         "<h2>Config</h2>",
-        _pre_json(config.get("config")),
+        _pre_json(record.config),
         "<h2>Resolved</h2>",
-        _pre_json(config.get("resolved")),
+        _pre_json(record.resolved),
         "<h2>Versions</h2><p>run:</p>",
-        _pre_json(config.get("versions")),
+        _pre_json(record.versions),
         "<p>report:</p>",
         _pre_json(generator_versions()),
     ]
-    name = config.get("config", {}).get("name", run_dir.name)
-    return _page(f"Run {name} ({run_dir.name})", sections)
+    return _page(f"Run {record.name} ({run_dir.name})", sections)
 
 
 def write_report(directory: str | Path, out: str | Path | None = None) -> Path:
@@ -250,14 +244,5 @@ def write_report(directory: str | Path, out: str | Path | None = None) -> Path:
             "(metrics.json)"
         )
     target = Path(out) if out is not None else directory / "report.html"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(page)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text(target, page)
     return target

@@ -4,11 +4,11 @@ inputs. Both need the run's ``tensors.safetensors`` (``save_tensors = true``).""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from pertlearn.analysis import decision_maps
 from pertlearn.analysis.theory import load_run
+from pertlearn.experiments.rundir import read_run
 from pertlearn.reports.figures import Figure, _png, plt
 
 GRID = 160
@@ -20,11 +20,9 @@ def decision_map(run_dir: Path) -> Figure | None:
     (:func:`pertlearn.analysis.decision_maps.default_axes`), with the projected training
     points; ``None`` for runs this does not apply to (not a binary run with inputs ``(N, d)``,
     or no saved tensors)."""
-    if not (run_dir / "tensors.safetensors").exists():
+    record = read_run(run_dir)
+    if not record.has_tensors() or record.pipeline != "neurips":
         return None
-    with (run_dir / "config.json").open() as handle:
-        if json.load(handle)["config"].get("pipeline", "neurips") != "neurips":
-            return None
     try:
         run = load_run(run_dir)
     except ValueError:  # not a binary run with flat inputs
@@ -45,11 +43,10 @@ def decision_map(run_dir: Path) -> Figure | None:
 def sample_grid(run_dir: Path, count: int = 8) -> Figure | None:
     """Clean inputs, their adversarial versions and the perturbations (each image scaled to
     its own range so that the perturbation is visible) for image-shaped inputs."""
-    from pertlearn.experiments.rundir import read_tensors
-
-    if not (run_dir / "tensors.safetensors").exists():
+    record = read_run(run_dir)
+    if not record.has_tensors():
         return None
-    tensors = read_tensors(run_dir)
+    tensors = record.tensors()
     if "x_train" not in tensors or "x_adv" not in tensors:
         return None
     clean, adv = tensors["x_train"], tensors["x_adv"]
