@@ -33,6 +33,11 @@ CONFIG_ROWS: list[tuple[str, list[str], str]] = [
     ("width-negative", run_set("model.width=-5"), "model.width"),
     ("width-float", run_set("model.width=2.5"), "model.width"),
     ("width-huge", run_set("model.width=1000000000"), "model.width"),
+    (
+        "allocation-too-large",
+        run_set("model.width=1000000", "data.dim=1000000"),
+        "not enough memory",
+    ),
     ("epochs-1e21", run_set("train_f.epochs=1e21"), "train_f.epochs"),
     ("epochs-zero", run_set("train_g.epochs=0"), "train_g.epochs"),
     ("shift-nan", run_set("data.shift=nan"), "data.shift"),

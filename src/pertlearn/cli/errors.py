@@ -17,6 +17,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 EXPECTED_ERRORS = (ConfigError, RunDirExistsError, TrainingDivergedError, ValueError, OSError)
 
 
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is torch's failure to allocate memory (CPU or CUDA)."""
+    text = str(err).lower()
+    return "can't allocate memory" in text or "out of memory" in text
+
+
 def fail(message: str) -> None:
     """Print ``error: message`` on stderr and exit with status 2."""
     click.echo(f"error: {message}", err=True)
@@ -32,5 +38,12 @@ def friendly_errors(command: F) -> F:
             return command(*args, **kwargs)
         except EXPECTED_ERRORS as err:
             fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
+        except (MemoryError, RuntimeError) as err:
+            if not isinstance(err, MemoryError) and not is_out_of_memory(err):
+                raise
+            fail(
+                "not enough memory for this configuration; lower the sizes (data.n_train, "
+                "data.n_test, data.dim, model.width) or the batch sizes"
+            )
 
     return wrapper  # type: ignore[return-value]
