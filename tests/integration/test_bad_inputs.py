@@ -35,7 +35,7 @@ CONFIG_ROWS: list[tuple[str, list[str], str]] = [
     ("width-huge", run_set("model.width=1000000000"), "model.width"),
     (
         "allocation-too-large",
-        run_set("model.width=1000000", "data.dim=1000000"),
+        run_set("model.width=1000000", "data.dim=100000", "data.n_test=10"),
         "not enough memory",
     ),
     ("epochs-1e21", run_set("train_f.epochs=1e21"), "train_f.epochs"),
