@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pertlearn.experiments.executors import run_sweep
+from pertlearn.experiments.execution import run_sweep
 from pertlearn.experiments.sweeps import parse_sweep
 from sweep_support import run_metrics, tiny_spec, write_spec_toml
 
