@@ -251,13 +251,11 @@ def sweep_command(
             echo=lambda message: click.echo(message, err=True),
         )
     except SweepInterrupted as stop:
-        kept = (
-            f"{stop.summary.complete} of {stop.summary.total} configurations are complete in "
-            f"{out}; rerun the same command to continue"
-            if stop.summary is not None
-            else "nothing ran"
+        click.echo(
+            f"error: sweep stopped by {stop}: {stop.complete} of {stop.total} configurations "
+            f"are complete in {out}; rerun the same command to continue",
+            err=True,
         )
-        click.echo(f"error: sweep stopped by {stop}: {kept}", err=True)
         sys.exit(128 + stop.signum)
     click.echo(summary.line())
     click.echo(f"sweep directory: {out}  (pertlearn results {out}; pertlearn report {out})")

@@ -67,12 +67,22 @@ class SweepSummary:
 
 class SweepInterrupted(KeyboardInterrupt):
     """A sweep stopped by SIGINT or SIGTERM after its workers were stopped; finished runs are
-    kept. ``summary`` says what finished (``None`` when nothing had started)."""
+    kept. ``summary`` says what the driver recorded (``None`` when nothing had started);
+    ``complete`` how many of the ``total`` configurations have a complete run directory."""
 
-    def __init__(self, signum: int, summary: SweepSummary | None = None) -> None:
+    def __init__(
+        self,
+        signum: int,
+        summary: SweepSummary | None = None,
+        *,
+        complete: int = 0,
+        total: int = 0,
+    ) -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
         self.summary = summary
+        self.complete = complete
+        self.total = total
 
 
 @contextmanager
@@ -237,7 +247,10 @@ def run_sweep(
             _execute(runner, todo, store, summary, batch_size, progress and desc, say)
         except KeyboardInterrupt as err:
             signum = err.signum if isinstance(err, SweepInterrupted) else int(signal.SIGINT)
-            raise SweepInterrupted(signum, summary) from None
+            store.remove_partials()  # of the stopped workers; nothing else writes (the lock)
+            ids = {p.run_id for p in points}
+            complete = len(ids & set(store.completed()))  # runs published but not yet reported
+            raise SweepInterrupted(signum, summary, complete=complete, total=len(points)) from None
     assert summary is not None  # built before anything runs
     return summary
 

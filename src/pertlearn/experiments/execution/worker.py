@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.std import tqdm
 
 from pertlearn.experiments import batched, runner
 from pertlearn.experiments.config import ExperimentConfig
@@ -63,6 +64,9 @@ def init_worker(threads: int | None, parent: int, interval: float = 1.0) -> None
     # The driver started this process with SIGINT ignored and blocked (a Ctrl-C at the terminal
     # reaches the whole process group; the driver stops the workers itself): drop the block.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    # tqdm would otherwise make a multiprocessing lock (a named semaphore) that a killed worker
+    # never releases, and the resource tracker then warns about it; a worker needs no such lock.
+    tqdm.set_lock(threading.RLock())
     limit_threads(threads)
 
 
