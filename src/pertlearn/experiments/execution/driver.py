@@ -134,14 +134,17 @@ def check_attacks(points: list[Point]) -> None:
         unknown = [name for name in attack.options if name not in known]
         if unknown and not takes_any:
             raise ConfigError(
-                f"{point.describe()}: attack.options.{unknown[0]} is not an option of attack "
-                f"{attack.name!r} (it takes: {', '.join(known) or 'none'}); fix or remove it"
+                f"attack.options.{unknown[0]} is not an option of attack {attack.name!r} (it "
+                f"takes: {', '.join(known) or 'none'}); fix or remove it (configuration "
+                f"{point.describe()})"
             )
         try:
             make_attack(attack.name, point.config.eps, **attack.options)
         except (ValueError, TypeError) as err:
             text = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise ConfigError(f"{point.describe()}: attack.options: {text}") from None
+            raise ConfigError(
+                f"attack.options: {text} (configuration {point.describe()})"
+            ) from None
 
 
 def _check_arguments(
