@@ -86,14 +86,15 @@ class SweepInterrupted(KeyboardInterrupt):
 
 
 @contextmanager
-def stop_on_signals() -> Iterator[None]:
+def stop_on_signals() -> Iterator[list[int]]:
     """While the block runs in the main thread, SIGINT and SIGTERM (unless ignored) raise
     :class:`SweepInterrupted` there, once: a second signal while the executor stops its workers
-    is ignored. Elsewhere: nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    is ignored. Yields the list of the signal that fired (a library such as Ray may turn the
+    exception into a plain ``KeyboardInterrupt``). Elsewhere: nothing changes."""
     fired: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield fired
+        return
 
     def handler(signum: int, _frame: FrameType | None) -> None:
         if not fired:
@@ -107,7 +108,7 @@ def stop_on_signals() -> Iterator[None]:
             previous[signum] = current
             signal.signal(signum, handler)
     try:
-        yield
+        yield fired
     finally:
         for signum, current in previous.items():
             signal.signal(signum, current if current is not None else signal.SIG_DFL)
@@ -220,7 +221,7 @@ def run_sweep(
     store = SweepStore(out)
     store.check(sweep, points)
     summary: SweepSummary | None = None
-    with store.lock(), stop_on_signals():
+    with store.lock(), stop_on_signals() as fired:
         try:
             store.check(sweep, points)
             removed = store.remove_partials()
@@ -250,6 +251,7 @@ def run_sweep(
             _execute(runner, todo, store, summary, batch_size, progress and desc, say)
         except KeyboardInterrupt as err:
             signum = err.signum if isinstance(err, SweepInterrupted) else int(signal.SIGINT)
+            signum = fired[0] if fired else signum
             store.remove_partials()  # of the stopped workers; nothing else writes (the lock)
             ids = {p.run_id for p in points}
             complete = len(ids & set(store.completed()))  # runs published but not yet reported

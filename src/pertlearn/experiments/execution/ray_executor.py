@@ -8,8 +8,11 @@ directory must then be at the same path on every node)."""
 
 from __future__ import annotations
 
+import signal
 import socket
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +47,22 @@ def check_ray_address(address: str, timeout: float = 10.0) -> None:
             f"no Ray cluster answers at {address} ({err.strerror or err}); start one with "
             "`ray start --head` or fix --address"
         ) from None
+
+
+@contextmanager
+def keep_signal_handlers() -> Iterator[None]:
+    """Put back the handlers of SIGINT and SIGTERM that the block replaced: ``ray.init``
+    installs its own, which exit or abort the process, where the driver's stop the sweep
+    cleanly (and shut the local Ray instance down)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
 def _first_line(err: BaseException, default: str = "") -> str:
@@ -91,7 +110,8 @@ class RayExecutor:
     ) -> int:
         import ray  # an optional extra, checked by _connect
 
-        started = self._connect()
+        with keep_signal_handlers():
+            started = self._connect()
         pending: dict[Any, Sequence[Point]] = {}
         try:
             task = ray.remote(execute_chunk).options(
