@@ -206,13 +206,14 @@ def test_ctrl_c_while_workers_start_is_one_line_and_stops_them(
     assert not no_survivors(sweeps.marker, grace=5.0)
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
 def test_sigterm_mid_run_stops_the_workers_and_keeps_finished_runs(
-    tmp_path: Path, sweeps: Sweeps
+    tmp_path: Path, sweeps: Sweeps, workers: str
 ) -> None:
     spec = _spec(epochs=300)
     spec_file = write_spec_toml(tmp_path / "term.toml", spec)
     out = tmp_path / "out"
-    driver = sweeps.start(spec_file, out, "--workers", "2", "--no-batch")
+    driver = sweeps.start(spec_file, out, "--workers", workers, "--no-batch")
     wait_for(
         lambda: driver.poll() is not None or len(visible_runs(out)) >= 1, 300, "a finished run"
     )
