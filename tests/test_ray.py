@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from pertlearn.experiments.executors import run_sweep
+from pertlearn.experiments.execution import run_sweep
 from pertlearn.experiments.sweeps import parse_sweep
 from sweep_support import run_metrics, tiny_spec, write_spec_toml
 
@@ -70,3 +72,34 @@ def test_unreachable_cluster_is_one_error_and_nothing_written(tmp_path: Path) ->
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: no Ray cluster answers at 127.0.0.1:{port}")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_stopping_a_ray_driver_leaves_no_ray_process_behind(tmp_path: Path, signum: int) -> None:
+    """SIGTERM: the driver shuts its local Ray instance down and says so in one line; SIGKILL:
+    the instance's processes share the driver's fate (Ray starts them so)."""
+    from integration.test_sweep_signals import Sweeps, marked_processes, no_survivors, wait_for
+
+    base = tiny_spec()["base"]
+    base["train_f"]["epochs"] = base["train_g"]["epochs"] = 300
+    spec = tiny_spec(base=base, grid={"model.width": [4, 6, 8, 10]})
+    spec_file = write_spec_toml(tmp_path / "ray.toml", spec)
+    out = tmp_path / "out"
+    sweeps = Sweeps(tmp_path)
+    driver = sweeps.start(spec_file, out, "--executor", "ray", "--no-batch", "--workers", "2")
+    try:
+        wait_for(lambda: driver.poll() is not None or (out / "runs").is_dir(), 300, "a first run")
+        assert driver.poll() is None, "the sweep finished before it could be stopped"
+        assert len(sweeps.others(driver)) >= 2  # the local Ray instance's processes
+        os.kill(driver.pid, signum)
+        status, _, stderr = driver.wait(120)
+        if signum == signal.SIGTERM:
+            assert status == 128 + signal.SIGTERM, stderr[-2000:]
+            assert "error: sweep stopped by SIGTERM" in stderr.splitlines()[-1]
+        left = no_survivors(sweeps.marker, grace=30.0)
+        assert not left, f"Ray processes of the stopped sweep still run: {left}"
+    finally:
+        for pid in marked_processes(sweeps.marker):
+            os.kill(pid, signal.SIGKILL)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pertlearn.experiments.executors import run_sweep
+from pertlearn.experiments.execution import run_sweep
 from pertlearn.experiments.store import collect_results
 from pertlearn.experiments.sweeps import parse_sweep
 from pertlearn.reports import sweep_figures, write_report

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pertlearn.experiments.config import ConfigError
-from pertlearn.experiments.executors import run_sweep
+from pertlearn.experiments.execution import run_sweep
 from pertlearn.experiments.presets import PRESETS, load_config
 from pertlearn.experiments.store import SweepDirError
 from pertlearn.experiments.sweeps import config_hash, load_sweep, parse_sweep, sweep_presets

@@ -20,7 +20,7 @@ def case_metrics(preset: str, overrides: list[str]) -> dict[str, Any]:
 
 
 def sweep_metrics(workdir: Path) -> dict[str, dict[str, Any]]:
-    from pertlearn.experiments.executors import run_sweep
+    from pertlearn.experiments.execution import run_sweep
     from pertlearn.experiments.store import collect_results
     from pertlearn.experiments.sweeps import load_sweep
 

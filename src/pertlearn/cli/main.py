@@ -182,8 +182,12 @@ def sweep_command(
     list_presets: bool,
     quiet: bool,
 ) -> None:
-    """Run the sweep SPEC (a TOML file or a sweep preset name) into a resumable directory."""
-    from pertlearn.experiments.executors import run_sweep
+    """Run the sweep SPEC (a TOML file or a sweep preset name) into a resumable directory.
+
+    Exit status: 0 when every configuration is complete; 1 when some failed (now, or earlier
+    and skipped: --retry-failed reruns them) or could not run; 2 for bad input; 128 + N when
+    stopped by signal N (130 for Ctrl-C), finished runs kept."""
+    from pertlearn.experiments.execution import SweepInterrupted, run_sweep
     from pertlearn.experiments.sweeps import load_sweep, sweep_presets
 
     if list_presets:
@@ -205,24 +209,38 @@ def sweep_command(
     if out is None:
         scale_tag = f"-{sweep.spec['scale']}" if sweep.spec.get("scale") else ""
         out = Path("runs") / f"sweep-{sweep.name}{scale_tag}"
-    summary = run_sweep(
-        sweep,
-        out,
-        executor=executor,
-        workers=workers,
-        threads=threads,
-        address=address,
-        cpus_per_task=cpus_per_task,
-        gpus_per_task=gpus_per_task,
-        shared_fs=shared_fs,
-        retry_failed=retry_failed,
-        batch_size=1 if no_batch else batch_size,
-        progress=not quiet,
-        echo=lambda message: click.echo(message, err=True),
-    )
+    try:
+        summary = run_sweep(
+            sweep,
+            out,
+            executor=executor,
+            workers=workers,
+            threads=threads,
+            address=address,
+            cpus_per_task=cpus_per_task,
+            gpus_per_task=gpus_per_task,
+            shared_fs=shared_fs,
+            retry_failed=retry_failed,
+            batch_size=1 if no_batch else batch_size,
+            progress=not quiet,
+            echo=lambda message: click.echo(message, err=True),
+        )
+    except SweepInterrupted as stop:
+        click.echo(
+            f"error: sweep stopped by {stop}: {stop.complete} of {stop.total} configurations "
+            f"are complete in {out}; rerun the same command to continue",
+            err=True,
+        )
+        sys.exit(128 + stop.signum)
     click.echo(summary.line())
     click.echo(f"sweep directory: {out}  (pertlearn results {out}; pertlearn report {out})")
-    if summary.failed or summary.not_run:
+    if summary.skipped_failed:
+        click.echo(
+            f"error: {summary.skipped_failed} configuration(s) failed in an earlier run and were "
+            f"not retried (errors in {out / 'failed'}); rerun with --retry-failed to retry them",
+            err=True,
+        )
+    if summary.failed or summary.not_run or summary.skipped_failed:
         sys.exit(1)
 
 
@@ -243,9 +261,19 @@ def results_command(sweep_dir: Path, all_columns: bool) -> None:
     rows, swept, paths = write_results(sweep_dir)
     columns = columns_of(rows) if all_columns else display_columns(rows, swept)
     click.echo(format_table(rows, columns))
-    failed = SweepStore(sweep_dir).failed()
+    store = SweepStore(sweep_dir)
+    failed = store.failed()
     if failed:
         click.echo(f"\n{len(failed)} configuration(s) failed; see {sweep_dir / 'failed'}")
+    unreadable = [*store.broken_runs().values(), *store.corrupt_failures().values()]
+    for problem in unreadable:
+        click.echo(f"warning: left out {problem}", err=True)
+    if unreadable:
+        click.echo(
+            f"warning: {len(unreadable)} unreadable file(s) left out; rerunning the sweep "
+            "moves them into corrupt/ and reruns their configurations",
+            err=True,
+        )
     click.echo(f"\n{len(rows)} runs -> {', '.join(str(p) for p in paths)}")
 
 

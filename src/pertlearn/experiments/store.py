@@ -8,6 +8,8 @@ Layout of a sweep directory::
                           stable hash of the resolved config (:func:`sweeps.config_hash`)
     runs/.<run id>.*.tmp  a run being written (hidden; removed when a sweep restarts)
     failed/<run id>.json  error, traceback and config of a configuration that failed
+    corrupt/              what a sweep moved aside because it could not be read (a run with a
+                          corrupt metrics.json, an unreadable failure record); never deleted
     results.csv, results.parquet   the aggregated table (``pertlearn results``)
     report.html           the report (``pertlearn report``)
 
@@ -30,16 +32,50 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from pertlearn.atomic import atomic_path, write_bytes, write_json
 from pertlearn.experiments.config import ConfigError
-from pertlearn.experiments.rundir import read_run, write_json
+from pertlearn.experiments.rundir import read_run
 from pertlearn.experiments.sweeps import Point, Sweep
 
 SWEEP_FILE = "sweep.json"
 RUN_FILES = ("config.json", "metrics.json")
+CORRUPT_DIR = "corrupt"
 
 
 class SweepDirError(ConfigError):
     """The sweep directory cannot be used for this sweep."""
+
+
+class CorruptFileError(SweepDirError):
+    """A file of the sweep directory cannot be read as what it should hold; the message is one
+    line naming the file."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; :class:`CorruptFileError` naming the file when it cannot be
+    read, is not UTF-8 JSON, or holds something other than an object."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CorruptFileError(path, "missing") from None
+    except UnicodeDecodeError:
+        raise CorruptFileError(path, "not UTF-8 text") from None
+    except OSError as err:
+        raise CorruptFileError(path, f"cannot be read ({err.strerror or err})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise CorruptFileError(path, f"not valid JSON ({err})") from None
+    except RecursionError:
+        raise CorruptFileError(path, "not valid JSON (nested too deeply)") from None
+    if not isinstance(data, dict):
+        raise CorruptFileError(path, f"holds a JSON {type(data).__name__}, not an object")
+    return data
 
 
 class SweepStore:
@@ -49,26 +85,39 @@ class SweepStore:
         self.root = Path(root)
         self.runs = self.root / "runs"
         self.failures = self.root / "failed"
+        self.corrupt = self.root / CORRUPT_DIR
 
     # ---------------------------------------------------------------- identity
 
     def read_manifest(self) -> dict[str, Any] | None:
+        """``sweep.json``, or ``None`` when there is none; :class:`CorruptFileError` (naming
+        the file) when it cannot be read."""
         path = self.root / SWEEP_FILE
         if not path.exists():
             return None
-        with path.open() as handle:
-            data: dict[str, Any] = json.load(handle)
-        return data
+        return read_json_object(path)
 
-    def check(self, sweep: Sweep) -> None:
-        """Raise :class:`SweepDirError` if ``root`` holds something other than this sweep."""
+    def check(self, sweep: Sweep, points: list[Point] | None = None) -> None:
+        """Raise :class:`SweepDirError` if ``root`` holds something other than this sweep.
+
+        A corrupt ``sweep.json`` is accepted when ``points`` are given and every run and
+        failure record in the directory is one of theirs (:meth:`write_manifest` then moves it
+        into ``corrupt/`` and writes it anew); otherwise the error names the file."""
         if not self.root.exists():
             return
         if not self.root.is_dir():
             raise SweepDirError(
                 f"sweep directory {str(self.root)!r} is a file; choose another --out"
             )
-        manifest = self.read_manifest()
+        try:
+            manifest = self.read_manifest()
+        except CorruptFileError as err:
+            if points is not None and self._holds_only(points):
+                return
+            raise SweepDirError(
+                f"{err}; it names the sweep this directory holds: restore it, or choose "
+                "another --out"
+            ) from None
         if manifest is None:
             if any(not p.name.startswith(".") for p in self.root.iterdir()):
                 raise SweepDirError(
@@ -83,8 +132,21 @@ class SweepStore:
                 f"is {sweep.name!r}, {sweep.fingerprint}); choose another --out"
             )
 
+    def _holds_only(self, points: list[Point]) -> bool:
+        """Whether every visible run directory and failure record belongs to ``points``."""
+        ids = {p.run_id for p in points}
+        found = [p.name for p in self._visible(self.runs)]
+        found += [p.stem for p in self._visible(self.failures) if p.suffix == ".json"]
+        return all(run_id in ids for run_id in found)
+
     def write_manifest(self, sweep: Sweep, points: list[Point]) -> None:
-        previous = self.read_manifest() or {}
+        """Write ``sweep.json`` (keeping the creation time of the one there; a corrupt one is
+        first moved into ``corrupt/``)."""
+        try:
+            previous = self.read_manifest() or {}
+        except CorruptFileError:
+            self.quarantine(self.root / SWEEP_FILE)
+            previous = {}
         write_json(
             self.root / SWEEP_FILE,
             {
@@ -121,21 +183,66 @@ class SweepStore:
 
     # -------------------------------------------------------------------- runs
 
+    @staticmethod
+    def _visible(folder: Path) -> list[Path]:
+        if not folder.is_dir():
+            return []
+        return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+
     def run_dir(self, run_id: str) -> Path:
         return self.runs / run_id
 
+    def run_problem(self, run_id: str) -> str | None:
+        """Why ``runs/<run_id>`` is not a complete run (one line naming the file), or ``None``
+        when it is: a directory whose ``config.json`` (with its ``config``) and
+        ``metrics.json`` are JSON objects."""
+        run = self.run_dir(run_id)
+        if not run.is_dir():
+            return f"{run}: not a run directory"
+        try:
+            for name in RUN_FILES:
+                payload = read_json_object(run / name)
+                if name == "config.json" and not isinstance(payload.get("config"), dict):
+                    return f"{run / name}: holds no 'config' object"
+        except CorruptFileError as err:
+            return str(err)
+        return None
+
     def is_complete(self, run_id: str) -> bool:
-        return all((self.run_dir(run_id) / name).is_file() for name in RUN_FILES)
+        return self.run_problem(run_id) is None
 
     def completed(self) -> list[str]:
-        """Run ids with a complete run directory."""
-        if not self.runs.exists():
-            return []
-        return sorted(
-            p.name
-            for p in self.runs.iterdir()
-            if not p.name.startswith(".") and p.is_dir() and self.is_complete(p.name)
-        )
+        """Run ids with a complete run directory (see :meth:`run_problem`)."""
+        return [p.name for p in self._visible(self.runs) if self.run_problem(p.name) is None]
+
+    def broken_runs(self) -> dict[str, str]:
+        """``run id → problem`` of the visible entries of ``runs/`` that are not complete runs
+        (a corrupt or missing ``metrics.json``, say)."""
+        problems = {p.name: self.run_problem(p.name) for p in self._visible(self.runs)}
+        return {run_id: problem for run_id, problem in problems.items() if problem is not None}
+
+    def quarantine(self, path: Path) -> Path:
+        """Move ``path`` (a file or directory of the sweep) into a fresh folder under
+        ``corrupt/``; return its new path. Nothing is deleted."""
+        self.corrupt.mkdir(parents=True, exist_ok=True)
+        relative = path.relative_to(self.root)
+        tag = "-".join(relative.parts)
+        folder = Path(tempfile.mkdtemp(dir=self.corrupt, prefix=f"{tag}."))
+        target = folder / path.name
+        os.rename(path, target)
+        return target
+
+    def quarantine_corrupt(self) -> list[str]:
+        """Move every broken run (:meth:`broken_runs`) and unreadable failure record into
+        ``corrupt/``, so that their configurations run again; one line per moved item."""
+        moved = []
+        for run_id, problem in self.broken_runs().items():
+            target = self.quarantine(self.run_dir(run_id))
+            moved.append(f"{problem}; moved the run to {target} and it runs again")
+        for path, problem in self.corrupt_failures().items():
+            target = self.quarantine(path)
+            moved.append(f"{problem}; moved the record to {target}")
+        return moved
 
     def remove_partials(self) -> int:
         """Remove hidden half-written run directories left by a killed sweep; their count."""
@@ -174,22 +281,33 @@ class SweepStore:
             for name, data in files.items():
                 if "/" in name or name.startswith("."):
                     raise ValueError(f"unexpected file name {name!r} in a returned run")
-                (run / name).write_bytes(data)
+                write_bytes(run / name, data)
             return self.publish(run_id, run)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
     # ----------------------------------------------------------------- failures
 
+    def _failure_records(self) -> tuple[dict[str, dict[str, Any]], dict[Path, str]]:
+        records: dict[str, dict[str, Any]] = {}
+        corrupt: dict[Path, str] = {}
+        for path in self._visible(self.failures):
+            if path.suffix != ".json":
+                continue
+            try:
+                records[path.stem] = read_json_object(path)
+            except CorruptFileError as err:
+                corrupt[path] = str(err)
+        return records, corrupt
+
     def failed(self) -> dict[str, dict[str, Any]]:
-        """``run id → failure record`` of the configurations that failed."""
-        if not self.failures.exists():
-            return {}
-        records = {}
-        for path in sorted(self.failures.glob("*.json")):
-            with path.open() as handle:
-                records[path.stem] = json.load(handle)
-        return records
+        """``run id → failure record`` of the configurations that failed (unreadable records
+        are left out: see :meth:`corrupt_failures`)."""
+        return self._failure_records()[0]
+
+    def corrupt_failures(self) -> dict[Path, str]:
+        """``path → problem`` of the failure records that cannot be read."""
+        return self._failure_records()[1]
 
     def record_failure(self, point: Point, error: str, traceback: str) -> None:
         write_json(
@@ -246,7 +364,9 @@ def collect_results(root: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
     if manifest is None:
         raise SweepDirError(f"{str(root)!r} is not a sweep directory (no {SWEEP_FILE})")
     swept: list[str] = list(manifest.get("swept_keys", []))
-    order = {p["run_id"]: i for i, p in enumerate(manifest.get("points", []))}
+    order = {
+        p.get("run_id"): i for i, p in enumerate(manifest.get("points", [])) if isinstance(p, dict)
+    }
     rows = []
     for run_id in sorted(store.completed(), key=lambda r: (order.get(r, len(order)), r)):
         record = read_run(store.run_dir(run_id))
@@ -279,17 +399,10 @@ def write_results(root: str | Path) -> tuple[list[dict[str, Any]], list[str], li
     columns = columns_of(rows) or ["run_id", *swept, "seed"]
     csv_path, parquet_path = root / "results.csv", root / "results.parquet"
 
-    fd, tmp = tempfile.mkstemp(dir=root, prefix=".results.csv.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns, restval="")
-            writer.writeheader()
-            writer.writerows(rows)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, csv_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(csv_path) as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
 
     arrays = {}
     for name in columns:
@@ -299,15 +412,8 @@ def write_results(root: str | Path) -> tuple[list[dict[str, Any]], list[str], li
         except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types: keep them as text
             arrays[name] = pa.array([None if v is None else str(v) for v in values])
     table = pa.table(arrays) if arrays else pa.table({})
-    fd, tmp = tempfile.mkstemp(dir=root, prefix=".results.parquet.", suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, parquet_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(parquet_path) as tmp:
+        pq.write_table(table, str(tmp))
     return rows, swept, [csv_path, parquet_path]
 
 

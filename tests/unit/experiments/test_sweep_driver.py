@@ -1,0 +1,154 @@
+"""The sweep driver: attack options checked before anything runs, skipped failures reported
+with a non-zero exit, signals turned into :class:`SweepInterrupted`, and the worker side's
+parent-death safeguards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pertlearn.experiments.config import ConfigError
+from pertlearn.experiments.execution import Outcome, SweepInterrupted, check_attacks, run_sweep
+from pertlearn.experiments.execution.driver import stop_on_signals
+from pertlearn.experiments.execution.local import children_ignore_sigint
+from pertlearn.experiments.store import SweepStore
+from pertlearn.experiments.sweeps import parse_sweep
+from sweep_support import tiny_spec, write_spec_toml
+
+
+def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pertlearn", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+    )
+
+
+def test_attack_option_typos_fail_validation(tmp_path: Path) -> None:
+    spec = tiny_spec(zip={"data.dim": [5]}, grid={"attack.options": [{}, {"bogus": 1}]})
+    out = tmp_path / "s"
+    with pytest.raises(ConfigError) as info:
+        run_sweep(parse_sweep(spec), out)
+    assert str(info.value) == (
+        "attack.options.bogus is not an option of attack 'gradient_step' (it takes: loss); fix "
+        "or remove it (configuration data.dim=5, attack.options={'bogus': 1}, seed=0)"
+    )
+    assert not out.exists()  # nothing ran, nothing written
+
+
+def test_attack_option_typo_in_a_pgd_attack_names_the_key() -> None:
+    spec = tiny_spec(
+        zip={"data.dim": [5]},
+        grid={},
+        base={**tiny_spec()["base"], "attack": {"name": "pgd_l2", "options": {"stepz": 5}}},
+    )
+    with pytest.raises(ConfigError, match=r"attack\.options\.stepz is not an option of attack"):
+        check_attacks(parse_sweep(spec).points())
+    bad_value = tiny_spec(
+        zip={"data.dim": [5]},
+        grid={},
+        base={**tiny_spec()["base"], "attack": {"name": "pgd_l2", "options": {"steps": 0}}},
+    )
+    with pytest.raises(ConfigError, match=r"attack\.options: .*steps"):
+        check_attacks(parse_sweep(bad_value).points())
+
+
+def test_cli_attack_option_typo_is_one_line_exit_2(tmp_path: Path) -> None:
+    base = {**tiny_spec()["base"], "attack": {"options": {"bogus": 1}}}
+    spec_file = write_spec_toml(tmp_path / "s.toml", tiny_spec(base=base))
+    result = _cli("sweep", str(spec_file), "--out", str(tmp_path / "out"), "-q")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and "attack.options.bogus" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_rerun_with_skipped_failures_exits_1_and_says_how_to_retry(tmp_path: Path) -> None:
+    spec = tiny_spec(zip={"data.dim": [5]}, grid={"model.width": [4, 8]})
+    spec_file = write_spec_toml(tmp_path / "s.toml", spec)
+    out = tmp_path / "out"
+    points = parse_sweep(spec).points()
+    store = SweepStore(out)
+    with store.lock():
+        store.write_manifest(parse_sweep(spec), points)
+    store.record_failure(points[1], "RuntimeError: it broke", "Traceback ...")
+    first = _cli("sweep", str(spec_file), "--out", str(out), "-q")
+    assert first.returncode == 1
+    assert "1 failed earlier (skipped; --retry-failed reruns)" in first.stdout
+    assert (
+        "error: 1 configuration(s) failed in an earlier run and were not retried "
+        f"(errors in {out / 'failed'}); rerun with --retry-failed to retry them"
+    ) in first.stderr
+    assert store.completed() == [points[0].run_id]
+    again = _cli("sweep", str(spec_file), "--out", str(out), "-q")
+    assert again.returncode == 1  # still skipped, still said
+    retry = _cli("sweep", str(spec_file), "--out", str(out), "-q", "--retry-failed")
+    assert retry.returncode == 0, retry.stderr
+    assert sorted(store.completed()) == sorted(p.run_id for p in points)
+    assert store.failed() == {}
+
+
+def test_signals_raise_sweep_interrupted_once_and_handlers_come_back() -> None:
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    with pytest.raises(SweepInterrupted) as info, stop_on_signals():
+        os.kill(os.getpid(), signal.SIGTERM)
+        signal.sigtimedwait([], 0.1)  # let the handler run
+    assert info.value.signum == signal.SIGTERM and str(info.value) == "SIGTERM"
+    assert isinstance(info.value, KeyboardInterrupt)
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+    with stop_on_signals():  # a second signal while stopping is ignored
+        with pytest.raises(SweepInterrupted):
+            os.kill(os.getpid(), signal.SIGINT)
+            signal.sigtimedwait([], 0.1)
+        os.kill(os.getpid(), signal.SIGINT)
+        signal.sigtimedwait([], 0.1)
+
+
+def test_processes_started_for_workers_ignore_ctrl_c() -> None:
+    code = "import signal; print(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)"
+    with children_ignore_sigint():
+        child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert child.stdout.strip() == "True"
+    plain = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert plain.stdout.strip() == "False"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux only")
+def test_worker_initializer_sets_the_parent_death_signal_and_checks_the_parent() -> None:
+    code = (
+        "import ctypes, os, sys\n"
+        "from pertlearn.experiments.execution.worker import init_worker\n"
+        "init_worker(1, int(sys.argv[1]))\n"
+        "value = ctypes.c_int()\n"
+        "ctypes.CDLL(None).prctl(2, ctypes.byref(value), 0, 0, 0)  # PR_GET_PDEATHSIG\n"
+        "print(value.value)\n"
+    )
+    alive = subprocess.run(
+        [sys.executable, "-c", code, str(os.getpid())], capture_output=True, text=True
+    )
+    assert alive.returncode == 0, alive.stderr
+    assert alive.stdout.strip() == str(int(signal.SIGKILL))
+    orphan = subprocess.run(  # started by a parent that is not the driver it names: exits
+        [sys.executable, "-c", code, "1"], capture_output=True, text=True
+    )
+    assert orphan.returncode == 1 and orphan.stdout == ""
+
+
+def test_outcome_failure_keeps_the_first_line_and_the_traceback() -> None:
+    try:
+        raise ValueError("first line\nsecond line")
+    except ValueError as err:
+        outcome = Outcome.failure("abc", err)
+    assert (outcome.run_id, outcome.status, outcome.ok) == ("abc", "failed", False)
+    assert outcome.error == "ValueError: first line"
+    assert "Traceback" in outcome.traceback and "second line" in outcome.traceback
+    assert Outcome.failure("abc", RuntimeError()).error == "RuntimeError"
+    done = Outcome.done("abc", files={"metrics.json": b"{}"})
+    assert done.ok and done.files == {"metrics.json": b"{}"} and done.error == ""
