@@ -134,7 +134,7 @@ class TargetedPGD(Attack):
       stepping, one update at a time, until they succeed or ``max_steps`` updates in all.
     - ``noise_std = σ > 0``: each gradient is the mean over ``eot_samples`` copies
       ``x_adv + σξ``, ``ξ ~ N(0, I)`` drawn from the ``generator`` (noise-augmented PGD,
-      expectation over transformation: Athalye et al. 2018, arXiv:1707.07397, eq. 3); the best
+      expectation over transformation: Athalye et al. 2018, arXiv:1707.07397 §2.1); the best
       iterate is still chosen by the objective at ``x_adv`` itself. Noise is drawn per batch,
       so results then depend on ``batch_size`` as well as the generator.
 
@@ -314,18 +314,22 @@ class TargetedPGD(Attack):
         target = target.to(x.device)
         size = self.batch_size or (IMAGE_CHUNK if x.ndim > 2 else x.shape[0])
         first = self.start(x, generator)
-        record = _Record(
-            best=x.clone(),
-            objective=torch.empty(x.shape[0], dtype=x.dtype, device=x.device),
-            success=torch.zeros(x.shape[0], dtype=torch.bool, device=x.device),
-        )
+        record: _Record | None = None
         for idx in torch.arange(x.shape[0], device=x.device).split(size):
-            with torch.no_grad():
-                outputs = model(x[idx])
-            record.success[idx] = self.success(self._hits(outputs, target[idx]))
             # The clean objective as the plain attack has always computed it.
-            record.objective[idx] = self.target_loss(model, x[idx], target[idx]).detach()
+            clean = self.target_loss(model, x[idx], target[idx]).detach()
+            with torch.no_grad():
+                success = self.success(self._hits(model(x[idx]), target[idx]))
+            if record is None:
+                record = _Record(
+                    best=x.clone(),
+                    objective=torch.empty(x.shape[0], dtype=clean.dtype, device=clean.device),
+                    success=torch.zeros(x.shape[0], dtype=torch.bool, device=clean.device),
+                )
+            record.objective[idx] = clean
+            record.success[idx] = success
             self._descend(model, x[idx], first[idx], target[idx], idx, record, generator)
+        assert record is not None  # x has at least one sample
         for _ in range(self.restarts):
             todo = (~record.success).nonzero().squeeze(1)
             if todo.numel() == 0:
@@ -352,7 +356,8 @@ class TargetedPGD(Attack):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Objective ``(n,)`` at ``x_adv`` (``(n, ...)``), the gradient that steers the step
         (shape of ``x_adv``) and the outputs at ``x_adv``. With ``noise_std > 0`` the gradient
-        is ``(1/S) Σ_s ∇J(x_adv + σξ_s)`` over ``S = eot_samples`` draws (arXiv:1707.07397)."""
+        is ``(1/S) Σ_s ∇J(x_adv + σξ_s)`` over ``S = eot_samples`` draws
+        (EOT, arXiv:1707.07397 §2.1)."""
         if self.noise_std == 0:
             x_in = x_adv.detach().requires_grad_(True)
             with torch.enable_grad():
