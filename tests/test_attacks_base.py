@@ -62,14 +62,33 @@ def test_gradient_step_zero_gradient_leaves_input(gen):
     assert torch.equal(GradientStep(1.0)(model, x, torch.ones(2)), x)
 
 
+def seeded_linear(gen: torch.Generator, d: int, classes: int) -> nn.Linear:
+    """``nn.Linear(d, classes)`` in float64 with weights and bias drawn from ``gen``."""
+    model = nn.Linear(d, classes).double()
+    with torch.no_grad():
+        model.weight.copy_(torch.randn(classes, d, generator=gen, dtype=torch.float64))
+        model.bias.copy_(torch.randn(classes, generator=gen, dtype=torch.float64))
+    return model
+
+
 def test_gradient_step_multi_class_targets(gen):
-    model = nn.Linear(8, 4).double()
+    model = seeded_linear(gen, 8, 4)
     x = torch.randn(10, 8, generator=gen, dtype=torch.float64)
     target = torch.arange(10) % 4
     x_adv = GradientStep(2.0)(model, x, target)
     assert torch.allclose(per_sample_norm(x_adv - x), torch.full((10,), 2.0, dtype=torch.float64))
-    # A large step towards the target makes it the prediction.
-    assert fooling_rate(model, GradientStep(100.0)(model, x, target), target) > 0.9
+    # Hand gradient of the cross-entropy of logits Wx + b: ∇_x = Wᵀ(p - e_t), so the step is
+    # r = ε Wᵀ(e_t - p)/‖Wᵀ(e_t - p)‖.
+    w = model.weight.detach()
+    p = torch.softmax(model(x).detach(), dim=1)
+    direction = (nn.functional.one_hot(target, 4).double() - p) @ w
+    expected = 2.0 * direction / direction.norm(dim=1, keepdim=True)
+    assert torch.allclose(x_adv - x, expected)
+    # A small step raises the probability of every target (first order: the change of
+    # log p_t is ε‖Wᵀ(e_t - p)‖ > 0).
+    small = GradientStep(1e-3)(model, x, target)
+    after = torch.softmax(model(small).detach(), dim=1)
+    assert bool((after[torch.arange(10), target] > p[torch.arange(10), target]).all())
 
 
 def test_random_l2_norm_and_seed(gen):

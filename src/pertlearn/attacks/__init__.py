@@ -1,4 +1,5 @@
-"""Targeted attacks, one per module, around the small interface in :mod:`pertlearn.attacks.base`.
+"""Attacks (targeted by default, untargeted with ``targeted=False``), one per module, around
+the small interface in :mod:`pertlearn.attacks.base`.
 
 User attacks subclass :class:`Attack` and register with :func:`register_attack`; configs then
 name them by ``attack.name``.
@@ -7,10 +8,13 @@ name them by ``attack.name``.
 from pertlearn.attacks.base import (
     ATTACKS,
     Attack,
+    check_targets,
     fooling_rate,
     make_attack,
+    per_class_hit_rates,
     per_sample_norm,
     register_attack,
+    target_hits,
 )
 from pertlearn.attacks.gradient_step import GradientStep
 from pertlearn.attacks.pgd_base import TargetedPGD
@@ -29,8 +33,11 @@ __all__ = [
     "PgdLinfRescaled",
     "RandomL2",
     "TargetedPGD",
+    "check_targets",
     "fooling_rate",
     "make_attack",
+    "per_class_hit_rates",
     "per_sample_norm",
     "register_attack",
+    "target_hits",
 ]

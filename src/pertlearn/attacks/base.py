@@ -1,11 +1,14 @@
 """The small interface every attack implements, and the registry configs name attacks by.
 
-An attack is *targeted*: given a model, clean inputs ``x`` (shape ``(N, ...)``) and target
-labels (``(N,)``: ±1 for binary models whose output is ``(N,)``, ``0..K-1`` for models with
-logits ``(N, K)``), :meth:`Attack.perturb` returns adversarial inputs of the same shape as
-``x`` that push the model towards the targets. The model's parameters are never changed and
-receive no gradients. To add an attack, subclass :class:`Attack`, implement ``perturb`` and
-decorate the class with :func:`register_attack`.
+An attack is *targeted* by default: given a model, clean inputs ``x`` (shape ``(N, ...)``) and
+target labels (``(N,)``: ±1 for binary models whose output is ``(N,)``, ``0..K-1`` for models
+with logits ``(N, K)``), :meth:`Attack.perturb` returns adversarial inputs of the same shape as
+``x`` that push the model towards the targets. With ``targeted=False`` the labels passed are the
+true ones and the attack pushes the model *away* from them: it maximizes their loss (Madry et al.
+2018, arXiv:1706.06083, eq. 2.1) instead of minimizing it. Calling an attack checks the labels
+against the model's output shape (:func:`check_targets`) the same way for every attack. The
+model's parameters are never changed and receive no gradients. To add an attack, subclass
+:class:`Attack`, implement ``perturb`` and decorate the class with :func:`register_attack`.
 """
 
 from __future__ import annotations
@@ -19,37 +22,105 @@ from torch import nn
 from pertlearn.training.losses import per_sample_loss, predict
 
 
+def check_target_shape(target: Any, n: int, name: str) -> None:
+    """Raise ValueError unless ``target`` is a tensor of shape ``(n,)``: one label per input."""
+    if not isinstance(target, torch.Tensor):
+        raise ValueError(
+            f"{name}: targets must be a tensor of shape (N,), got {type(target).__name__}; "
+            "wrap them with torch.as_tensor"
+        )
+    if target.ndim != 1:
+        raise ValueError(
+            f"{name}: targets must have shape (N,), one label per input, got "
+            f"{tuple(target.shape)}; pass class indices (or ±1), not one-hot rows"
+        )
+    if target.shape[0] != n:
+        raise ValueError(f"{name}: {n} inputs but {target.shape[0]} targets")
+
+
+def check_targets(outputs: torch.Tensor, target: Any, name: str) -> None:
+    """Raise ValueError unless ``target`` holds one label per row of ``outputs`` that the model
+    can output: ±1 for binary scores ``(N,)``, integers in ``0..K-1`` for logits ``(N, K)``."""
+    check_target_shape(target, outputs.shape[0], name)
+    check_target_values(outputs, target, name)
+
+
+def check_target_values(outputs: torch.Tensor, target: torch.Tensor, name: str) -> None:
+    """Raise ValueError unless every label in ``target`` (``(N,)``) is one the model can output;
+    only the shape of ``outputs`` past the batch dimension is used (the outputs of one sample
+    suffice): ±1 for binary scores ``(N,)``, integers in ``0..K-1`` for logits ``(N, K)``."""
+    values = target.detach().to(torch.float64)
+    if outputs.ndim == 1:
+        bad = (values != 1) & (values != -1)
+        if bool(bad.any()):
+            raise ValueError(
+                f"{name}: the model outputs binary scores (N,), so targets must be -1 or +1; "
+                f"got {values[bad][0].item():g} (map 0/1 labels with 2 * y - 1)"
+            )
+        return
+    if outputs.ndim != 2:
+        raise ValueError(
+            f"{name}: the model must output scores (N,) or logits (N, K), "
+            f"got shape {tuple(outputs.shape)}"
+        )
+    classes = outputs.shape[1]
+    bad = (values < 0) | (values >= classes) | (values != values.round())
+    if bool(bad.any()):
+        raise ValueError(
+            f"{name}: the model has {classes} classes, so targets must be integers in "
+            f"0..{classes - 1}; got {values[bad][0].item():g} (pass class indices)"
+        )
+
+
 class Attack(ABC):
-    """Base class of targeted attacks.
+    """Base class of attacks.
 
     Args:
         eps: perturbation budget (its norm depends on the attack), ``eps >= 0``.
         loss: margin loss used for binary models (``identity``, ``logistic``, ``exponential``);
             models with logits use cross-entropy.
+        targeted: ``True`` (default): move towards the labels passed (minimize their loss).
+            ``False``: the labels passed are the true ones; move away from them (maximize their
+            loss, Madry et al. 2018, arXiv:1706.06083 eq. 2.1).
     """
 
     name: ClassVar[str] = "attack"
 
-    def __init__(self, eps: float, *, loss: str = "logistic") -> None:
+    def __init__(self, eps: float, *, loss: str = "logistic", targeted: bool = True) -> None:
         if not eps >= 0:  # also rejects NaN
             raise ValueError(f"{self.name}: eps must be non-negative, got {eps}")
+        if not isinstance(targeted, bool):
+            raise ValueError(f"{self.name}: targeted must be true or false, got {targeted!r}")
         self.eps = float(eps)
         self.loss = loss
+        self.targeted = targeted
+
+    def objective(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per-sample objective the attack *minimizes*, shape ``(N,)``, from the model outputs
+        (``(N,)`` or ``(N, K)``): the loss ``ℓ`` of the label when targeted, ``-ℓ`` when not."""
+        loss = per_sample_loss(outputs, target, self.loss)
+        return loss if self.targeted else -loss
 
     def target_loss(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Per-sample loss of the target label, shape ``(N,)``; lower means closer to target."""
-        return per_sample_loss(model(x), target, self.loss)
+        """Per-sample objective at ``x``, shape ``(N,)``: the loss of the target label (lower
+        means closer to the target), or its negative for an untargeted attack."""
+        return self.objective(model(x), target)
 
     def loss_and_grad(
         self, model: nn.Module, x: torch.Tensor, target: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Target loss ``(N,)`` and its gradient with respect to the input (shape of ``x``).
-        Samples are independent, so the gradient of the summed loss is per-sample."""
+        """Objective ``(N,)`` (:meth:`target_loss`) and its gradient with respect to the input
+        (shape of ``x``). Samples are independent, so the gradient of the sum is per-sample."""
         x = x.detach().requires_grad_(True)
         with torch.enable_grad():
             loss = self.target_loss(model, x, target)
             (grad,) = torch.autograd.grad(loss.sum(), x)
         return loss.detach(), grad
+
+    def success(self, hits: torch.Tensor) -> torch.Tensor:
+        """Which samples the attack has achieved, ``(N,)`` bool, from :func:`target_hits`:
+        the hits themselves when targeted, the misses (misclassified) when untargeted."""
+        return hits if self.targeted else ~hits
 
     @abstractmethod
     def perturb(
@@ -62,6 +133,17 @@ class Attack(ABC):
     ) -> torch.Tensor:
         """Adversarial inputs, same shape as ``x``."""
 
+    def validate_targets(self, model: nn.Module, x: torch.Tensor, target: Any) -> None:
+        """The check every call runs: ``target`` has one label per input, of the kind the
+        model outputs (:func:`check_targets`; one sample is run through the model for its
+        output shape)."""
+        check_target_shape(target, x.shape[0], self.name)
+        if x.shape[0] == 0:
+            return
+        with torch.no_grad():
+            outputs = model(x[:1])
+        check_target_values(outputs, target, self.name)
+
     def __call__(
         self,
         model: nn.Module,
@@ -70,17 +152,17 @@ class Attack(ABC):
         *,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        if x.shape[0] != target.shape[0]:
-            raise ValueError(f"{self.name}: {x.shape[0]} inputs but {target.shape[0]} targets")
         was_training = model.training
         model.eval()
         try:
+            self.validate_targets(model, x, target)
             return self.perturb(model, x, target, generator=generator).detach()
         finally:
             model.train(was_training)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(eps={self.eps:g}, loss={self.loss!r})"
+        extra = "" if self.targeted else ", targeted=False"
+        return f"{type(self).__name__}(eps={self.eps:g}, loss={self.loss!r}{extra})"
 
 
 def per_sample_norm(t: torch.Tensor, p: float = 2.0) -> torch.Tensor:
@@ -88,11 +170,40 @@ def per_sample_norm(t: torch.Tensor, p: float = 2.0) -> torch.Tensor:
     return torch.linalg.vector_norm(t.flatten(1), ord=p, dim=1)
 
 
-def fooling_rate(model: nn.Module, x_adv: torch.Tensor, target: torch.Tensor) -> float:
-    """Share of adversarial inputs that ``model`` assigns to their target label."""
+def target_hits(model: nn.Module, x_adv: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Which adversarial inputs ``x_adv`` (``(N, ...)``) the model assigns to their target
+    label (``(N,)``: ±1 or class indices), as a bool tensor ``(N,)`` on the model's device."""
     with torch.no_grad():
         predicted = predict(model(x_adv))
-    return (predicted == target.to(predicted.dtype)).float().mean().item()
+    return predicted == target.to(device=predicted.device, dtype=predicted.dtype)
+
+
+def fooling_rate(model: nn.Module, x_adv: torch.Tensor, target: torch.Tensor) -> float:
+    """Share of adversarial inputs that ``model`` assigns to their target label (the mean of
+    :func:`target_hits`)."""
+    return target_hits(model, x_adv, target).float().mean().item()
+
+
+def per_class_hit_rates(
+    hits: torch.Tensor, target: torch.Tensor, num_classes: int
+) -> dict[str, float | None]:
+    """Mean of the bool ``hits`` (``(N,)``) per target class ``k`` in ``0..num_classes-1``,
+    keyed by ``str(k)``; ``None`` for a class no sample targets (JSON ``null``)."""
+    if hits.shape != target.shape or hits.ndim != 1:
+        raise ValueError(
+            f"per_class_hit_rates: hits {tuple(hits.shape)} and targets {tuple(target.shape)} "
+            "must both have shape (N,)"
+        )
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(
+            f"per_class_hit_rates: num_classes must be an integer >= 1, got {num_classes!r}"
+        )
+    rates: dict[str, float | None] = {}
+    target = target.to(hits.device)
+    for k in range(num_classes):
+        mask = target == k
+        rates[str(k)] = hits[mask].float().mean().item() if bool(mask.any()) else None
+    return rates
 
 
 ATTACKS: dict[str, type[Attack]] = {}

@@ -1,4 +1,5 @@
-"""NeurIPS24 perturbation: one normalized gradient step towards the target label."""
+"""NeurIPS24 perturbation: one normalized gradient step towards the target label (or, when
+untargeted, away from the true label)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,16 @@ class GradientStep(Attack):
     unchanged). For a binary model and any of the margin losses, ``∇_x ℓ = -ℓ' y_adv ∇_x f``
     with ``ℓ' > 0``, so the direction ``y_adv ∇f/‖∇f‖`` does not depend on the loss; the paper
     uses the identity loss, the default here.
+
+    With ``targeted=False`` the labels are the true ones and the step ascends their loss:
+    ``r = +ε ∇_x ℓ(x, y)/‖∇_x ℓ(x, y)‖₂`` (one normalized step of Madry et al. 2018,
+    arXiv:1706.06083 eq. 2.1).
     """
 
     name = "gradient_step"
 
-    def __init__(self, eps: float, *, loss: str = "identity") -> None:
-        super().__init__(eps, loss=loss)
+    def __init__(self, eps: float, *, loss: str = "identity", targeted: bool = True) -> None:
+        super().__init__(eps, loss=loss, targeted=targeted)
 
     def perturb(
         self,

@@ -1,9 +1,12 @@
-"""Shared machinery of the targeted PGD attacks (ICLR24, spec §3): validation, the data range,
-the iteration loop that keeps each sample's best iterate by its target loss, and batching.
+"""Shared machinery of the PGD attacks (ICLR24, spec §3): validation, the data range, the
+iteration loop that keeps each sample's best iterate by its objective, batching, and the
+target-hit repair options (random restarts, stepping on until the target is hit, and
+noise-averaged gradients).
 
 A concrete attack implements :meth:`TargetedPGD.step` (one update of the adversarial inputs
 from the loss gradient, including its projection) and optionally :meth:`TargetedPGD.start`
-(the first iterate) and :meth:`TargetedPGD.init_state` (per-batch state such as a mask).
+(the first iterate), :meth:`TargetedPGD.random_start` (a random point of the ε-ball, needed by
+``restarts``) and :meth:`TargetedPGD.init_state` (per-batch state such as a mask).
 All shapes are ``(N, ...)``: any input shape, norms taken over all non-batch dimensions.
 """
 
@@ -11,13 +14,14 @@ from __future__ import annotations
 
 import math
 from abc import abstractmethod
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from pertlearn.attacks.base import Attack, fooling_rate
-from pertlearn.training.losses import MARGIN_LOSSES
+from pertlearn.attacks.base import Attack, target_hits
+from pertlearn.training.losses import MARGIN_LOSSES, predict
 
 Clip = tuple[float, float] | None
 
@@ -47,33 +51,26 @@ def check_steps(steps: Any, name: str) -> int:
     return int(steps)
 
 
-def check_targets(outputs: torch.Tensor, target: torch.Tensor, name: str) -> None:
-    """Raise ValueError unless ``target`` holds labels the model can output: ±1 for binary
-    scores ``(N,)``, integers in ``0..K-1`` for logits ``(N, K)``."""
-    if target.ndim != 1 or target.shape[0] != outputs.shape[0]:
-        raise ValueError(
-            f"{name}: targets must have shape ({outputs.shape[0]},), got {tuple(target.shape)}"
-        )
-    if outputs.ndim == 1:
-        bad = (target != 1) & (target != -1)
-        if bool(bad.any()):
-            raise ValueError(
-                f"{name}: the model outputs binary scores (N,), so targets must be -1 or +1; "
-                f"got {target[bad][0].item():g}"
-            )
-        return
-    if outputs.ndim != 2:
-        raise ValueError(
-            f"{name}: the model must output scores (N,) or logits (N, K), "
-            f"got shape {tuple(outputs.shape)}"
-        )
-    classes = outputs.shape[1]
-    bad = (target < 0) | (target >= classes) | (target != target.round())
-    if bool(bad.any()):
-        raise ValueError(
-            f"{name}: the model has {classes} classes, so targets must be integers in "
-            f"0..{classes - 1}; got {target[bad][0].item():g}"
-        )
+def check_count(value: Any, name: str, option: str, minimum: int) -> int:
+    """Validate a whole-number option (``restarts``, ``max_steps``, ``eot_samples``)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        raise ValueError(f"{name}: {option} must be a whole number, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name}: {option} must be at least {minimum}, got {int(value)}")
+    return int(value)
+
+
+def draw(
+    kind: Literal["uniform", "normal"],
+    shape: tuple[int, ...],
+    generator: torch.Generator | None,
+    like: torch.Tensor,
+) -> torch.Tensor:
+    """Random numbers of ``shape`` (``U[0, 1)`` or ``N(0, 1)``) drawn from ``generator`` on its
+    own device, returned with the dtype and device of ``like``."""
+    device = generator.device if generator is not None else torch.device("cpu")
+    sample = torch.rand if kind == "uniform" else torch.randn
+    return sample(shape, generator=generator, dtype=like.dtype, device=device).to(like.device)
 
 
 def per_sample_view(t: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -91,13 +88,55 @@ IMAGE_CHUNK = 256
 """Default number of image-shaped samples attacked at once (see ``batch_size``)."""
 
 
-class TargetedPGD(Attack):
-    """Iterative targeted attack minimizing the per-sample target loss (spec §3).
+@dataclass
+class _Record:
+    """Per-sample best iterate of a whole set: ``best`` ``(N, ...)``, its objective ``(N,)``
+    and whether it achieves the attack's goal ``(N,)`` bool."""
 
-    Each iteration evaluates the target loss and its input gradient at the current iterate,
-    remembers per sample the iterate with the lowest loss so far (the clean input counts as
-    the start), and calls :meth:`step`. After ``steps`` updates the final iterate is evaluated
-    too, so ``steps`` updates cost ``steps + 2`` forward and ``steps`` backward passes.
+    best: torch.Tensor
+    objective: torch.Tensor
+    success: torch.Tensor
+
+    def offer(
+        self,
+        idx: torch.Tensor,
+        candidate: torch.Tensor,
+        objective: torch.Tensor,
+        success: torch.Tensor,
+    ) -> None:
+        """Keep ``candidate`` (the rows ``idx`` of the set) where its objective is lower."""
+        better = objective < self.objective[idx]
+        sel = idx[better]
+        self.objective[sel] = objective[better]
+        self.best[sel] = candidate[better]
+        self.success[sel] = success[better]
+
+
+class TargetedPGD(Attack):
+    """Iterative attack minimizing a per-sample objective (spec §3): the loss of the target
+    label (targeted, the default), or the negative loss of the true label (``targeted=False``,
+    Madry et al. 2018, arXiv:1706.06083 eq. 2.1).
+
+    Each iteration evaluates the objective and its input gradient at the current iterate,
+    remembers per sample the iterate with the lowest objective so far (the clean input counts
+    as the start), and calls :meth:`step`. After ``steps`` updates the final iterate is
+    evaluated too, so ``steps`` updates cost ``steps + 2`` forward and ``steps`` backward
+    passes.
+
+    Target-hit repair (all off by default, which gives the plain attack bit for bit). A sample
+    *succeeds* when the model assigns its best iterate to the target (targeted) or to any label
+    but the given one (untargeted):
+
+    - ``restarts = r``: after the first run, ``r`` more runs from random points of the ε-ball
+      (:meth:`random_start`, drawn for the whole set from the ``generator``) for the samples
+      that have not succeeded yet; each sample keeps its best iterate over all runs.
+    - ``until_fooled = True``: after ``steps`` updates, samples that have not succeeded keep
+      stepping, one update at a time, until they succeed or ``max_steps`` updates in all.
+    - ``noise_std = σ > 0``: each gradient is the mean over ``eot_samples`` copies
+      ``x_adv + σξ``, ``ξ ~ N(0, I)`` drawn from the ``generator`` (noise-augmented PGD,
+      expectation over transformation: Athalye et al. 2018, arXiv:1707.07397 §2.1); the best
+      iterate is still chosen by the objective at ``x_adv`` itself. Noise is drawn per batch,
+      so results then depend on ``batch_size`` as well as the generator.
 
     Args:
         eps: budget, ``> 0`` (its meaning depends on the attack).
@@ -112,10 +151,19 @@ class TargetedPGD(Attack):
             inputs ``(N, d)``, and :data:`IMAGE_CHUNK` at a time for image-shaped inputs, whose
             convolutional activations otherwise overflow the CPU caches (on the small CNN and
             1000 MNIST images, chunks of 250 make PGD twice as fast). Samples are independent,
-            so the result does not depend on it.
+            so the result does not depend on it (except with ``noise_std > 0``).
+        targeted: ``False``: the labels passed are the true ones and the attack maximizes
+            their loss.
+        restarts: number of extra runs from random starts, ``>= 0`` (default 0).
+        until_fooled: keep stepping samples that have not succeeded (default ``False``).
+        max_steps: cap on the updates of one run with ``until_fooled``, ``>= steps``
+            (default ``5 * steps``).
+        noise_std: standard deviation σ of the gradient-averaging noise, ``>= 0`` (default 0).
+        eot_samples: noisy copies per gradient with ``noise_std > 0``, ``>= 1`` (default 1).
 
-    After each call, :attr:`last_fooling_rate` holds the share of returned inputs that the
-    model assigns to their target.
+    ``restarts`` and ``noise_std`` need the ``generator`` passed to the call. After each call,
+    :attr:`last_success` holds per sample whether the returned input succeeds (``(N,)`` bool)
+    and :attr:`last_fooling_rate` its mean (the share assigned to the target when targeted).
     """
 
     default_steps: int = 100
@@ -129,6 +177,12 @@ class TargetedPGD(Attack):
         clip: Clip = None,
         loss: str = "logistic",
         batch_size: int | None = None,
+        targeted: bool = True,
+        restarts: int = 0,
+        until_fooled: bool = False,
+        max_steps: int | None = None,
+        noise_std: float = 0.0,
+        eot_samples: int = 1,
     ) -> None:
         if not eps > 0:  # also rejects NaN
             raise ValueError(f"{self.name}: eps must be positive, got {eps}")
@@ -137,7 +191,7 @@ class TargetedPGD(Attack):
                 f"{self.name}: unknown loss {loss!r}; choose one of {', '.join(MARGIN_LOSSES)} "
                 "(models with logits always use cross-entropy)"
             )
-        super().__init__(eps, loss=loss)
+        super().__init__(eps, loss=loss, targeted=targeted)
         self.steps = check_steps(self.default_steps if steps is None else steps, self.name)
         if step_size is not None and not step_size > 0:
             raise ValueError(f"{self.name}: step_size must be positive, got {step_size}")
@@ -146,7 +200,41 @@ class TargetedPGD(Attack):
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"{self.name}: batch_size must be at least 1, got {batch_size}")
         self.batch_size = batch_size
+        self.restarts = check_count(restarts, self.name, "restarts", 0)
+        if self.restarts and type(self).random_start is TargetedPGD.random_start:
+            raise ValueError(
+                f"{self.name}: restarts need a random start, which this attack does not "
+                "define; implement random_start or set restarts = 0"
+            )
+        if not isinstance(until_fooled, bool):
+            raise ValueError(
+                f"{self.name}: until_fooled must be true or false, got {until_fooled!r}"
+            )
+        self.until_fooled = until_fooled
+        if max_steps is not None and not until_fooled:
+            raise ValueError(
+                f"{self.name}: max_steps caps the updates of until_fooled; "
+                "set until_fooled = true or drop max_steps"
+            )
+        self.max_steps = check_count(
+            5 * self.steps if max_steps is None else max_steps, self.name, "max_steps", self.steps
+        )
+        if isinstance(noise_std, bool) or not isinstance(noise_std, int | float):
+            raise ValueError(f"{self.name}: noise_std must be a number, got {noise_std!r}")
+        if not 0 <= noise_std < math.inf:  # also rejects NaN
+            raise ValueError(
+                f"{self.name}: noise_std must be finite and >= 0 (0: plain gradients), "
+                f"got {noise_std}"
+            )
+        self.noise_std = float(noise_std)
+        self.eot_samples = check_count(eot_samples, self.name, "eot_samples", 1)
+        if self.eot_samples > 1 and self.noise_std == 0:
+            raise ValueError(
+                f"{self.name}: eot_samples = {self.eot_samples} averages gradients over noisy "
+                "copies; set noise_std > 0 or eot_samples = 1"
+            )
         self.last_fooling_rate: float | None = None
+        self.last_success: torch.Tensor | None = None
 
     def default_step_size(self) -> float:
         """Step size used when none is given: ``ε/5`` (the ICLR24 reference)."""
@@ -174,8 +262,16 @@ class TargetedPGD(Attack):
         set, so batching does not change random starts."""
         return x.clone()
 
-    def init_state(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The attack's state for one batch ``x``, passed to every :meth:`step` (default: none)."""
+    def random_start(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """A random point of the ε-ball around each sample of ``x`` (``(N, ...)``), inside the
+        data range, drawn from ``generator``: the start of each of ``restarts``. Attacks that
+        support restarts override it."""
+        raise NotImplementedError(f"{self.name} defines no random start")
+
+    def init_state(self, x: torch.Tensor, x_adv: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The attack's state for one batch of clean ``x`` and first iterate ``x_adv``, passed
+        to every :meth:`step`; each value has the batch as its first dimension (default:
+        none)."""
         return {}
 
     @abstractmethod
@@ -187,7 +283,7 @@ class TargetedPGD(Attack):
         state: dict[str, torch.Tensor],
     ) -> torch.Tensor:
         """The next iterate from the clean ``x``, the current ``x_adv`` and the gradient of the
-        target loss at ``x_adv`` (all of shape ``(N, ...)``), projected and clipped."""
+        objective at ``x_adv`` (all of shape ``(N, ...)``), projected and clipped."""
 
     def clamp(self, x_adv: torch.Tensor) -> torch.Tensor:
         """Clip to the data range (identity without one)."""
@@ -209,49 +305,122 @@ class TargetedPGD(Attack):
         self.check_input(x)
         if x.shape[0] == 0:
             return x.clone()
+        if generator is None and (self.restarts or self.noise_std):
+            raise ValueError(
+                f"{self.name}: restarts and noise_std draw random numbers; pass "
+                "generator=torch.Generator().manual_seed(...) to the call"
+            )
+        x = x.detach()
+        target = target.to(x.device)
         size = self.batch_size or (IMAGE_CHUNK if x.ndim > 2 else x.shape[0])
-        first = self.start(x.detach(), generator)
-        chunks = [
-            self._perturb_batch(model, xb, fb, tb)
-            for xb, fb, tb in zip(x.split(size), first.split(size), target.split(size), strict=True)
-        ]
-        x_adv = torch.cat(chunks)
-        self.last_fooling_rate = fooling_rate(model, x_adv, target.to(x_adv.device))
+        first = self.start(x, generator)
+        record: _Record | None = None
+        for idx in torch.arange(x.shape[0], device=x.device).split(size):
+            # The clean objective as the plain attack has always computed it.
+            clean = self.target_loss(model, x[idx], target[idx]).detach()
+            with torch.no_grad():
+                success = self.success(self._hits(model(x[idx]), target[idx]))
+            if record is None:
+                record = _Record(
+                    best=x.clone(),
+                    objective=torch.empty(x.shape[0], dtype=clean.dtype, device=clean.device),
+                    success=torch.zeros(x.shape[0], dtype=torch.bool, device=clean.device),
+                )
+            record.objective[idx] = clean
+            record.success[idx] = success
+            self._descend(model, x[idx], first[idx], target[idx], idx, record, generator)
+        assert record is not None  # x has at least one sample
+        for _ in range(self.restarts):
+            todo = (~record.success).nonzero().squeeze(1)
+            if todo.numel() == 0:
+                break
+            starts = self.random_start(x, generator)  # the whole set: batching-independent
+            for idx in todo.split(size):
+                self._descend(model, x[idx], starts[idx], target[idx], idx, record, generator)
+        x_adv = record.best
+        self.last_success = self.success(target_hits(model, x_adv, target))
+        self.last_fooling_rate = self.last_success.float().mean().item()
         return x_adv
 
-    def _perturb_batch(
+    @staticmethod
+    def _hits(outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        predicted = predict(outputs)
+        return predicted == target.to(predicted.dtype)
+
+    def _objective_and_grad(
+        self,
+        model: nn.Module,
+        x_adv: torch.Tensor,
+        target: torch.Tensor,
+        generator: torch.Generator | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Objective ``(n,)`` at ``x_adv`` (``(n, ...)``), the gradient that steers the step
+        (shape of ``x_adv``) and the outputs at ``x_adv``. With ``noise_std > 0`` the gradient
+        is ``(1/S) Σ_s ∇J(x_adv + σξ_s)`` over ``S = eot_samples`` draws
+        (EOT, arXiv:1707.07397 §2.1)."""
+        if self.noise_std == 0:
+            x_in = x_adv.detach().requires_grad_(True)
+            with torch.enable_grad():
+                outputs = model(x_in)
+                objective = self.objective(outputs, target)
+                (grad,) = torch.autograd.grad(objective.sum(), x_in)
+            return objective.detach(), grad, outputs.detach()
+        with torch.no_grad():
+            outputs = model(x_adv)
+            objective = self.objective(outputs, target)
+        copies = self.eot_samples
+        repeated = x_adv.detach().repeat(copies, *([1] * (x_adv.ndim - 1)))
+        noise = draw("normal", tuple(repeated.shape), generator, repeated)
+        noisy = (repeated + self.noise_std * noise).requires_grad_(True)
+        with torch.enable_grad():
+            noisy_objective = self.objective(model(noisy), target.repeat(copies))
+            (grad,) = torch.autograd.grad(noisy_objective.sum(), noisy)
+        return objective, grad.view(copies, *x_adv.shape).mean(dim=0), outputs
+
+    def _descend(
         self,
         model: nn.Module,
         x: torch.Tensor,
         x_adv: torch.Tensor,
         target: torch.Tensor,
-    ) -> torch.Tensor:
-        x = x.detach()
-        with torch.no_grad():
-            outputs = model(x)
-        check_targets(outputs, target, self.name)
-        target = target.to(device=outputs.device)
-        if outputs.ndim == 1:
-            target = target.to(outputs.dtype)
-        best = x.clone()
-        best_loss = self.target_loss(model, x, target).detach()
-
-        def keep_best(candidate: torch.Tensor, loss: torch.Tensor) -> None:
-            better = loss < best_loss
-            best_loss.copy_(torch.where(better, loss, best_loss))
-            best.copy_(torch.where(per_sample_view(better, x.ndim), candidate, best))
-
-        state = self.init_state(x)
-        for _ in range(self.steps):
-            loss, grad = self.loss_and_grad(model, x_adv, target)
-            keep_best(x_adv, loss)
+        idx: torch.Tensor,
+        record: _Record,
+        generator: torch.Generator | None,
+    ) -> None:
+        """One run from the first iterate ``x_adv`` for the rows ``idx`` of the set (clean
+        ``x``, ``target``), offering every iterate to ``record``."""
+        state = self.init_state(x, x_adv)
+        limit = self.max_steps if self.until_fooled else self.steps
+        done = 0
+        while True:
+            if done < limit:
+                objective, grad, outputs = self._objective_and_grad(model, x_adv, target, generator)
+            else:
+                with torch.no_grad():
+                    outputs = model(x_adv)
+                    objective = self.objective(outputs, target)
+            record.offer(idx, x_adv, objective, self.success(self._hits(outputs, target)))
+            if done == limit:
+                return
+            if done >= self.steps:  # until_fooled: only samples not yet successful go on
+                going = ~record.success[idx]
+                if not bool(going.any()):
+                    return
+                if not bool(going.all()):
+                    x, x_adv, grad, target, idx = (t[going] for t in (x, x_adv, grad, target, idx))
+                    state = {key: value[going] for key, value in state.items()}
             x_adv = self.step(x, x_adv.detach(), grad, state).detach()
-        with torch.no_grad():
-            keep_best(x_adv, self.target_loss(model, x_adv, target))
-        return best
+            done += 1
 
     def __repr__(self) -> str:
+        extra = "" if self.targeted else ", targeted=False"
+        if self.restarts:
+            extra += f", restarts={self.restarts}"
+        if self.until_fooled:
+            extra += f", until_fooled=True, max_steps={self.max_steps}"
+        if self.noise_std:
+            extra += f", noise_std={self.noise_std:g}, eot_samples={self.eot_samples}"
         return (
             f"{type(self).__name__}(eps={self.eps:g}, steps={self.steps}, "
-            f"step_size={self.step_size:g}, clip={self.clip}, loss={self.loss!r})"
+            f"step_size={self.step_size:g}, clip={self.clip}, loss={self.loss!r}{extra})"
         )

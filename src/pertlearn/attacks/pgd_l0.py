@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
 from pertlearn.attacks.base import register_attack
-from pertlearn.attacks.pgd_base import Clip, TargetedPGD, normalize
+from pertlearn.attacks.pgd_base import TargetedPGD, draw, normalize
 
 
 @register_attack
@@ -29,16 +30,8 @@ class PgdL0(TargetedPGD):
 
     name = "pgd_l0"
 
-    def __init__(
-        self,
-        eps: float,
-        *,
-        steps: int | None = None,
-        step_size: float | None = None,
-        clip: Clip = None,
-        loss: str = "logistic",
-        batch_size: int | None = None,
-    ) -> None:
+    def __init__(self, eps: float, *, steps: int | None = None, **options: Any) -> None:
+        """``options``: those of :class:`TargetedPGD`."""
         if eps > 0 and eps != int(eps):
             raise ValueError(
                 f"pgd_l0: eps is the number of coordinates that may change and must be a "
@@ -46,9 +39,7 @@ class PgdL0(TargetedPGD):
             )
         if eps > 0 and steps is None:
             steps = int(eps)
-        super().__init__(
-            eps, steps=steps, step_size=step_size, clip=clip, loss=loss, batch_size=batch_size
-        )
+        super().__init__(eps, steps=steps, **options)
         self.k = int(self.eps)
 
     def default_step_size(self) -> float:
@@ -63,10 +54,21 @@ class PgdL0(TargetedPGD):
                 f"{size}; choose eps <= {size}"
             )
 
-    def init_state(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``unlocked``: which coordinates may move, shape ``(N, numel per sample)``."""
-        unlocked = torch.zeros(x.shape[0], x[0].numel(), dtype=torch.bool, device=x.device)
-        return {"unlocked": unlocked}
+    def random_start(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """``max(1, k // 2)`` coordinates per sample, chosen uniformly, each moved by
+        ``step_size·(2u - 1)``, ``u ~ U[0, 1)``, and clipped; they count as unlocked, so the
+        run still changes at most ``k`` coordinates."""
+        flat = x.flatten(1)
+        chosen = draw("uniform", tuple(flat.shape), generator, x).topk(max(1, self.k // 2), dim=1)
+        offsets = self.step_size * (
+            2 * draw("uniform", tuple(chosen.indices.shape), generator, x) - 1
+        )
+        return self.clamp(flat.scatter_add(1, chosen.indices, offsets).view_as(x))
+
+    def init_state(self, x: torch.Tensor, x_adv: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``unlocked``: which coordinates may move, shape ``(N, numel per sample)``; those
+        where the first iterate differs from ``x`` start unlocked."""
+        return {"unlocked": (x_adv != x).flatten(1)}
 
     def step(
         self,

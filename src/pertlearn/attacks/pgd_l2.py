@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from pertlearn.attacks.base import register_attack
-from pertlearn.attacks.pgd_base import TargetedPGD, normalize
+from pertlearn.attacks.pgd_base import TargetedPGD, draw, normalize, per_sample_view
 
 
 @register_attack
@@ -21,6 +21,14 @@ class PgdL2(TargetedPGD):
     """
 
     name = "pgd_l2"
+
+    def random_start(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """``x + ε·r·u/‖u‖₂`` with ``u ~ N(0, I)`` and radius fraction ``r ~ U[0, 1)`` per
+        sample (as torchattacks' PGDL2), clipped to the data range (which keeps it in the
+        ball)."""
+        direction = normalize(draw("normal", tuple(x.shape), generator, x), 2.0)
+        radius = draw("uniform", (x.shape[0],), generator, x)
+        return self.clamp(x + self.eps * per_sample_view(radius, x.ndim) * direction)
 
     def step(
         self,

@@ -3,10 +3,20 @@ reference variant that rescales an L∞-normalized gradient step (spec §3)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from pertlearn.attacks.base import register_attack
-from pertlearn.attacks.pgd_base import Clip, TargetedPGD, normalize
+from pertlearn.attacks.pgd_base import TargetedPGD, draw, normalize
+
+
+def linf_random_start(
+    attack: TargetedPGD, x: torch.Tensor, generator: torch.Generator | None
+) -> torch.Tensor:
+    """A uniform point of the L∞ ball: ``clip(x + ε(2u - 1))``, ``u ~ U[0, 1)^{shape of x}``."""
+    noise = draw("uniform", tuple(x.shape), generator, x)
+    return attack.clamp(x + attack.eps * (2 * noise - 1))
 
 
 @register_attack
@@ -23,31 +33,22 @@ class PgdLinf(TargetedPGD):
 
     name = "pgd_linf"
 
-    def __init__(
-        self,
-        eps: float,
-        *,
-        steps: int | None = None,
-        step_size: float | None = None,
-        clip: Clip = None,
-        loss: str = "logistic",
-        batch_size: int | None = None,
-        random_start: bool = False,
-    ) -> None:
-        super().__init__(
-            eps, steps=steps, step_size=step_size, clip=clip, loss=loss, batch_size=batch_size
-        )
-        self.random_start = bool(random_start)
+    def __init__(self, eps: float, *, random_start: bool = False, **options: Any) -> None:
+        """``options``: those of :class:`TargetedPGD`."""
+        super().__init__(eps, **options)
+        self.uniform_start = bool(random_start)
 
     def default_step_size(self) -> float:
         return 2.5 * self.eps / self.steps
 
     def start(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        if not self.random_start:
+        if not self.uniform_start:
             return x.clone()
-        device = generator.device if generator is not None else torch.device("cpu")
-        noise = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=device)
-        return self.clamp(x + self.eps * (2 * noise.to(x.device) - 1))
+        return self.random_start(x, generator)
+
+    def random_start(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """``x + u``, ``u ~ U([-ε, ε]^d)``, clipped to the data range."""
+        return linf_random_start(self, x, generator)
 
     def step(
         self,
@@ -71,6 +72,10 @@ class PgdLinfRescaled(TargetedPGD):
     """
 
     name = "pgd_linf_rescaled"
+
+    def random_start(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """``x + u``, ``u ~ U([-ε, ε]^d)``, clipped to the data range."""
+        return linf_random_start(self, x, generator)
 
     def step(
         self,

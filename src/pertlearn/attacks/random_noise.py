@@ -11,7 +11,9 @@ from pertlearn.attacks.base import Attack, per_sample_norm, register_attack
 @register_attack
 class RandomL2(Attack):
     """``x_adv = x + ε u/‖u‖₂`` with ``u ~ N(0, I)`` drawn from ``generator``; ignores the model
-    and the targets. Used for the ``control_random`` classifier g'."""
+    and the targets (``targeted`` is accepted and has no effect; the targets are still checked
+    against the model's outputs like every attack's). Used for the ``control_random``
+    classifier g'."""
 
     name = "random_l2"
 
