@@ -97,7 +97,7 @@ def test_killed_run_resumes_to_the_same_weights(
         reference, x, y, config, x_val=x, y_val=y, generator=torch.Generator().manual_seed(5)
     )
 
-    save = minibatch._save_checkpoint
+    save = minibatch.save_checkpoint
     calls = {"n": 0}
 
     def dying_save(*args: object, **kwargs: object) -> None:
@@ -106,7 +106,7 @@ def test_killed_run_resumes_to_the_same_weights(
         if calls["n"] == 2:
             raise KeyboardInterrupt  # killed right after epoch 2's checkpoint
 
-    monkeypatch.setattr(minibatch, "_save_checkpoint", dying_save)
+    monkeypatch.setattr(minibatch, "save_checkpoint", dying_save)
     with pytest.raises(KeyboardInterrupt):
         fit_minibatch(
             small_net(),
@@ -118,7 +118,7 @@ def test_killed_run_resumes_to_the_same_weights(
             generator=torch.Generator().manual_seed(5),
             checkpoint_dir=tmp_path,
         )
-    monkeypatch.setattr(minibatch, "_save_checkpoint", save)
+    monkeypatch.setattr(minibatch, "save_checkpoint", save)
     resumed_model = small_net(seed=99)  # fresh weights: everything comes from the checkpoint
     resumed = fit_minibatch(
         resumed_model,

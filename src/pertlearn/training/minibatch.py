@@ -1,25 +1,23 @@
-"""Mini-batch training of multi-class image classifiers (ICLR24 image experiments, spec §4).
+"""Mini-batch training of multi-class image classifiers (ICLR24 image experiments,
+arXiv:2402.10470).
 
 :func:`fit_minibatch` trains a model mapping ``(N, C, H, W)`` to logits ``(N, K)`` with
-cross-entropy and SGD (momentum, Nesterov, weight decay), ``ReduceLROnPlateau``, shuffled
-mini-batches, optional CIFAR augmentation (random crop with zero padding 4 and horizontal
-flip, done on tensors), and records per epoch the training loss, training accuracy (on the
-augmented batches, in train mode) and validation accuracy (the curves the paper plots).
+cross-entropy and SGD (momentum, Nesterov, weight decay), the ``ReduceLROnPlateau`` rule of
+:mod:`pertlearn.training.schedule`, shuffled mini-batches, optional CIFAR augmentation (random
+crop with zero padding 4 and horizontal flip, done on tensors), optional PGD adversarial
+training (:mod:`pertlearn.training.adversarial`), and records per epoch the training loss,
+training accuracy (on the batches trained on, in train mode) and validation accuracy (the curves
+the paper plots).
 
-With ``checkpoint_dir`` it writes a checkpoint after every epoch (``checkpoint.safetensors``
-holding weights, optimizer buffers and the shuffling generator's state, with the epoch,
-scheduler state and curves in its metadata; ``checkpoint.json`` the same metadata for people)
-and a later call with the same arguments resumes after the last finished epoch, so a killed
-run loses at most one epoch and continues with the same random numbers.
+With ``checkpoint_dir`` it writes a checkpoint after every epoch
+(:mod:`pertlearn.training.checkpoint`) and a later call with the same arguments resumes after
+the last finished epoch, so a killed run loses at most one epoch and continues with the same
+random numbers.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -27,15 +25,27 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
-from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from pertlearn.training.trainer import TrainingDivergedError, TrainResult
+from pertlearn.training.adversarial import AdversarialConfig, Perturb, adversarial_batch
+from pertlearn.training.checkpoint import fingerprint, load_checkpoint, save_checkpoint
+from pertlearn.training.config import TrainResult
+from pertlearn.training.divergence import TrainingDivergedError, check_epoch
+from pertlearn.training.schedule import PlateauScheduler
+
+__all__ = [
+    "MinibatchConfig",
+    "MinibatchResult",
+    "TrainingDivergedError",
+    "evaluate_accuracy",
+    "fit_minibatch",
+    "random_crop_flip",
+]
 
 
 class MinibatchConfig(BaseModel):
-    """How an image classifier is trained (spec §4 reference: lr 0.1, momentum 0.9, Nesterov,
+    """How an image classifier is trained (ICLR24 reference: lr 0.1, momentum 0.9, Nesterov,
     weight decay 5e-4, batch 128, ReduceLROnPlateau; 100–300 epochs)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -55,12 +65,17 @@ class MinibatchConfig(BaseModel):
     )
     augment: bool = Field(False, description="random crop (padding 4) and horizontal flip")
     eval_batch_size: int = Field(1000, ge=1)
+    adversarial: AdversarialConfig | None = Field(
+        None, description="PGD adversarial training (each mini-batch replaced by its attack)"
+    )
 
 
 @dataclass
 class MinibatchResult(TrainResult):
     """:class:`TrainResult` plus per-epoch ``train_acc``, ``val_acc`` (empty without
-    validation data) and ``lr``, and the epoch (1-based) and value of the best ``val_acc``."""
+    validation data) and ``lr``, and the epoch (1-based) and value of the best ``val_acc``.
+    Under adversarial training ``losses`` and ``train_acc`` are those of the adversarial
+    batches."""
 
     train_acc: list[float] = field(default_factory=list)
     val_acc: list[float] = field(default_factory=list)
@@ -114,81 +129,65 @@ def evaluate_accuracy(
         model.train(was_training)
 
 
-# ----------------------------------------------------------------------------- checkpoints
-
-CHECKPOINT = "checkpoint.safetensors"
-
-
-def _fingerprint(config: MinibatchConfig, name: str, x: torch.Tensor, model: nn.Module) -> str:
-    shapes = [list(t.shape) for t in model.state_dict().values()]
-    text = json.dumps([config.model_dump(), name, list(x.shape), shapes], sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _save_checkpoint(
-    folder: Path,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    generator: torch.Generator,
-    meta: dict[str, Any],
+def _check_arguments(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    config: MinibatchConfig,
+    x_val: torch.Tensor | None,
+    y_val: torch.Tensor | None,
+    perturb: Perturb | None,
+    name: str,
 ) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    for index, state in optimizer.state_dict()["state"].items():
-        for key, value in state.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"optim.{index}.{key}"] = value.detach().contiguous().cpu()
-    tensors["rng"] = generator.get_state()
-    text = json.dumps(meta)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{CHECKPOINT}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"pertlearn": text})
-        os.replace(tmp, folder / CHECKPOINT)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    from pertlearn.experiments.rundir import write_json
-
-    write_json(folder / "checkpoint.json", meta)
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"{name}: {x.shape[0]} inputs but {y.shape[0]} labels")
+    if (x_val is None) != (y_val is None):
+        raise ValueError(f"{name}: give both x_val and y_val, or neither")
+    if config.adversarial is not None and perturb is None:
+        raise ValueError(
+            f"{name}: adversarial training is configured but no attack was given; pass "
+            f"perturb=... (an untargeted {config.adversarial.attack} at eps "
+            f"{config.adversarial.eps:g})"
+        )
+    if config.adversarial is None and perturb is not None:
+        raise ValueError(
+            f"{name}: an attack was given but adversarial training is not configured; set "
+            "adversarial = {attack, eps, ...} in the training config, or pass perturb=None"
+        )
 
 
-def _load_checkpoint(
-    folder: Path,
+def _train_epoch(
     model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    config: MinibatchConfig,
     optimizer: torch.optim.Optimizer,
     generator: torch.Generator,
-    fingerprint: str,
-) -> dict[str, Any] | None:
-    path = folder / CHECKPOINT
-    if not path.is_file():
-        return None
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
-        meta: dict[str, Any] = json.loads(handle.metadata()["pertlearn"])
-    if meta.get("fingerprint") != fingerprint:
-        raise ValueError(
-            f"checkpoint {str(path)!r} was written by a different training run (other settings, "
-            "data or model); delete it or choose another checkpoint directory"
-        )
-    device = next(iter(model.parameters())).device
-    tensors = load_file(str(path), device=str(device))
-    model.load_state_dict(
-        {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
-    )
-    state = optimizer.state_dict()
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, index, name = key.split(".", 2)
-            state["state"].setdefault(int(index), {})[name] = value
-    state["param_groups"][0].update(meta["param_group"])
-    optimizer.load_state_dict(state)
-    generator.set_state(tensors["rng"].cpu())
-    return meta
-
-
-# ----------------------------------------------------------------------------- training
+    perturb: Perturb | None,
+    bar: Any,
+) -> tuple[float, float]:
+    """One shuffled pass over ``x`` (``(N, ...)``), one SGD step per mini-batch (augmented, then
+    replaced by its adversarial examples under adversarial training); returns the mean loss
+    and the accuracy on the batches trained on."""
+    n = x.shape[0]
+    order = torch.randperm(n, generator=generator).to(x.device)
+    total_loss = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device, dtype=torch.long)
+    for first in range(0, n, config.batch_size):
+        idx = order[first : first + config.batch_size]
+        xb, yb = x[idx], y[idx]
+        if config.augment:
+            xb = random_crop_flip(xb, generator)
+        if perturb is not None:
+            xb = adversarial_batch(model, xb, yb, perturb, generator)
+        optimizer.zero_grad(set_to_none=True)
+        logits = model(xb)
+        loss = F.cross_entropy(logits, yb)
+        loss.backward()
+        optimizer.step()
+        total_loss += loss.detach() * idx.numel()
+        correct += (logits.detach().argmax(1) == yb).sum()
+        bar.update(1)
+    return (total_loss / n).item(), correct.item() / n
 
 
 def fit_minibatch(
@@ -203,19 +202,20 @@ def fit_minibatch(
     name: str = "model",
     progress: bool = False,
     checkpoint_dir: str | Path | None = None,
+    perturb: Perturb | None = None,
 ) -> MinibatchResult:
     """Train ``model`` in place on images ``x`` (``(N, C, H, W)``) with class labels ``y``
     (``(N,)``, ``0..K-1``) by mini-batch SGD on the cross-entropy loss.
 
     ``x_val``/``y_val`` give the validation accuracy after each epoch. ``generator`` (CPU)
-    drives shuffling and augmentation. ``checkpoint_dir``: write a checkpoint after every epoch
-    and resume from one left there by an interrupted identical call. Raises
-    :class:`TrainingDivergedError` on a NaN/infinite loss.
+    drives shuffling, augmentation and the attack's random starts. ``checkpoint_dir``: write a
+    checkpoint after every epoch and resume from one left there by an interrupted identical
+    call. ``perturb``: the untargeted attack of adversarial training, required exactly when
+    ``config.adversarial`` is set (Madry et al. arXiv:1706.06083 eq. 2.1: each mini-batch is
+    replaced by ``perturb(model, x_b, y_b, generator)`` before its step). Raises
+    :class:`TrainingDivergedError` when the loss becomes NaN/infinite or the weights overflow.
     """
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(f"{name}: {x.shape[0]} inputs but {y.shape[0]} labels")
-    if (x_val is None) != (y_val is None):
-        raise ValueError(f"{name}: give both x_val and y_val, or neither")
+    _check_arguments(x, y, config, x_val, y_val, perturb, name)
     if generator is None:
         generator = torch.Generator().manual_seed(0)
     y = y.long()
@@ -231,16 +231,14 @@ def fit_minibatch(
     scheduler = (
         None
         if config.plateau_patience is None
-        else torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode=mode, factor=config.plateau_factor, patience=config.plateau_patience
-        )
+        else PlateauScheduler(optimizer, config.plateau_patience, config.plateau_factor, mode)
     )
     result = MinibatchResult()
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    fingerprint = _fingerprint(config, name, x, model)
+    run_fingerprint = fingerprint(config, name, x, model)
     start = 0
     if folder is not None:
-        meta = _load_checkpoint(folder, model, optimizer, generator, fingerprint)
+        meta = load_checkpoint(folder, model, optimizer, generator, run_fingerprint)
         if meta is not None:
             start = meta["epoch"]
             if scheduler is not None and meta["scheduler"] is not None:
@@ -250,8 +248,7 @@ def fit_minibatch(
             result.epochs_run = start
             result.resumed_from = start
 
-    n = x.shape[0]
-    batches = math.ceil(n / config.batch_size)
+    batches = math.ceil(x.shape[0] / config.batch_size)
     bar = tqdm(
         total=config.epochs * batches,
         initial=start * batches,
@@ -261,69 +258,58 @@ def fit_minibatch(
         leave=False,
     )
     model.train()
-    for epoch in range(start, config.epochs):
-        lr = optimizer.param_groups[0]["lr"]
-        order = torch.randperm(n, generator=generator).to(x.device)
-        total_loss = torch.zeros((), device=x.device)
-        correct = torch.zeros((), device=x.device, dtype=torch.long)
-        for first in range(0, n, config.batch_size):
-            idx = order[first : first + config.batch_size]
-            xb, yb = x[idx], y[idx]
-            if config.augment:
-                xb = random_crop_flip(xb, generator)
-            optimizer.zero_grad(set_to_none=True)
-            logits = model(xb)
-            loss = F.cross_entropy(logits, yb)
-            loss.backward()
-            optimizer.step()
-            total_loss += loss.detach() * idx.numel()
-            correct += (logits.detach().argmax(1) == yb).sum()
-            bar.update(1)
-        epoch_loss = (total_loss / n).item()
-        if not math.isfinite(epoch_loss):
-            bar.close()
-            raise TrainingDivergedError(
-                f"training of {name} diverged at epoch {epoch + 1}: the loss is {epoch_loss}; "
-                f"lower the learning rate (now {lr:g})"
+    try:
+        for epoch in range(start, config.epochs):
+            lr = optimizer.param_groups[0]["lr"]
+            epoch_loss, train_acc = _train_epoch(
+                model, x, y, config, optimizer, generator, perturb, bar
             )
-        result.losses.append(epoch_loss)
-        result.train_acc.append(correct.item() / n)
-        result.lr.append(lr)
-        if x_val is not None and y_val is not None:
-            result.val_acc.append(
-                evaluate_accuracy(model, x_val, y_val.long(), config.eval_batch_size)
-            )
-            model.train()
-        result.epochs_run = epoch + 1
-        if scheduler is not None:
-            watched = epoch_loss if config.plateau_metric == "train_loss" else result.val_acc[-1]
-            scheduler.step(watched)
-        postfix = {"loss": f"{epoch_loss:.3g}", "acc": f"{result.train_acc[-1]:.3f}"}
-        if result.val_acc:
-            postfix["val"] = f"{result.val_acc[-1]:.3f}"
-        bar.set_postfix(postfix, refresh=False)
-        if folder is not None:
-            group = {k: v for k, v in optimizer.param_groups[0].items() if k != "params"}
-            meta = {
-                "fingerprint": fingerprint,
-                "name": name,
-                "epoch": epoch + 1,
-                "epochs": config.epochs,
-                "param_group": group,
-                "scheduler": _jsonable(scheduler.state_dict()) if scheduler else None,
-                "curves": {
+            check_epoch(name, epoch + 1, lr, epoch_loss, params, margin_loss=False)
+            result.losses.append(epoch_loss)
+            result.train_acc.append(train_acc)
+            result.lr.append(lr)
+            if x_val is not None and y_val is not None:
+                result.val_acc.append(
+                    evaluate_accuracy(model, x_val, y_val.long(), config.eval_batch_size)
+                )
+            result.epochs_run = epoch + 1
+            if scheduler is not None:
+                train_metric = config.plateau_metric == "train_loss"
+                scheduler.step(epoch_loss if train_metric else result.val_acc[-1])
+            postfix = {"loss": f"{epoch_loss:.3g}", "acc": f"{train_acc:.3f}"}
+            if result.val_acc:
+                postfix["val"] = f"{result.val_acc[-1]:.3f}"
+            bar.set_postfix(postfix, refresh=False)
+            if folder is not None:
+                meta = _checkpoint_meta(run_fingerprint, name, epoch + 1, config, optimizer)
+                meta["scheduler"] = scheduler.state_dict() if scheduler is not None else None
+                meta["curves"] = {
                     "losses": result.losses,
                     "train_acc": result.train_acc,
                     "val_acc": result.val_acc,
                     "lr": result.lr,
-                },
-            }
-            _save_checkpoint(folder, model, optimizer, generator, meta)
-    bar.close()
+                }
+                save_checkpoint(folder, model, optimizer, generator, meta)
+    finally:
+        bar.close()
     model.eval()
     return result
 
 
-def _jsonable(state: dict[str, Any]) -> dict[str, Any]:
-    """A scheduler state dict with infinities written as strings JSON accepts back."""
-    return json.loads(json.dumps(state, default=str))
+def _checkpoint_meta(
+    run_fingerprint: str,
+    name: str,
+    epoch: int,
+    config: MinibatchConfig,
+    optimizer: torch.optim.Optimizer,
+) -> dict[str, Any]:
+    """The metadata of a checkpoint written after ``epoch`` (1-based), less the schedule and
+    the curves."""
+    group = {k: v for k, v in optimizer.param_groups[0].items() if k != "params"}
+    return {
+        "fingerprint": run_fingerprint,
+        "name": name,
+        "epoch": epoch,
+        "epochs": config.epochs,
+        "param_group": group,
+    }
