@@ -70,7 +70,14 @@ CASES: dict[str, tuple[str, list[str]]] = {
     ),
     "iclr-artificial-l0-gauss": (
         "iclr-artificial-l0-gauss",
-        ["data.dim=200", "data.n_noise=300", "train_f.epochs=300", "train_g.epochs=300"],
+        # recorded when the preset held ε = 50 (5% of d = 1000); its rule now scales with d
+        [
+            "data.dim=200",
+            "attack.eps=50",
+            "data.n_noise=300",
+            "train_f.epochs=300",
+            "train_g.epochs=300",
+        ],
     ),
     "iclr-artificial-linf-uniform": (
         "iclr-artificial-linf-uniform",

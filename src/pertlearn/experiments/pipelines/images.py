@@ -34,6 +34,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from pertlearn.attacks import Attack, make_attack
+from pertlearn.attacks.base import per_class_hit_rates
 from pertlearn.data.catalogue import DATASETS
 from pertlearn.experiments.config import AttackConfig, ExperimentConfig, StrictModel
 from pertlearn.experiments.image_data import image_split
@@ -42,6 +43,7 @@ from pertlearn.experiments.stages import CONTROL_STAGE, DTYPES
 from pertlearn.metrics import predictions
 from pertlearn.models.cnn import build_image_model
 from pertlearn.seeding import resolve_device, stage_generator
+from pertlearn.training.adversarial import AdversarialConfig, Perturb, robust_accuracy
 from pertlearn.training.minibatch import MinibatchConfig, MinibatchResult, fit_minibatch
 
 ModelFactory = Callable[[tuple[int, int, int], int, torch.Generator], nn.Module]
@@ -96,6 +98,41 @@ class ImageModelConfig(StrictModel):
     options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments")
 
 
+class RobustEvalConfig(StrictModel):
+    """Robust accuracy of f and g: clean test images attacked *untargeted* (away from their
+    true label) by ``attack`` at ``eps`` with ``steps`` iterations; the metrics
+    ``f_robust_acc`` and ``g_robust_acc`` are the shares still classified correctly."""
+
+    attack: str = "pgd_l2"
+    eps: float = Field(gt=0)
+    steps: int = Field(20, ge=1)
+    n_test: int = Field(1000, ge=1, description="test images attacked (the first n_test)")
+
+
+def untargeted_attack(name: str, eps: float, steps: int, step_size: float | None = None) -> Perturb:
+    """An untargeted registry attack clipped to the pixel range [0, 1], as a callable
+    ``(model, x, y, generator) -> x_adv`` (Madry et al. arXiv:1706.06083 eq. 2.1)."""
+    options: dict[str, Any] = {"steps": steps, "targeted": False, "clip": (0.0, 1.0)}
+    if step_size is not None:
+        options["step_size"] = step_size
+    attack = make_attack(name, eps, **options)
+
+    def perturb(
+        model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        return attack(model, x, y, generator=generator)
+
+    return perturb
+
+
+def adversarial_perturb(config: MinibatchConfig) -> Perturb | None:
+    """The attack of PGD adversarial training when ``config.adversarial`` is set."""
+    adv: AdversarialConfig | None = config.adversarial
+    if adv is None:
+        return None
+    return untargeted_attack(adv.attack, adv.eps, adv.steps, adv.step_size)
+
+
 class ImagesConfig(ExperimentConfig):
     """The ``images`` pipeline's config (module docstring). ``train_f`` / ``train_g``: the
     mini-batch training of f and of g (and of the control). ``craft_batch_size``: images
@@ -115,6 +152,9 @@ class ImagesConfig(ExperimentConfig):
     checkpoint_dir: str | None = Field(None, description="resumable per-epoch checkpoints")
     degenerate_threshold: float = Field(
         0.95, gt=0, le=1, description="g is degenerate when one class exceeds this share"
+    )
+    robust_eval: RobustEvalConfig | None = Field(
+        None, description="also measure f's and g's accuracy under an untargeted attack"
     )
 
 
@@ -149,15 +189,6 @@ def make_noise(size: int, shape: tuple[int, ...], generator: torch.Generator) ->
 
 
 # ----------------------------------------------------------------------------- metrics
-
-
-def per_class_rates(hits: torch.Tensor, classes: torch.Tensor, num_classes: int) -> dict[str, Any]:
-    """Mean of boolean ``hits`` per class index (``None`` for a class with no samples)."""
-    rates: dict[str, Any] = {}
-    for k in range(num_classes):
-        mask = classes == k
-        rates[str(k)] = hits[mask].float().mean().item() if bool(mask.any()) else None
-    return rates
 
 
 def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int) -> float:
@@ -233,6 +264,7 @@ def run_images(
             name=name,
             progress=progress,
             checkpoint_dir=ckpt_root / name if ckpt_root else None,
+            perturb=adversarial_perturb(train_cfg),
         )
         return model, history
 
@@ -295,7 +327,7 @@ def run_images(
         "agreement": (f_test_pred == g_test_pred).float().mean().item(),
         "chance": 1.0 / num_classes,
         "fooling_rate": fooled.float().mean().item(),
-        "fooling_rate_per_class": per_class_rates(fooled, y_adv, num_classes),
+        "fooling_rate_per_class": per_class_hit_rates(fooled, y_adv, num_classes),
         "g_fit_acc": _accuracy(g, x_adv, y_adv, eval_batch),
         "g_majority_share": (counts.max() / max(x_test.shape[0], 1)).item(),
         "eps": eps,
@@ -306,8 +338,16 @@ def run_images(
         "n_adv": n_adv,
     }
     if scenario != "uniform":
-        metrics["fooling_rate_per_source_class"] = per_class_rates(fooled, y_train, num_classes)
+        metrics["fooling_rate_per_source_class"] = per_class_hit_rates(fooled, y_train, num_classes)
     metrics["g_degenerate"] = metrics["g_majority_share"] > config.degenerate_threshold
+    if config.robust_eval is not None:
+        robust = config.robust_eval
+        perturb = untargeted_attack(robust.attack, robust.eps, robust.steps)
+        x_eval, y_eval = x_test[: robust.n_test], y_test[: robust.n_test]
+        for key, model in (("f", f), ("g", g)):
+            metrics[f"{key}_robust_acc"] = robust_accuracy(
+                model, x_eval, y_eval, perturb, eval_batch, stage_generator(seed, "robust_eval")
+            )
     models: dict[str, nn.Module] = {"f": f, "g": g}
     curves: dict[str, Any] = {"f": f_history, "g": g_history}
 
