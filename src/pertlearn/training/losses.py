@@ -1,8 +1,9 @@
 """Losses on binary margins, and cross-entropy for multi-class outputs.
 
-A margin loss is written as a function ``ℓ(s)`` of ``s = -y f(x)`` (spec §2): identity
-``ℓ(s) = s``, logistic ``ℓ(s) = log(1 + e^s)``, exponential ``ℓ(s) = e^s``. Its derivative
-``ℓ'(s)`` weights each sample in the NeurIPS24 theory. :func:`margin_loss` averages over samples.
+A margin loss is written as a function ``ℓ(s)`` of ``s = -y f(x)`` (the convention of NeurIPS24,
+arXiv:2410.23677): identity ``ℓ(s) = s``, logistic ``ℓ(s) = log(1 + e^s)``, exponential
+``ℓ(s) = e^s``. Its derivative ``ℓ'(s)`` weights each sample in the NeurIPS24 gradient-flow
+theory. :func:`margin_loss` averages over samples.
 """
 
 from __future__ import annotations
