@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pertlearn.experiments.config import ExperimentConfig
-from pertlearn.experiments.runner import DTYPES, build_model, draw_targets, make_dataset
+from pertlearn.experiments.pipelines.neurips import NeuripsConfig, draw_targets, make_dataset
+from pertlearn.experiments.stages import DTYPES, build_model
 from pertlearn.seeding import resolve_device, stage_generator
 from pertlearn.training import TrainConfig
 
@@ -118,7 +118,7 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return (pred == y).float().mean().item()
 
 
-def pipeline(config: ExperimentConfig) -> dict[str, Any]:
+def pipeline(config: NeuripsConfig) -> dict[str, Any]:
     """The NeurIPS24 pipeline for one config: f, targets, attack, g, control, metrics."""
     device = resolve_device(config.device)
     dtype = DTYPES[config.dtype]
@@ -155,7 +155,7 @@ def pipeline(config: ExperimentConfig) -> dict[str, Any]:
         "fooling_rate": fooled,
         "g_fit_acc": accuracy(g, g_inputs, y_adv),
     }
-    if "control_random" in config.controls:
+    if "random_l2_noise" in config.controls:
         gen = stage_generator(seed, "control_noise")
         noise = torch.randn(x_train.shape, generator=gen, dtype=dtype).to(device)
         noise = config.eps * noise / noise.norm(dim=1, keepdim=True)

@@ -16,7 +16,7 @@ import torch
 from pertlearn.attacks import GradientStep
 from pertlearn.data.synthetic import balanced_signs, shifted_gauss
 from pertlearn.models import TwoLayerNet
-from pertlearn.theory.report import RunData, compute_theory, draw_maps
+from pertlearn.analysis.theory import RunData, compute_theory, draw_maps
 
 
 def main() -> None:

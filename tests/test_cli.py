@@ -56,7 +56,7 @@ def test_run_writes_complete_run_dir(tmp_path):
         "curves.json",
         "f.safetensors",
         "g.safetensors",
-        "control_random.safetensors",
+        "random_l2_noise.safetensors",
         "tensors.safetensors",
     }
     config = json.loads((out / "config.json").read_text())

@@ -6,7 +6,7 @@ from safetensors.torch import save_file
 
 from pertlearn import load_config, run
 from pertlearn.data import shifted_gauss
-from pertlearn.data.files import file_split, load_tensor_file
+from pertlearn.data.files import file_split, load_tensor_file, tensor_file_dim
 from pertlearn.experiments import ConfigError
 
 
@@ -73,3 +73,52 @@ def test_corrupt_or_missing_file_and_dim_from_file(tmp_path, gen):
     path = write(tmp_path / "d.safetensors", x_train=x, y_train=y)
     config = load_config(overrides=["data.name=file", f"data.path='{path}'", "data.dim=8"])
     assert config.data.dim == 7  # the file decides the dimension
+
+
+def _valid_file(path, gen):
+    x, y = shifted_gauss(40, 6, gen)
+    xt, yt = shifted_gauss(10, 6, gen)
+    return write(path, x_train=x, y_train=y, x_test=xt, y_test=yt)
+
+
+@pytest.mark.parametrize("keep", [0, 5, 8, 9, 40, -1, -200])
+def test_truncated_file_is_one_line_naming_it(tmp_path, gen, keep):
+    """A safetensors file cut short anywhere (inside the length, the header or the data)."""
+    path = _valid_file(tmp_path / "cut.safetensors", gen)
+    raw = path.read_bytes()
+    path.write_bytes(raw[:keep])
+    for read in (
+        load_tensor_file,
+        tensor_file_dim,
+        lambda p: file_split(p, 0.2, torch.Generator().manual_seed(0)),
+    ):
+        with pytest.raises(ValueError, match=r"data file '.*cut\.safetensors'") as err:
+            read(path)
+        assert "\n" not in str(err.value)
+
+
+def test_complex_values_are_refused(tmp_path):
+    path = write(
+        tmp_path / "c.safetensors",
+        x_train=torch.zeros(2, 3, dtype=torch.complex64),
+        y_train=torch.ones(2),
+    )
+    with pytest.raises(ValueError, match=r"c\.safetensors': x_train holds complex numbers"):
+        load_tensor_file(path)
+
+
+def test_cli_run_on_a_truncated_file_is_one_error_line(tmp_path, gen):
+    from click.testing import CliRunner
+
+    from pertlearn.cli.main import cli
+
+    path = _valid_file(tmp_path / "cut.safetensors", gen)
+    path.write_bytes(path.read_bytes()[:-50])
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        cli,
+        ["run", "-q", "--set", "data.name=file", "--set", f"data.path='{path}'", "--out", str(out)],
+    )
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: ") and "cut.safetensors" in result.output
+    assert "Traceback" not in result.output and not out.exists()

@@ -15,27 +15,19 @@ import numpy as np
 import pytest
 import torch
 
-from image_data_support import (
-    FIXTURE_MNIST_COUNTS,
-    FULL_MNIST_COUNTS,
-    fixture_data_dir,
-)
-from pertlearn.data import images
+from image_data_support import FIXTURE_MNIST_COUNTS, FULL_MNIST_COUNTS, fixture_data_dir
+from pertlearn.data import catalogue, download
+from pertlearn.data.catalogue import RemoteFile, resolve_data_dir
+from pertlearn.data.cifar_pickle import load_cifar_batch, restricted_load
+from pertlearn.data.download import fetch, verify_sha256
+from pertlearn.data.errors import DataError
+from pertlearn.data.idx import load_idx_pair, read_idx
 from pertlearn.data.images import (
-    DataError,
-    RemoteFile,
     binary_labels,
-    fetch,
-    load_cifar_batch,
     load_dataset,
-    load_idx_pair,
     prepare,
-    read_idx,
-    resolve_data_dir,
-    restricted_load,
     select_classes,
     stratified_split,
-    verify_sha256,
 )
 
 # ----------------------------------------------------------------------------- helpers
@@ -342,7 +334,7 @@ def test_fetch_tries_mirrors_and_verifies(tmp_path: Path) -> None:
 
 
 def test_download_catalogue_is_complete() -> None:
-    for info in images.DATASETS.values():
+    for info in catalogue.DATASETS.values():
         for remote in info.files:
             assert len(remote.sha256) == 64 and remote.urls and remote.size > 0
 
@@ -354,7 +346,7 @@ def test_unsafe_tar_is_refused(tmp_path: Path) -> None:
         info.size = 1
         tar.addfile(info, io.BytesIO(b"x"))
     with pytest.raises(DataError, match="unsafe entry"):
-        images._safe_extract(archive, tmp_path / "out")
+        download.safe_extract(archive, tmp_path / "out")
     assert not (tmp_path / "evil").exists()
 
 
@@ -386,13 +378,13 @@ def test_download_verifies_extracts_and_loads(
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(folder, arcname="cifar-10-batches-py")
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
-    info = images.DATASETS["cifar10"]
+    info = catalogue.DATASETS["cifar10"]
     remote = dataclasses.replace(info.files[0], urls=(archive.as_uri(),), sha256=digest)
-    monkeypatch.setitem(images.DATASETS, "cifar10", dataclasses.replace(info, files=(remote,)))
-    out = images.download("cifar10", tmp_path / "data")
+    monkeypatch.setitem(catalogue.DATASETS, "cifar10", dataclasses.replace(info, files=(remote,)))
+    out = download.download("cifar10", tmp_path / "data")
     assert out == tmp_path / "data" / "cifar10" / "cifar-10-batches-py"
     assert load_dataset("cifar10", tmp_path / "data").x.shape == (5, 3, 32, 32)
     bad = dataclasses.replace(remote, sha256="0" * 64, name="other.tar.gz")
-    monkeypatch.setitem(images.DATASETS, "cifar10", dataclasses.replace(info, files=(bad,)))
+    monkeypatch.setitem(catalogue.DATASETS, "cifar10", dataclasses.replace(info, files=(bad,)))
     with pytest.raises(DataError, match="SHA-256"):
-        images.download("cifar10", tmp_path / "data2")
+        download.download("cifar10", tmp_path / "data2")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pertlearn.reports.decision_maps import (
+from pertlearn.analysis.decision_maps import (
     decision_map,
     default_axes,
     orthonormal_axes,

@@ -15,8 +15,9 @@ from torch import nn
 
 import pertlearn
 from image_data_support import fixture_data_dir
-from pertlearn.experiments.config import ConfigError, validate_config
-from pertlearn.experiments.images import draw_image_targets, run_images
+from pertlearn.experiments.config import ConfigError
+from pertlearn.experiments.pipelines import validate_config
+from pertlearn.experiments.pipelines.images import draw_image_targets, run_images
 from pertlearn.experiments.presets import PRESETS, load_config
 from pertlearn.experiments.rundir import read_metrics
 from pertlearn.metrics import predictions
@@ -39,12 +40,10 @@ def tiny_images(scenario: str, **extra: Any) -> dict[str, Any]:
         "model": {"name": "small_cnn", "options": {"width": 4, "hidden": 16}},
         "attack": {"name": "pgd_l2", "eps": 3.0, "options": {"steps": 3}},
         "controls": [],
-        "images": {
-            "scenario": scenario,
-            "batch_size": 32,
-            "train_f": train,
-            "train_g": train,
-        },
+        "scenario": scenario,
+        "craft_batch_size": 32,
+        "train_f": train,
+        "train_g": train,
     }
     tree.update(extra)
     return tree
@@ -87,14 +86,14 @@ def test_natural_rand_targets_are_other_classes() -> None:
 
 
 def test_uniform_scenario_with_control_and_checkpoints(tmp_path: Path) -> None:
-    tree = tiny_images("uniform", controls=["control_random"])
-    tree["images"]["checkpoint_dir"] = str(tmp_path / "ckpt")
+    tree = tiny_images("uniform", controls=["unperturbed_inputs"])
+    tree["checkpoint_dir"] = str(tmp_path / "ckpt")
     config = validate_config(tree)
     first = run_images(config)
     m = first.metrics
     assert m["n_adv"] == 70 and "fooling_rate_per_source_class" not in m
     assert {"control_g_acc_test", "control_g_acc_train"} <= set(m)
-    assert {p.name for p in (tmp_path / "ckpt").iterdir()} == {"f", "g", "control_random"}
+    assert {p.name for p in (tmp_path / "ckpt").iterdir()} == {"f", "g", "unperturbed_inputs"}
     # the rerun resumes every network from its final checkpoint: same numbers
     second = run_images(config)
     assert second.curves["g"].resumed_from == 2
@@ -120,10 +119,10 @@ def test_user_model_factory() -> None:
 def test_images_pipeline_rejects_binary_models_and_synthetic_data() -> None:
     tree = tiny_images("natural_rand")
     tree["model"] = {"name": "two_layer", "width": 10}
-    with pytest.raises(ValueError, match="binary network"):
-        run_images(validate_config(tree))
-    with pytest.raises(ValueError, match="needs image data"):
-        run_images(validate_config({"pipeline": "images"}))
+    with pytest.raises(ConfigError, match=r"model\.name"):
+        validate_config(tree)
+    with pytest.raises(ConfigError, match=r"data\.name"):
+        validate_config({"pipeline": "images", "data": {"name": "gauss"}})
 
 
 def test_neurips_pipeline_on_a_binary_image_task() -> None:
@@ -154,8 +153,10 @@ def test_image_data_config_errors() -> None:
         validate_config({"data": {"name": "mnist", "dim": 100}})
     with pytest.raises(ConfigError, match="classes"):
         validate_config({"data": {"name": "mnist", "classes": [1, 10]}})
-    with pytest.raises(ConfigError, match=r"images\.scenario"):
-        validate_config({"images": {"scenario": "natural"}})
+    with pytest.raises(ConfigError, match=r"scenario"):
+        validate_config({"pipeline": "images", "scenario": "natural"})
+    with pytest.raises(ConfigError, match=r"images: unknown key for the neurips pipeline"):
+        validate_config({"images": {"scenario": "natural_det"}})
 
 
 IMAGE_PREFIXES = (
@@ -191,7 +192,7 @@ def test_image_presets_build(scale: str) -> None:
 def test_paper_scale_model_instantiates_and_trains_one_step(dataset: str) -> None:
     """Paper-scale models (ICLR24 residual CNN; WRN-28-10) do one SGD step on 4 images."""
     config = load_config(preset=f"iclr-{dataset}-natural-rand-l2", scale="paper")
-    from pertlearn.data.images import DATASETS
+    from pertlearn.data.catalogue import DATASETS
 
     info = DATASETS[config.data.name]
     model = build_image_model(
@@ -206,11 +207,11 @@ def test_paper_scale_model_instantiates_and_trains_one_step(dataset: str) -> Non
     x = torch.rand(4, *info.shape)
     y = torch.tensor([0, 1, 2, 3])
     before = [p.detach().clone() for p in model.parameters()]
-    train = config.images.train_f.model_copy(update={"epochs": 1, "batch_size": 4})
+    train = config.train_f.model_copy(update={"epochs": 1, "batch_size": 4})
     history = fit_minibatch(model, x, y, train)
     assert history.epochs_run == 1 and torch.isfinite(torch.tensor(history.losses)).all()
     assert any(not torch.equal(p, q) for p, q in zip(model.parameters(), before, strict=True))
-    assert config.images.train_f.nesterov and config.images.train_f.weight_decay == 5e-4
+    assert config.train_f.nesterov and config.train_f.weight_decay == 5e-4
     assert config.attack.options.get("steps") == 100
 
 

@@ -15,8 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks import baseline
 
 from pertlearn.attacks import GradientStep
+from pertlearn.experiments.pipelines import run
 from pertlearn.experiments.presets import load_config
-from pertlearn.experiments.runner import run
 from pertlearn.models import TwoLayerNet
 from pertlearn.theory import phi
 from pertlearn.training import TrainConfig

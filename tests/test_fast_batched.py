@@ -7,8 +7,8 @@ import torch
 
 import pertlearn.training.fast as fast
 from pertlearn.experiments.batched import can_batch, run_each, run_many
+from pertlearn.experiments.pipelines import run
 from pertlearn.experiments.presets import load_config
-from pertlearn.experiments.runner import run
 
 SMALL = [
     "data.dim=20",

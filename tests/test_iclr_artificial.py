@@ -106,7 +106,7 @@ def test_pipeline_metrics_tensors_and_constraints() -> None:
     # uniform data: perturbations clipped to [-1, 1], inside the L2 ball
     assert float(t["x_adv"].abs().max()) <= 1.0
     assert float(per_sample_norm(t["x_adv"] - t["x_noise"]).max()) <= config.eps * (1 + 1e-5)
-    assert set(result.models) == {"f", "g", "control_random"}
+    assert set(result.models) == {"f", "g", "unperturbed_inputs"}
 
 
 def test_l0_pipeline_changes_at_most_k_coordinates() -> None:

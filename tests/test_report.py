@@ -151,7 +151,7 @@ def test_chromium_renders_every_figure(sweep_dir: Path, tmp_path: Path) -> None:
 def test_default_axes_fall_back_for_symmetric_class_means() -> None:
     import torch
 
-    from pertlearn.reports.decision_maps import default_axes
+    from pertlearn.analysis.decision_maps import default_axes
 
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(100, 30, generator=generator, dtype=torch.float64) + 2.0
@@ -165,8 +165,8 @@ def test_default_axes_fall_back_for_symmetric_class_means() -> None:
 
 
 def test_single_run_report_with_decision_map_and_samples(tmp_path: Path) -> None:
+    from pertlearn.experiments.pipelines import run
     from pertlearn.experiments.presets import load_config
-    from pertlearn.experiments.runner import run
 
     config = load_config(
         preset="quickstart",

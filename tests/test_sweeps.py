@@ -15,9 +15,11 @@ from pertlearn.experiments.config import ConfigError
 from pertlearn.experiments.executors import run_sweep
 from pertlearn.experiments.presets import PRESETS, load_config
 from pertlearn.experiments.store import SweepDirError
-from pertlearn.experiments.sweep_presets import ICLR_KINDS, NEURIPS_KINDS
 from pertlearn.experiments.sweeps import config_hash, load_sweep, parse_sweep, sweep_presets
 from sweep_support import tiny_spec, write_spec_toml
+
+NEURIPS_KINDS = ("dim", "dim-logistic", "width", "slope", "n", "eps", "epochs-f", "epochs-g", "lr")
+ICLR_KINDS = ("d", "n", "n-noise", "eps")
 
 
 def test_grid_times_zip_times_seeds() -> None:

@@ -65,7 +65,7 @@ def test_theory_command_reports_bad_run_dir(tmp_path) -> None:
 
 
 def test_theory_is_reproducible_from_the_run_dir(tmp_path) -> None:
-    from pertlearn.theory.report import compute_theory, load_run
+    from pertlearn.analysis.theory import compute_theory, load_run
 
     out = tmp_path / "r"
     assert CliRunner().invoke(cli, ["run", "-q", "--out", str(out), *TINY]).exit_code == 0
@@ -78,7 +78,7 @@ def test_theory_is_reproducible_from_the_run_dir(tmp_path) -> None:
 
 def test_theory_from_in_memory_result_matches_run_dir(tmp_path) -> None:
     import pertlearn
-    from pertlearn.theory.report import compute_theory, load_run, run_data_from_result
+    from pertlearn.analysis.theory import compute_theory, load_run, run_data_from_result
 
     config = pertlearn.load_config(
         preset="quickstart",
@@ -93,10 +93,10 @@ def test_theory_from_in_memory_result_matches_run_dir(tmp_path) -> None:
 def test_theory_of_a_noise_perturbing_run_without_test_labels() -> None:
     """ICLR24 artificial layout: g trains on perturbed noise ``x_adv = x_noise + η``; the run
     stores ``x_noise`` and neither ``g_inputs`` nor ``y_test``."""
+    from pertlearn.analysis.theory import RunData, compute_theory
     from pertlearn.attacks import GradientStep
     from pertlearn.data.synthetic import balanced_signs, gauss
     from pertlearn.models import OneHiddenNet
-    from pertlearn.theory.report import RunData, compute_theory
     from pertlearn.training import TrainConfig, fit
 
     gen = torch.Generator().manual_seed(0)
@@ -141,7 +141,7 @@ def test_quickstart_meets_the_theory_targets() -> None:
     """Issue 4: on quickstart the predicted directions match (cos ≥ 0.95; the authors' code
     measures 0.995) and f̂, ĝ agree (≥ 0.9)."""
     import pertlearn
-    from pertlearn.theory.report import compute_theory, run_data_from_result
+    from pertlearn.analysis.theory import compute_theory, run_data_from_result
 
     result = pertlearn.run(pertlearn.load_config(preset="quickstart", overrides=["controls=[]"]))
     metrics = compute_theory(run_data_from_result(result)).metrics
@@ -150,7 +150,7 @@ def test_quickstart_meets_the_theory_targets() -> None:
 
 
 def test_write_theory_with_custom_axes(tmp_path) -> None:
-    from pertlearn.theory.report import write_theory
+    from pertlearn.analysis.theory import write_theory
 
     out = tmp_path / "ax"
     assert CliRunner().invoke(cli, ["run", "-q", "--out", str(out), *TINY]).exit_code == 0

@@ -7,7 +7,7 @@ it holds uses γ = 0.99 and d ≫ N² (d = 30000, N = 5)."""
 import pytest
 
 from pertlearn import load_config, run
-from pertlearn.theory.report import compute_theory, run_data_from_result
+from pertlearn.analysis.theory import compute_theory, run_data_from_result
 
 ONE_HIDDEN = [
     "model.name=one_hidden",

@@ -9,7 +9,12 @@ Quick use::
     result.save("runs/my-run")
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("pertlearn")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+unknown"
 
 from pertlearn.experiments import (
     ConfigError,

@@ -19,26 +19,50 @@ IMAGES_SMALL = [
     "data.n_train=300",
     "data.n_test=100",
     "data.n_noise=200",
-    "images.train_f.epochs=2",
-    "images.train_g.epochs=2",
-    "images.batch_size=100",
+    "train_f.epochs=2",
+    "train_g.epochs=2",
+    "craft_batch_size=100",
 ]
 
 CASES: dict[str, tuple[str, list[str]]] = {
     # NeurIPS24 binary pipeline
     "quickstart": ("quickstart", []),
-    "neurips-shifted-gauss-b": ("neurips-shifted-gauss-b", ["train_f.epochs=300", "train_g.epochs=300"]),
-    "neurips-gauss-a": ("neurips-gauss-a", ["data.dim=300", "train_f.epochs=200", "train_g.epochs=200"]),
-    "neurips-gauss-b": ("neurips-gauss-b", ["data.dim=300", "train_f.epochs=200", "train_g.epochs=200"]),
+    "neurips-shifted-gauss-b": (
+        "neurips-shifted-gauss-b",
+        ["train_f.epochs=300", "train_g.epochs=300"],
+    ),
+    "neurips-gauss-a": (
+        "neurips-gauss-a",
+        ["data.dim=300", "train_f.epochs=200", "train_g.epochs=200"],
+    ),
+    "neurips-gauss-b": (
+        "neurips-gauss-b",
+        ["data.dim=300", "train_f.epochs=200", "train_g.epochs=200"],
+    ),
     "quickstart-logistic-random": (
         "quickstart",
-        ["train_f.loss='logistic'", "train_g.loss='logistic'", "model.slope=0.25", "targets='random'", "seed=3"],
+        [
+            "train_f.loss='logistic'",
+            "train_g.loss='logistic'",
+            "model.slope=0.25",
+            "targets='random'",
+            "seed=3",
+        ],
     ),
     "quickstart-minibatch-pgd": (
         "quickstart",
-        ["train_f.batch_size=100", "train_f.epochs=50", "train_g.epochs=300", "attack.name='pgd_l2'", "attack.options={steps=5}"],
+        [
+            "train_f.batch_size=100",
+            "train_f.epochs=50",
+            "train_g.epochs=300",
+            "attack.name='pgd_l2'",
+            "attack.options={steps=5}",
+        ],
     ),
-    "neurips-mnist-a": ("neurips-mnist-a", [f"data.data_dir={FIXTURE_DATA!r}", "train_f.epochs=30", "train_g.epochs=30"]),
+    "neurips-mnist-a": (
+        "neurips-mnist-a",
+        [f"data.data_dir={FIXTURE_DATA!r}", "train_f.epochs=30", "train_g.epochs=30"],
+    ),
     # ICLR24 artificial pipeline
     "iclr-artificial-l2-uniform": (
         "iclr-artificial-l2-uniform",
@@ -53,8 +77,14 @@ CASES: dict[str, tuple[str, list[str]]] = {
         ["data.dim=200", "data.n_noise=300", "train_f.epochs=300", "train_g.epochs=300"],
     ),
     # ICLR24 image pipeline (on the in-repo MNIST subset)
-    "iclr-mnist-natural-rand-l2": ("iclr-mnist-natural-rand-l2", [*IMAGES_SMALL, "attack.options={steps=5}"]),
-    "iclr-mnist-natural-det-linf": ("iclr-mnist-natural-det-linf", [*IMAGES_SMALL, "attack.options={steps=5}"]),
+    "iclr-mnist-natural-rand-l2": (
+        "iclr-mnist-natural-rand-l2",
+        [*IMAGES_SMALL, "attack.options={steps=5}"],
+    ),
+    "iclr-mnist-natural-det-linf": (
+        "iclr-mnist-natural-det-linf",
+        [*IMAGES_SMALL, "attack.options={steps=5}"],
+    ),
     "iclr-mnist-uniform-l0": ("iclr-mnist-uniform-l0", [*IMAGES_SMALL, "attack.eps=20"]),
 }
 

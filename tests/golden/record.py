@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tests.golden.cases import CASES, IGNORED, SWEEP_SPEC
 
 import pertlearn
-from tests.golden.cases import CASES, IGNORED, SWEEP_SPEC
 
 
 def case_metrics(preset: str, overrides: list[str]) -> dict[str, Any]:
@@ -41,7 +41,9 @@ def main() -> None:
     golden: dict[str, Any] = {"cases": {}, "sweep": {}}
     for name, (preset, overrides) in CASES.items():
         golden["cases"][name] = case_metrics(preset, overrides)
-        print(name, golden["cases"][name].get("g_acc_test", golden["cases"][name].get("g_acc_train")))
+        print(
+            name, golden["cases"][name].get("g_acc_test", golden["cases"][name].get("g_acc_train"))
+        )
     with tempfile.TemporaryDirectory() as tmp:
         golden["sweep"] = sweep_metrics(Path(tmp))
     path = Path(__file__).with_name("metrics.json")

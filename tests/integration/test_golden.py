@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import torch
-
 from tests.golden.cases import CASES
 from tests.golden.record import case_metrics, sweep_metrics
 

@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def friendly_errors(command: F) -> F:
-    """:func:`pertlearn.cli.main.friendly_errors`, looked up at call time (main imports us)."""
-
-    @wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from pertlearn.cli.main import friendly_errors as wrap
-
-        return wrap(command)(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
+from pertlearn.cli.errors import friendly_errors
 
 DATA_DIR_HELP = "Data directory (default: $PERTLEARN_DATA, else ~/.cache/pertlearn/data)."
 
@@ -39,9 +23,11 @@ def data_group() -> None:
 @friendly_errors
 def download_command(name: str, data_dir: Path | None, quiet: bool) -> None:
     """Download the official files of NAME and verify their SHA-256 checksums."""
-    from pertlearn.data.images import download
+    from pertlearn.data.download import download
 
-    folder = download(name, data_dir, progress=not quiet)
+    folder = download(
+        name, data_dir, progress=not quiet, echo=lambda line: click.echo(line, err=True)
+    )
     click.echo(f"{name}: verified files in {folder}")
 
 

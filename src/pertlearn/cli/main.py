@@ -7,41 +7,16 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from datetime import datetime
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from pertlearn.cli.data import data_group
-from pertlearn.experiments.config import ConfigError
+from pertlearn.cli.errors import fail, friendly_errors
 from pertlearn.experiments.presets import PRESETS, SCALES, load_config, preset_tree
-from pertlearn.experiments.rundir import RunDirExistsError, check_target
-from pertlearn.training.trainer import TrainingDivergedError
-
-F = TypeVar("F", bound=Callable[..., Any])
-EXPECTED_ERRORS = (ConfigError, RunDirExistsError, TrainingDivergedError, ValueError, OSError)
-
-
-def fail(message: str) -> None:
-    """Print ``error: message`` on stderr and exit with status 2."""
-    click.echo(f"error: {message}", err=True)
-    sys.exit(2)
-
-
-def friendly_errors(command: F) -> F:
-    """Turn the errors a user can cause into one line and exit status 2."""
-
-    @wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except EXPECTED_ERRORS as err:
-            fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
-
-    return wrapper  # type: ignore[return-value]
+from pertlearn.experiments.rundir import check_target
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -118,7 +93,7 @@ def run_command(
     theory: bool = False,
 ) -> None:
     """Run one experiment from a preset and/or a TOML CONFIG_FILE, and write its run directory."""
-    from pertlearn.experiments.runner import run
+    from pertlearn.experiments.pipelines import run
 
     extra = [*overrides]
     if seed is not None:
@@ -136,7 +111,7 @@ def run_command(
     result = run(config, progress=not quiet)
     result.save(out, overwrite=overwrite)
     if theory:
-        from pertlearn.theory.report import write_theory
+        from pertlearn.analysis.theory import write_theory
 
         result.metrics.update(write_theory(out))
     click.echo(format_summary(result.metrics))
@@ -313,7 +288,7 @@ def theory_command(run_dir: Path, no_maps: bool, resolution: int, chunk_size: in
     """Write theory.json and decision_map.png into RUN_DIR and add the theory metrics to its
     metrics.json: the NeurIPS24 kernel predictions (and for one-hidden-layer networks the
     ICLR24 condition and surrogate) next to what f and g did."""
-    from pertlearn.theory.report import write_theory
+    from pertlearn.analysis.theory import write_theory
 
     metrics = write_theory(run_dir, chunk_size=chunk_size, maps=not no_maps, resolution=resolution)
     click.echo(format_summary(metrics))

@@ -51,7 +51,13 @@ def load_tensor_file(
             keys = set(handle.keys())
             for key in REQUIRED + OPTIONAL:
                 if key in keys:
-                    tensors[key] = handle.get_tensor(key).to(dtype)
+                    tensor = handle.get_tensor(key)
+                    if tensor.is_complex():
+                        raise ValueError(
+                            f"data file {str(path)!r}: {key} holds complex numbers; "
+                            "store real values"
+                        )
+                    tensors[key] = tensor.to(dtype)
     except (OSError, SafetensorError) as err:
         raise _open_error(path, err) from None
     missing = [key for key in REQUIRED if key not in tensors]

@@ -1,23 +1,35 @@
-"""Experiments: configs, presets, the pipeline runner and the run directory."""
+"""Experiments: per-pipeline configs, the pipelines, presets, sweeps and the run directory."""
 
 from pertlearn.experiments.config import (
     AttackConfig,
     ConfigError,
-    DataConfig,
     ExperimentConfig,
     ModelConfig,
 )
-from pertlearn.experiments.presets import PRESETS, load_config, preset_tree, register_preset
+from pertlearn.experiments.pipeline import PIPELINES, Pipeline, register_pipeline
+from pertlearn.experiments.pipelines import (
+    IclrArtificialConfig,
+    ImagesConfig,
+    NeuripsConfig,
+    run,
+    validate_config,
+)
+from pertlearn.experiments.presets import PRESETS, load_config, preset_tree, sweep_presets
+from pertlearn.experiments.result import Result
 from pertlearn.experiments.rundir import RunDirExistsError, read_metrics, read_tensors
-from pertlearn.experiments.runner import Result, build_model, run
+from pertlearn.experiments.stages import build_model
 
 __all__ = [
+    "PIPELINES",
     "PRESETS",
     "AttackConfig",
     "ConfigError",
-    "DataConfig",
     "ExperimentConfig",
+    "IclrArtificialConfig",
+    "ImagesConfig",
     "ModelConfig",
+    "NeuripsConfig",
+    "Pipeline",
     "Result",
     "RunDirExistsError",
     "build_model",
@@ -25,6 +37,8 @@ __all__ = [
     "preset_tree",
     "read_metrics",
     "read_tensors",
-    "register_preset",
+    "register_pipeline",
     "run",
+    "sweep_presets",
+    "validate_config",
 ]

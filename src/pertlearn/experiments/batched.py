@@ -20,21 +20,17 @@ import copy
 import time
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 from torch import nn
 
 from pertlearn.attacks import RandomL2, fooling_rate, make_attack
 from pertlearn.experiments.config import ExperimentConfig, ModelConfig
-from pertlearn.experiments.runner import (
-    DTYPES,
-    Result,
-    build_model,
-    draw_targets,
-    make_dataset,
-    run,
-)
+from pertlearn.experiments.pipelines import run
+from pertlearn.experiments.pipelines.neurips import NeuripsConfig, draw_targets, make_dataset
+from pertlearn.experiments.result import Result
+from pertlearn.experiments.stages import CONTROL_STAGE, DTYPES, build_model
 from pertlearn.metrics import accuracy, agreement, majority_share
 from pertlearn.models import OneHiddenNet, TwoLayerNet
 from pertlearn.seeding import resolve_device, stage_generator
@@ -46,10 +42,10 @@ MEMORY_BUDGET = 2**30
 """Bytes of stacked inputs one batched training may hold; larger groups are split."""
 
 
-def can_batch(config: ExperimentConfig) -> bool:
+def can_batch(config: ExperimentConfig) -> TypeGuard[NeuripsConfig]:
     """True when :func:`run_many` trains ``config``'s networks in batches: the ``neurips``
     pipeline, fixed-readout networks, margin losses, full batches."""
-    if config.pipeline != "neurips":
+    if not isinstance(config, NeuripsConfig):
         return False
     trains = (config.train_f, config.train_g)
     full = all(t.batch_size is None or t.batch_size >= config.data.n_train for t in trains)
@@ -73,7 +69,7 @@ class _Job:
 class _Run:
     """The per-config state between stages."""
 
-    config: ExperimentConfig
+    config: NeuripsConfig
     device: torch.device
     dtype: torch.dtype
     data_train: tuple[torch.Tensor, torch.Tensor] = field(init=False)
@@ -205,9 +201,10 @@ def run_many(configs: Sequence[ExperimentConfig], *, progress: bool = False) -> 
     configs. A diverging training raises :class:`TrainingDivergedError` naming the config.
     """
     results: list[Result | None] = [None] * len(configs)
-    indices = [i for i, c in enumerate(configs) if can_batch(c)]
+    batchable = [(i, c) for i, c in enumerate(configs) if can_batch(c)]
+    indices = [i for i, _ in batchable]
     start = time.perf_counter()
-    states = _build_runs([configs[i] for i in indices])
+    states = _build_runs([c for _, c in batchable])
 
     # f and the control (which does not depend on f): every distinct network once, together.
     _controls(states)
@@ -242,7 +239,7 @@ def _unique(jobs: Any) -> list[_Job]:
     return list(seen.values())
 
 
-def _build_runs(configs: list[ExperimentConfig]) -> list[_Run]:
+def _build_runs(configs: list[NeuripsConfig]) -> list[_Run]:
     """Data, initial networks and training jobs of each config; identical jobs are shared."""
     data: dict[Hashable, tuple[torch.Tensor, torch.Tensor]] = {}
     f_jobs: dict[Hashable, _Job] = {}
@@ -268,7 +265,7 @@ def _build_runs(configs: list[ExperimentConfig]) -> list[_Run]:
     return states
 
 
-def _init(config: ExperimentConfig, model_config: ModelConfig, name: str, state: _Run) -> nn.Module:
+def _init(config: NeuripsConfig, model_config: ModelConfig, name: str, state: _Run) -> nn.Module:
     dim = state.data_train[0].shape[1]
     generator = stage_generator(config.seed, f"init_{name}")
     return build_model(model_config, dim, generator, state.dtype).to(state.device)
@@ -287,7 +284,7 @@ def _controls(states: list[_Run]) -> None:
         if (*base, config.targets) not in targets:
             targets[(*base, config.targets)] = draw_targets(config, y_train)
         state.y_adv = targets[(*base, config.targets)]
-        if "control_random" not in config.controls:
+        if "random_l2_noise" not in config.controls:
             continue
         g_model = config.model_g or config.model
         key: Hashable = (*base, config.targets, config.scenario, config.eps)
@@ -300,8 +297,8 @@ def _controls(states: list[_Run]) -> None:
                 generator=stage_generator(config.seed, "control_noise"),
             )
             inputs = noise - x_train if config.scenario == "perturbation_only" else noise
-            model = _init(config, g_model, "control_random", state)
-            control_jobs[key] = _Job(model, inputs, state.y_adv, config.train_g, "control_random")
+            model = _init(config, g_model, CONTROL_STAGE, state)
+            control_jobs[key] = _Job(model, inputs, state.y_adv, config.train_g, "random_l2_noise")
         state.control = control_jobs[key]
 
 
@@ -335,8 +332,8 @@ def _result(state: _Run, g_inputs: torch.Tensor, metrics: dict[str, Any]) -> Res
     curves = {"f": state.f.result, "g": state.g.result}
     if state.control is not None:
         assert state.control.result is not None
-        models["control_random"] = copy.deepcopy(state.control.model)
-        curves["control_random"] = state.control.result
+        models["random_l2_noise"] = copy.deepcopy(state.control.model)
+        curves["random_l2_noise"] = state.control.result
     x_train, y_train = state.data_train
     x_test, y_test = state.data_test
     tensors = {

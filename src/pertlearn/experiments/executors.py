@@ -89,12 +89,11 @@ def execute_config(
     "done" | "failed", ...}``; an exception in the experiment becomes a ``failed`` outcome
     with ``error`` and ``traceback``.
     """
-    from pertlearn.experiments.config import ExperimentConfig
-    from pertlearn.experiments.runner import run
+    from pertlearn.experiments.pipelines import run, validate_config
 
     _limit_threads(threads)
     try:
-        config = ExperimentConfig.model_validate(config_json)
+        config = validate_config(config_json)
         return _outcome(run(config), run_id, store_root)
     except Exception as err:
         return _failure(run_id, err)
@@ -113,11 +112,11 @@ def execute_chunk(
     if len(configs_json) == 1:
         return [execute_config(configs_json[0], run_ids[0], store_root, threads)]
     from pertlearn.experiments.batched import run_each
-    from pertlearn.experiments.config import ExperimentConfig
+    from pertlearn.experiments.pipelines import validate_config
 
     _limit_threads(threads)
     try:
-        configs = [ExperimentConfig.model_validate(c) for c in configs_json]
+        configs = [validate_config(c) for c in configs_json]
         results = run_each(configs)
     except Exception as err:
         return [_failure(run_id, err) for run_id in run_ids]
@@ -142,7 +141,7 @@ def _batch_key(point: Point) -> Hashable:
     """Configurations with equal keys have networks of equal shapes (what
     :func:`~pertlearn.experiments.batched.run_many` trains together); learning rates, seeds,
     ε, targets and the like may differ."""
-    c = point.config
+    c: Any = point.config  # a neurips config when batchable; others get their own chunk
     return (
         c.pipeline,
         c.device,

@@ -22,16 +22,31 @@ import platform
 import shutil
 import tempfile
 from datetime import UTC, datetime
+from importlib.metadata import version as metadata_version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from pertlearn.atomic import write_json
 
-if TYPE_CHECKING:
-    from pertlearn.experiments.runner import Result
+
+class RunOutput(Protocol):
+    """What a run directory is written from (:class:`pertlearn.experiments.result.Result`)."""
+
+    @property
+    def config(self) -> Any: ...
+    @property
+    def metrics(self) -> dict[str, Any]: ...
+    @property
+    def models(self) -> dict[str, torch.nn.Module]: ...
+    @property
+    def curves(self) -> dict[str, Any]: ...
+    @property
+    def tensors(self) -> dict[str, torch.Tensor]: ...
+    @property
+    def device(self) -> str: ...
 
 
 class RunDirExistsError(FileExistsError):
@@ -40,10 +55,8 @@ class RunDirExistsError(FileExistsError):
 
 def versions() -> dict[str, str]:
     """Versions that decide the numbers a run gives."""
-    from pertlearn import __version__
-
     return {
-        "pertlearn": __version__,
+        "pertlearn": metadata_version("pertlearn"),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "numpy": __import__("numpy").__version__,
@@ -112,7 +125,7 @@ def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def write_run_dir(result: Result, out: Path, *, overwrite: bool = False) -> Path:
+def write_run_dir(result: RunOutput, out: Path, *, overwrite: bool = False) -> Path:
     """Write ``result`` to ``out`` atomically and return ``out``."""
     out = Path(os.path.abspath(out))
     check_target(out, overwrite)

@@ -1,6 +1,7 @@
 """Sweeps: a base config and axes over any config keys, expanded into validated configs.
 
-A sweep spec is a TOML file (or a dict, or a registered sweep preset)::
+A sweep spec is a TOML file (or a dict, or a sweep preset: a TOML file shipped in the package or
+found in ``PERTLEARN_PRESETS``, see :mod:`pertlearn.experiments.presets`)::
 
     name = "shifted-gauss-dim"
     preset = "neurips-shifted-gauss-a"   # base experiment preset (optional)
@@ -31,12 +32,13 @@ two configurations resolving to the same config raise one :class:`ConfigError`.
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import itertools
 import json
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,9 +52,9 @@ from pertlearn.experiments.config import (
     parse_value,
     read_toml,
     set_key,
-    validate_config,
 )
-from pertlearn.experiments.presets import SCALES, preset_tree
+from pertlearn.experiments.pipelines import validate_config
+from pertlearn.experiments.presets import SCALES, preset_tree, sweep_presets
 
 SPEC_KEYS = {"name", "description", "preset", "scale", "config", "seeds", "base", "grid", "zip"}
 SPEC_KEYS |= {"report"}
@@ -136,7 +138,7 @@ class Sweep:
         :class:`ConfigError` naming the first bad configuration; nothing is run."""
         base_config = self.base_config()
         for key in self.swept_keys:
-            check_key_exists(key)
+            check_key_exists(key, type(base_config))
         seeds = self.seeds if self.seeds is not None else [base_config.seed]
         points: list[Point] = []
         seen: dict[str, Point] = {}
@@ -186,19 +188,21 @@ def _is_mapping(annotation: Any) -> bool:
     return annotation is dict or typing.get_origin(annotation) is dict
 
 
-def check_key_exists(key: str) -> None:
-    """Raise :class:`ConfigError` unless dotted ``key`` names a field of
-    :class:`ExperimentConfig` (keys inside free-form tables such as ``attack.options`` pass)."""
+def check_key_exists(key: str, config_class: type[ExperimentConfig]) -> None:
+    """Raise :class:`ConfigError` unless dotted ``key`` names a field of ``config_class`` (the
+    sweep's pipeline config; keys inside free-form tables such as ``attack.options`` pass)."""
     if key == "seed":
         raise ConfigError("sweep axis 'seed': list seeds with `seeds = [...]`, not as an axis")
-    model: type[BaseModel] = ExperimentConfig
+    model: type[BaseModel] = config_class
+    pipeline = config_class.model_fields["pipeline"].default
     parts = key.split(".")
     for i, part in enumerate(parts):
         fields = model.model_fields
         if part not in fields:
             where = ".".join(parts[:i]) or "the top level"
             raise ConfigError(
-                f"sweep axis {key!r} names no config key ({part!r} is not a key of {where}); "
+                f"sweep axis {key!r} names no key of the {pipeline} pipeline "
+                f"({part!r} is not a key of {where}); "
                 "check its spelling (see `pertlearn presets --show NAME`)"
             )
         annotation = fields[part].annotation
@@ -375,41 +379,7 @@ def parse_sweep(
     )
 
 
-# ------------------------------------------------------------------------ presets
-
-
-@dataclass(frozen=True)
-class SweepPreset:
-    name: str
-    summary: str
-    build: Callable[[str], dict[str, Any]]
-
-
-SWEEPS: dict[str, SweepPreset] = {}
-
-
-def register_sweep(
-    name: str, summary: str
-) -> Callable[[Callable[[str], dict[str, Any]]], SweepPreset]:
-    """Decorator: register ``build(scale) -> sweep spec`` as sweep preset ``name``. The spec
-    is only built (and its base preset looked up) when the sweep is loaded."""
-
-    def decorate(build: Callable[[str], dict[str, Any]]) -> SweepPreset:
-        preset = SweepPreset(name, summary, build)
-        SWEEPS[name] = preset
-        return preset
-
-    return decorate
-
-
-def _ensure_sweep_presets() -> None:
-    import pertlearn.experiments.sweep_presets  # noqa: F401  (registers the presets)
-
-
-def sweep_presets() -> dict[str, SweepPreset]:
-    """All registered sweep presets."""
-    _ensure_sweep_presets()
-    return SWEEPS
+# ------------------------------------------------------------------------ loading
 
 
 def load_sweep(
@@ -430,8 +400,6 @@ def load_sweep(
     presets = sweep_presets()
     name = str(source)
     if name not in presets:
-        import difflib
-
         close = difflib.get_close_matches(name, presets, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise ConfigError(

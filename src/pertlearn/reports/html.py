@@ -13,6 +13,7 @@ import platform
 import tempfile
 from collections import defaultdict
 from datetime import UTC, datetime
+from importlib.metadata import version as metadata_version
 from pathlib import Path
 from typing import Any
 
@@ -75,10 +76,8 @@ def generator_versions() -> dict[str, str]:
     import matplotlib
     import torch
 
-    from pertlearn import __version__
-
     return {
-        "pertlearn": __version__,
+        "pertlearn": metadata_version("pertlearn"),
         "torch": torch.__version__,
         "matplotlib": matplotlib.__version__,
         "python": platform.python_version(),

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pertlearn.analysis import decision_maps
+from pertlearn.analysis.theory import load_run
 from pertlearn.reports.figures import Figure, _png, plt
 
 GRID = 160
@@ -15,12 +17,9 @@ IMAGE_SHAPES = {784: (1, 28, 28), 3072: (3, 32, 32)}
 
 def decision_map(run_dir: Path) -> Figure | None:
     """sign f, sign g and their agreement on the plane of the class means
-    (:func:`pertlearn.reports.decision_maps.default_axes`), with the projected training
+    (:func:`pertlearn.analysis.decision_maps.default_axes`), with the projected training
     points; ``None`` for runs this does not apply to (not a binary run with inputs ``(N, d)``,
     or no saved tensors)."""
-    from pertlearn.reports import decision_maps
-    from pertlearn.theory.report import load_run
-
     if not (run_dir / "tensors.safetensors").exists():
         return None
     with (run_dir / "config.json").open() as handle:

@@ -6,7 +6,7 @@
   f̂, ĝ of wide two-layer networks.
 * :mod:`pertlearn.theory.iclr`: the ICLR24 near-orthogonality condition, max-margin λ, the
   linear surrogate f̃ and its predicted L2/L∞/L0 perturbations, g's two-term surrogate.
-* :mod:`pertlearn.theory.report`: all of it for a run directory (``pertlearn theory RUN_DIR``).
+* :mod:`pertlearn.analysis.theory` (above this package): all of it for a run directory.
 """
 
 from pertlearn.theory.kernel import phi, phi_diagonal, phi_matmul, phi_monte_carlo

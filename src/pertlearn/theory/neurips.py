@@ -24,8 +24,12 @@ from dataclasses import dataclass
 
 import torch
 
-from pertlearn.attacks.base import per_sample_norm
 from pertlearn.theory.kernel import DEFAULT_CHUNK, phi_matmul
+
+
+def per_sample_norm(t: torch.Tensor) -> torch.Tensor:
+    """L2 norm of each sample over all non-batch dimensions, shape ``(N,)``."""
+    return torch.linalg.vector_norm(t.flatten(1), dim=1)
 
 
 def _weights(y: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:

@@ -1,0 +1,1 @@
+"""Analysis of finished runs: the papers' theory computed for a run directory."""

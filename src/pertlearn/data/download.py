@@ -1,0 +1,179 @@
+"""Downloading the official data set files: mirrors, SHA-256 checks, safe extraction.
+
+:func:`download` (``pertlearn data download NAME``) fetches each file of a data set from its
+mirrors in order, streaming it to a temporary file beside the target while hashing it; a file
+whose SHA-256 matches the catalogue is moved into place atomically. A mirror that fails in any
+way (refused or dropped connection, HTTP error, more bytes than the official file has, wrong
+checksum) is reported in one line and the next mirror is tried; when all fail, one
+:class:`~pertlearn.data.errors.DataError` lists every mirror tried and why. The CIFAR-10 archive
+is extracted refusing absolute paths, ``..``, links, devices and other special entries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import tarfile
+import urllib.request
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from pertlearn.atomic import atomic_path
+from pertlearn.data.catalogue import RemoteFile, dataset_info, resolve_data_dir
+from pertlearn.data.errors import DataError
+
+Opener = Callable[[str], IO[bytes]]
+"""Opens a URL for reading (a test passes a fake; the default uses :mod:`urllib`)."""
+Echo = Callable[[str], None]
+"""Receives one line per failed mirror (the CLI prints it on stderr)."""
+
+MAX_EXTRACT_BYTES = 1 << 30
+"""Largest total size of the files an archive may extract to (CIFAR-10: 178 MB)."""
+
+_CHUNK = 1 << 20
+FETCH_ERRORS: tuple[type[Exception], ...] = (OSError, ValueError, http.client.HTTPException)
+"""What one mirror's failure may raise: connection and HTTP errors (``URLError`` and timeouts
+are ``OSError``; a dropped connection mid-body is ``http.client.IncompleteRead``), a URL
+``urllib`` cannot open (``ValueError``), and :class:`DataError` for a wrong size or checksum."""
+
+
+def sha256_file(path: str | Path, chunk: int = _CHUNK) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_sha256(path: str | Path, expected: str) -> None:
+    """Raise :class:`DataError` unless ``path`` has SHA-256 ``expected``."""
+    found = sha256_file(path)
+    if found != expected.lower():
+        raise DataError(
+            f"{str(path)!r} has SHA-256 {found}, expected {expected}; the download is corrupt "
+            "or not the official file"
+        )
+
+
+def _default_opener(url: str) -> IO[bytes]:
+    request = urllib.request.Request(url, headers={"User-Agent": "pertlearn"})
+    response: IO[bytes] = urllib.request.urlopen(request, timeout=60)
+    return response
+
+
+def _one_line(err: BaseException) -> str:
+    """An exception as one line (its type when it has no message)."""
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def _copy_verified(response: IO[bytes], out: IO[bytes], remote: RemoteFile, progress: bool) -> None:
+    """Stream ``response`` into ``out``, refusing more than ``remote.size`` bytes, and check
+    the SHA-256 of what arrived."""
+    digest = hashlib.sha256()
+    received = 0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm  # lazy: only progress bars need tqdm
+
+        bar = tqdm(total=remote.size, unit="B", unit_scale=True, desc=remote.name)
+    try:
+        while block := response.read(_CHUNK):
+            received += len(block)
+            if received > remote.size:
+                raise DataError(f"sent more than the {remote.size} bytes of the official file")
+            digest.update(block)
+            out.write(block)
+            if bar is not None:
+                bar.update(len(block))
+    finally:
+        if bar is not None:
+            bar.close()
+    found = digest.hexdigest()
+    if found != remote.sha256.lower():
+        raise DataError(
+            f"received {received} bytes with SHA-256 {found}, expected {remote.sha256}; "
+            "corrupt or not the official file"
+        )
+
+
+def fetch(
+    remote: RemoteFile,
+    folder: Path,
+    *,
+    opener: Opener = _default_opener,
+    progress: bool = False,
+    echo: Echo | None = None,
+) -> Path:
+    """Download ``remote`` into ``folder`` (trying its URLs in order), verify its SHA-256 and
+    move it into place atomically. A file already there with the right checksum is kept. Each
+    failed mirror is passed to ``echo`` as one line; all failing raises :class:`DataError`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / remote.name
+    if target.is_file() and sha256_file(target) == remote.sha256:
+        return target
+    errors = []
+    for number, url in enumerate(remote.urls, start=1):
+        try:
+            with atomic_path(target) as tmp, tmp.open("wb") as out, opener(url) as response:
+                _copy_verified(response, out, remote, progress)
+            return target
+        except FETCH_ERRORS as err:
+            errors.append(f"{url}: {_one_line(err)}")
+            if echo is not None:
+                then = "trying the next mirror" if number < len(remote.urls) else "no mirror left"
+                echo(f"warning: {remote.name} from {url} failed ({_one_line(err)}); {then}")
+    raise DataError(
+        f"could not download {remote.name} from any of its {len(remote.urls)} mirrors: "
+        + " | ".join(errors)
+    )
+
+
+def safe_extract(archive: Path, folder: Path, *, max_bytes: int = MAX_EXTRACT_BYTES) -> None:
+    """Extract a tar archive into ``folder``, refusing (before extracting anything) absolute
+    paths, ``..``, links, devices, FIFOs and archives whose files exceed ``max_bytes``."""
+    root = folder.resolve()
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            members = tar.getmembers()
+            total = 0
+            for member in members:
+                target = (folder / member.name).resolve()
+                if not (member.isfile() or member.isdir()) or not target.is_relative_to(root):
+                    raise DataError(
+                        f"{str(archive)!r} holds an unsafe entry {member.name!r}; refused"
+                    )
+                total += member.size
+                if total > max_bytes:
+                    raise DataError(
+                        f"{str(archive)!r} would extract to more than {max_bytes} bytes; refused"
+                    )
+            tar.extractall(folder, members=members, filter="data")
+    except (tarfile.TarError, EOFError, zlib.error) as err:
+        raise DataError(
+            f"{str(archive)!r} is not a readable tar archive ({_one_line(err)}); "
+            "delete it and download it again"
+        ) from None
+
+
+def download(
+    name: str,
+    data_dir: str | Path | None = None,
+    *,
+    opener: Opener = _default_opener,
+    progress: bool = False,
+    echo: Echo | None = None,
+) -> Path:
+    """Fetch the official files of data set ``name`` into ``<data dir>/<name>/``, verify their
+    SHA-256 and (CIFAR-10) extract the archive safely. Returns the data set's folder. Failed
+    mirrors are reported to ``echo`` (see :func:`fetch`)."""
+    info = dataset_info(name)
+    folder = resolve_data_dir(data_dir) / info.name
+    for remote in info.files:
+        path = fetch(remote, folder, opener=opener, progress=progress, echo=echo)
+        if path.name.endswith(".tar.gz"):
+            safe_extract(path, folder)
+    return folder / "cifar-10-batches-py" if name == "cifar10" else folder

@@ -1,0 +1,71 @@
+"""Image data for the pipelines: a seeded stratified split of a loaded image data set."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+from pertlearn.data.images import ImageSplit, load_dataset, prepare
+from pertlearn.seeding import stage_generator
+
+
+class ImageDataSection(Protocol):
+    """The ``data`` keys an image split reads."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def data_dir(self) -> str | None: ...
+    @property
+    def classes(self) -> list[int] | None: ...
+    @property
+    def split(self) -> float: ...
+    @property
+    def n_train(self) -> int: ...
+    @property
+    def n_test(self) -> int: ...
+
+
+def image_split(
+    data: ImageDataSection, seed: int, *, binary: bool, center: bool, dtype: torch.dtype
+) -> ImageSplit:
+    """Load ``data.name`` and split it stratified with the stage ``data_split`` of ``seed``.
+
+    ``binary``: ±1 labels and flattened images ``(N, C·H·W)``, mean-centered when ``center``
+    (NeurIPS24 tasks); otherwise class labels ``0..K-1`` and images ``(N, C, H, W)`` with
+    pixels in ``[0, 1]``."""
+    loaded = load_dataset(data.name, data.data_dir)
+    if binary and data.classes is None:
+        raise ValueError(
+            "the neurips pipeline needs a binary task: set data.classes to two classes, "
+            "e.g. [1, 2] for MNIST 1 vs 2"
+        )
+    return prepare(
+        loaded,
+        classes=data.classes,
+        test_fraction=data.split,
+        generator=stage_generator(seed, "data_split"),
+        n_train=data.n_train,
+        n_test=data.n_test,
+        binary=binary,
+        center=binary and center,
+        flatten=binary,
+        dtype=dtype,
+    )
+
+
+class BinaryImageSection(ImageDataSection, Protocol):
+    @property
+    def center(self) -> bool: ...
+
+
+def binary_image_data(
+    data: BinaryImageSection, seed: int, stage: str, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x (N, C·H·W), y (N,) ±1)`` of the train (``stage = "data_train"``) or test part of a
+    binary image task."""
+    split = image_split(data, seed, binary=True, center=data.center, dtype=dtype)
+    if stage == "data_train":
+        return split.x_train, split.y_train
+    return split.x_test, split.y_test

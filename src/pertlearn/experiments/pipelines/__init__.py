@@ -1,0 +1,69 @@
+"""The built-in pipelines, registered under their config's ``pipeline`` name.
+
+==================  ==========================================  ==============================
+``neurips``         :mod:`.neurips` (NeurIPS24, binary data)     :class:`NeuripsConfig`
+``iclr_artificial`` :mod:`.iclr_artificial` (ICLR24 Sec. 5.1)   :class:`IclrArtificialConfig`
+``images``          :mod:`.images` (ICLR24 Sec. 5.2, Ilyas D_*)  :class:`ImagesConfig`
+==================  ==========================================  ==============================
+"""
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from pertlearn.experiments.config import ConfigError, ExperimentConfig, format_validation_error
+from pertlearn.experiments.pipeline import Pipeline, pipeline_of, register_pipeline
+from pertlearn.experiments.pipelines.iclr_artificial import (
+    IclrArtificialConfig,
+    run_iclr_artificial,
+)
+from pertlearn.experiments.pipelines.images import ImagesConfig, run_images
+from pertlearn.experiments.pipelines.neurips import NeuripsConfig, run_neurips
+from pertlearn.experiments.result import Result
+
+register_pipeline(
+    Pipeline("neurips", NeuripsConfig, run_neurips, "NeurIPS24: two-layer nets, binary data")
+)
+register_pipeline(
+    Pipeline(
+        "iclr_artificial",
+        IclrArtificialConfig,
+        run_iclr_artificial,
+        "ICLR24: one-hidden-layer nets, learning from perturbed noise",
+    )
+)
+register_pipeline(
+    Pipeline("images", ImagesConfig, run_images, "ICLR24 / Ilyas et al.: CNNs on images")
+)
+
+
+def validate_config(tree: dict[str, Any]) -> ExperimentConfig:
+    """Validate a config tree with the config class of its ``pipeline`` (default ``neurips``);
+    raise :class:`ConfigError` with a one-line message naming the key."""
+    name = tree.get("pipeline", "neurips")
+    if not isinstance(name, str):
+        raise ConfigError(f"invalid config: pipeline must be a string, got {name!r}")
+    pipeline = pipeline_of(name)
+    try:
+        return pipeline.config_class.model_validate({**tree, "pipeline": name})
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, name)) from None
+    except RecursionError:
+        raise ConfigError("invalid config: nested too deeply") from None
+
+
+def run(config: ExperimentConfig, *, progress: bool = False) -> Result:
+    """Run one experiment with the pipeline ``config.pipeline`` and return its :class:`Result`."""
+    return pipeline_of(config.pipeline).run(config, progress=progress)
+
+
+__all__ = [
+    "IclrArtificialConfig",
+    "ImagesConfig",
+    "NeuripsConfig",
+    "run",
+    "run_iclr_artificial",
+    "run_images",
+    "run_neurips",
+    "validate_config",
+]

@@ -1,0 +1,174 @@
+"""The ICLR24 artificial experiment (Kumano et al., arXiv:2402.10470, Sec. 5.1): learning from
+perturbed noise. Read top to bottom:
+
+1. ``N`` natural samples ``x_n`` from ``uniform`` (U([-1, 1]^d)) or ``gauss`` (N(0, I_d)) with
+   uniformly random labels ``y_n``; f (``OneHiddenNet``, γ = 0.01) trained on them with the
+   exponential loss by full-batch gradient descent (optionally stopped once the relative
+   change of the loss falls below ``train_f.stop_tol``).
+2. ``N_noise`` noise samples ``x_n^noise`` from the same distribution with random target
+   labels ``y_n^adv`` (``targets``: ``random`` i.i.d., ``balanced`` half of each sign).
+3. The configured attack perturbs each noise sample towards its target against f
+   (``x_n^noise + η_n``), clipped to [-1, 1] for ``uniform`` unless ``attack.options.clip``
+   says otherwise.
+4. g is trained from scratch on ``{(x_n^noise + η_n, y_n^adv)}``; the control
+   ``unperturbed_inputs`` g' on the same noise *without* perturbation, ``{(x_n^noise,
+   y_n^adv)}``.
+
+Metrics (docs/metrics.md): ``f_acc_train``, ``g_acc_train`` (g on the natural D),
+``control_g_acc_train`` (g' on D), ``g_fit_acc`` / ``control_fit_acc`` (each on its own
+training set), ``fooling_rate``, ``agreement`` / ``control_agreement`` (sign f = sign g, resp.
+g', on ``n_test`` fresh samples), ``g_majority_share``, ``g_degenerate``, ``eps``,
+``f_epochs``, ``g_epochs``, ``seconds``.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+from torch import nn
+
+from pertlearn.attacks import ATTACKS, TargetedPGD, fooling_rate, make_attack
+from pertlearn.data import SYNTHETIC
+from pertlearn.experiments.config import AttackConfig, ExperimentConfig, ModelConfig, StrictModel
+from pertlearn.experiments.result import Result
+from pertlearn.experiments.stages import CONTROL_STAGE, DTYPES, binary_targets, craft, train_fresh
+from pertlearn.metrics import accuracy, agreement, majority_share
+from pertlearn.seeding import resolve_device, stage_generator
+from pertlearn.training import TrainConfig
+
+DATA_RANGE: dict[str, tuple[float, float]] = {"uniform": (-1.0, 1.0)}
+"""Data range the attacks clip to, per distribution (none for the unbounded ones)."""
+
+
+class ArtificialDataConfig(StrictModel):
+    """``uniform`` (U([-1, 1]^d)) or ``gauss`` (N(0, I_d)) samples with random labels."""
+
+    name: Literal["uniform", "gauss"] = "uniform"
+    dim: int = Field(1000, ge=1, le=10_000_000, description="input dimension d")
+    n_train: int = Field(100, ge=2, le=100_000_000, description="natural samples N")
+    n_test: int = Field(1000, ge=1, le=100_000_000, description="fresh samples (agreement)")
+    n_noise: int = Field(1000, ge=1, le=100_000_000, description="noise samples N_noise")
+
+
+ArtificialControl = Literal["unperturbed_inputs"]
+DEFAULT_CONTROLS: tuple[ArtificialControl, ...] = ("unperturbed_inputs",)
+
+
+def _default_train() -> TrainConfig:
+    return TrainConfig(loss="exponential", lr=0.01)
+
+
+class IclrArtificialConfig(ExperimentConfig):
+    """The ``iclr_artificial`` pipeline's config (module docstring)."""
+
+    pipeline: Literal["iclr_artificial"] = "iclr_artificial"
+    data: ArtificialDataConfig = Field(default_factory=ArtificialDataConfig)
+    model: ModelConfig = Field(
+        default_factory=lambda: ModelConfig(name="one_hidden", width=100, slope=0.01)
+    )
+    model_g: ModelConfig | None = Field(None, description="g's architecture; None: same as f")
+    train_f: TrainConfig = Field(default_factory=_default_train)
+    train_g: TrainConfig = Field(default_factory=_default_train)
+    attack: AttackConfig = Field(
+        default_factory=lambda: AttackConfig(name="pgd_l2", eps_per_sqrt_dim=0.0078)
+    )
+    targets: Literal["balanced", "random"] = "random"
+    controls: list[ArtificialControl] = Field(default_factory=lambda: list(DEFAULT_CONTROLS))
+    degenerate_threshold: float = Field(
+        0.95, gt=0.5, le=1, description="g is degenerate when one sign exceeds this share"
+    )
+
+    @model_validator(mode="after")
+    def _margin_losses(self) -> IclrArtificialConfig:
+        for key in ("train_f", "train_g"):
+            if getattr(self, key).loss == "cross_entropy":
+                raise ValueError(
+                    f"{key}.loss must be a margin loss (binary labels), e.g. 'exponential'"
+                )
+        return self
+
+
+def attack_options(config: IclrArtificialConfig) -> dict[str, Any]:
+    """``attack.options`` plus the data range of the distribution as ``clip`` (for attacks
+    that take one, unless the options set it)."""
+    options = dict(config.attack.options)
+    if issubclass(ATTACKS[config.attack.name], TargetedPGD) and "clip" not in options:
+        options["clip"] = DATA_RANGE.get(config.data.name)
+    return options
+
+
+def run_iclr_artificial(config: IclrArtificialConfig, *, progress: bool = False) -> Result:
+    """Run the ICLR24 artificial experiment described by ``config`` (module docstring)."""
+    start = time.perf_counter()
+    device = resolve_device(config.device)
+    dtype = DTYPES[config.dtype]
+    seed = config.seed
+    data = config.data
+    # The attack first, so that a bad budget or option fails before any training.
+    eps = config.eps
+    attack = make_attack(config.attack.name, eps, **attack_options(config))
+
+    def sample(n: int, stage: str) -> Any:
+        return SYNTHETIC[data.name](n, data.dim, stage_generator(seed, stage), dtype=dtype)
+
+    x_train, y_train = (t.to(device) for t in sample(data.n_train, "data_train"))
+    x_test = sample(data.n_test, "data_test")[0].to(device)
+    x_noise = sample(data.n_noise, "data_noise")[0].to(device)
+    y_adv = binary_targets(config.targets, data.n_noise, seed, dtype).to(device)
+    if isinstance(attack, TargetedPGD):
+        attack.check_input(x_noise)  # e.g. an L0 budget above d, or noise outside the range
+
+    train = partial(train_fresh, seed=seed, device=device, progress=progress)
+
+    # 1. f on the natural data.
+    f, f_history = train("f", config.model, x_train, y_train, config.train_f)
+    # 2.-3. the noise, perturbed towards its targets against f.
+    x_adv = craft(attack, f, x_noise, y_adv, seed)
+    # 4. g on the perturbed noise only.
+    g_model_config = config.model_g or config.model
+    g, g_history = train("g", g_model_config, x_adv, y_adv, config.train_g)
+
+    models: dict[str, nn.Module] = {"f": f, "g": g}
+    curves = {"f": f_history, "g": g_history}
+    metrics: dict[str, Any] = {
+        "f_acc_train": accuracy(f, x_train, y_train),
+        "g_acc_train": accuracy(g, x_train, y_train),
+        "agreement": agreement(f, g, x_test),
+        "fooling_rate": fooling_rate(f, x_adv, y_adv),
+        "g_fit_acc": accuracy(g, x_adv, y_adv),
+        "g_majority_share": majority_share(g, x_test),
+        "eps": eps,
+        "f_epochs": f_history.epochs_run,
+        "g_epochs": g_history.epochs_run,
+    }
+    metrics["g_degenerate"] = metrics["g_majority_share"] > config.degenerate_threshold
+
+    # 5. control g': the same noise and targets, without the perturbation.
+    if "unperturbed_inputs" in config.controls:
+        control, control_history = train(
+            "unperturbed_inputs",
+            g_model_config,
+            x_noise,
+            y_adv,
+            config.train_g,
+            stage=CONTROL_STAGE,
+        )
+        models["unperturbed_inputs"] = control
+        curves["unperturbed_inputs"] = control_history
+        metrics["control_g_acc_train"] = accuracy(control, x_train, y_train)
+        metrics["control_fit_acc"] = accuracy(control, x_noise, y_adv)
+        metrics["control_agreement"] = agreement(f, control, x_test)
+
+    metrics["seconds"] = time.perf_counter() - start
+    tensors = {
+        "x_train": x_train,
+        "y_train": y_train,
+        "x_test": x_test,
+        "x_noise": x_noise,
+        "y_adv": y_adv,
+        "x_adv": x_adv,
+    }
+    return Result(config, metrics, models, curves, tensors, device=str(device))

@@ -1,0 +1,347 @@
+"""The ICLR24 image pipeline (Kumano et al., arXiv:2402.10470, Sec. 5.2).
+
+K-class images (MNIST, Fashion-MNIST, CIFAR-10, or a class subset), a CNN f trained by
+mini-batch SGD, an adversarial set crafted against f with any registered attack, a fresh g
+trained only on it, and g measured on clean test images. Scenarios (``scenario``; Ilyas et al.
+arXiv:1905.02175 call the natural ones D_rand and D_det):
+
+- ``natural_rand``: the training images, each with a target drawn uniformly among the *other*
+  classes;
+- ``natural_det``: the training images with target ``(y + 1) mod K``;
+- ``uniform``: ``data.n_noise`` images from ``U[0,1]^{C×H×W}`` with uniform random targets,
+  generated and attacked ``craft_batch_size`` at a time (each batch from its own seeded
+  generator, so the control can regenerate the same noise instead of storing it).
+
+The fooling check: ``fooling_rate`` is the share of adversarial images that f assigns to their
+target; ``fooling_rate_per_class`` the same per target class (keys are class indices as
+strings; for the natural scenarios ``fooling_rate_per_source_class`` groups by the true class).
+
+Pixels stay in ``[0, 1]`` (the models normalize internally), so attacks clip to ``(0, 1)``
+unless ``attack.options.clip`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import Field, model_validator
+from torch import nn
+from tqdm.auto import tqdm
+
+from pertlearn.attacks import Attack, make_attack
+from pertlearn.data.catalogue import DATASETS
+from pertlearn.experiments.config import AttackConfig, ExperimentConfig, StrictModel
+from pertlearn.experiments.image_data import image_split
+from pertlearn.experiments.result import Result
+from pertlearn.experiments.stages import CONTROL_STAGE, DTYPES
+from pertlearn.metrics import predictions
+from pertlearn.models.cnn import build_image_model
+from pertlearn.seeding import resolve_device, stage_generator
+from pertlearn.training.minibatch import MinibatchConfig, MinibatchResult, fit_minibatch
+
+ModelFactory = Callable[[tuple[int, int, int], int, torch.Generator], nn.Module]
+"""``(in_shape (C, H, W), num_classes, generator) -> nn.Module`` returning logits ``(N, K)``."""
+
+
+class ImageDataConfig(StrictModel):
+    """An image data set split 80/20 (``split``) by the run seed; ``n_train`` / ``n_test`` cap
+    the two parts; ``classes`` keeps a subset (relabeled in this order)."""
+
+    name: Literal["mnist", "fashion_mnist", "cifar10"] = "mnist"
+    dim: int = Field(784, ge=1, description="C·H·W, set from the data set")
+    n_train: int = Field(10_000_000, ge=2, description="cap on the training part")
+    n_test: int = Field(10_000_000, ge=1, description="cap on the test part")
+    n_noise: int = Field(
+        1000, ge=1, le=100_000_000, description="uniform scenario: noise images attacked"
+    )
+    classes: list[int] | None = Field(None, description="classes used (default: all)")
+    data_dir: str | None = Field(
+        None, description="data directory (default $PERTLEARN_DATA, else the cache)"
+    )
+    split: float = Field(0.2, gt=0, lt=1, description="test fraction of the split")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived_dim(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("name", "mnist") in DATASETS and "dim" not in data:
+            data = {**data, "dim": DATASETS[data.get("name", "mnist")].dim}
+        return data
+
+    @model_validator(mode="after")
+    def _checks(self) -> ImageDataConfig:
+        info = DATASETS[self.name]
+        if self.dim != info.dim:
+            raise ValueError(f"{self.name} images have dimension {info.dim}; leave data.dim out")
+        if self.classes is not None:
+            bad = [c for c in self.classes if not 0 <= c < info.num_classes]
+            if bad or len(set(self.classes)) != len(self.classes) or len(self.classes) < 2:
+                raise ValueError(
+                    f"classes must be at least two distinct classes in 0..{info.num_classes - 1}"
+                    f", got {self.classes}"
+                )
+        return self
+
+
+class ImageModelConfig(StrictModel):
+    """``small_cnn`` (options ``width``, ``hidden``), ``iclr_resnet`` (the ICLR24 residual CNN
+    for MNIST / Fashion-MNIST), ``wide_resnet`` (``depth``, ``widen``, ``dropout``) or
+    ``custom`` (``options.factory = "package.module:function"``, the user's own network)."""
+
+    name: Literal["small_cnn", "iclr_resnet", "wide_resnet", "custom"] = "small_cnn"
+    options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments")
+
+
+class ImagesConfig(ExperimentConfig):
+    """The ``images`` pipeline's config (module docstring). ``train_f`` / ``train_g``: the
+    mini-batch training of f and of g (and of the control). ``craft_batch_size``: images
+    generated and attacked at once. ``checkpoint_dir``: per-epoch checkpoints of every network
+    (sub-folders ``f``, ``g``, ``unperturbed_inputs``) so a killed run resumes."""
+
+    pipeline: Literal["images"] = "images"
+    data: ImageDataConfig = Field(default_factory=ImageDataConfig)
+    model: ImageModelConfig = Field(default_factory=ImageModelConfig)
+    model_g: ImageModelConfig | None = Field(None, description="g's network; None: same as f")
+    train_f: MinibatchConfig = Field(default_factory=MinibatchConfig)
+    train_g: MinibatchConfig = Field(default_factory=MinibatchConfig)
+    attack: AttackConfig = Field(default_factory=lambda: AttackConfig(name="pgd_l2", eps=2.0))
+    scenario: Literal["natural_rand", "natural_det", "uniform"] = "natural_rand"
+    controls: list[Literal["unperturbed_inputs"]] = Field(default_factory=list)
+    craft_batch_size: int = Field(1000, ge=1, description="images generated/attacked per batch")
+    checkpoint_dir: str | None = Field(None, description="resumable per-epoch checkpoints")
+    degenerate_threshold: float = Field(
+        0.95, gt=0, le=1, description="g is degenerate when one class exceeds this share"
+    )
+
+
+# ----------------------------------------------------------------------------- stages
+
+
+def draw_image_targets(
+    scenario: str, y: torch.Tensor, num_classes: int, generator: torch.Generator
+) -> torch.Tensor:
+    """Target classes ``(N,)`` for ``natural_rand`` (uniform over the other ``K-1`` classes)
+    or ``natural_det`` (``(y + 1) mod K``)."""
+    if scenario == "natural_det":
+        return (y + 1) % num_classes
+    shift = torch.randint(1, num_classes, y.shape, generator=generator).to(y.device)
+    return (y + shift) % num_classes
+
+
+def noise_batches(
+    n: int, shape: tuple[int, ...], batch_size: int, seed: int
+) -> list[tuple[int, int, torch.Generator]]:
+    """``(start, size, generator)`` of each noise batch; batch ``b`` draws from stage
+    ``noise_b``, so any batch can be regenerated on its own."""
+    return [
+        (start, min(batch_size, n - start), stage_generator(seed, f"noise_{b}"))
+        for b, start in enumerate(range(0, n, batch_size))
+    ]
+
+
+def make_noise(size: int, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    """``size`` images from ``U[0,1]^shape``, shape ``(size, *shape)`` (CPU)."""
+    return torch.rand((size, *shape), generator=generator)
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def per_class_rates(hits: torch.Tensor, classes: torch.Tensor, num_classes: int) -> dict[str, Any]:
+    """Mean of boolean ``hits`` per class index (``None`` for a class with no samples)."""
+    rates: dict[str, Any] = {}
+    for k in range(num_classes):
+        mask = classes == k
+        rates[str(k)] = hits[mask].float().mean().item() if bool(mask.any()) else None
+    return rates
+
+
+def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int) -> float:
+    if x.shape[0] == 0:
+        return math.nan
+    return (predictions(model, x, batch) == y).float().mean().item()
+
+
+# ----------------------------------------------------------------------------- pipeline
+
+
+def run_images(
+    config: ImagesConfig,
+    *,
+    progress: bool = False,
+    model_factory: ModelFactory | None = None,
+) -> Result:
+    """The ICLR24 image pipeline (spec §4): train f → adversarial set → train g → evaluate.
+
+    ``model_factory`` (Python API only) replaces ``config.model``/``model_g`` with your own
+    network: it is called as ``model_factory(in_shape, num_classes, generator)`` for f, g and
+    the control and must return an ``nn.Module`` mapping ``(N, C, H, W)`` pixels in ``[0, 1]``
+    to logits ``(N, K)``.
+    """
+    start_time = time.perf_counter()
+    device = resolve_device(config.device)
+    dtype = DTYPES[config.dtype]
+    seed = config.seed
+    cfg = config
+    split = image_split(config.data, seed, binary=False, center=False, dtype=dtype)
+    info = split.info
+    num_classes = len(split.classes)
+    in_shape = info.shape
+    x_train, y_train = split.x_train.to(device), split.y_train.to(device)
+    x_test, y_test = split.x_test.to(device), split.y_test.to(device)
+    ckpt_root = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
+    eval_batch = max(cfg.train_f.eval_batch_size, 1)
+
+    def new_model(stage: str, model_config: ImageModelConfig) -> nn.Module:
+        generator = stage_generator(seed, f"init_{stage}")
+        if model_factory is not None:
+            model = model_factory(in_shape, num_classes, generator)
+        else:
+            model = build_image_model(
+                model_config.name,
+                in_shape,
+                num_classes,
+                mean=info.mean,
+                std=info.std,
+                options=model_config.options,
+                generator=generator,
+            )
+        return model.to(device=device, dtype=dtype)
+
+    def train(
+        name: str,
+        model_config: ImageModelConfig,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        train_cfg: MinibatchConfig,
+        stage: str | None = None,
+    ) -> tuple[nn.Module, MinibatchResult]:
+        stage = stage or name
+        model = new_model(stage, model_config)
+        history = fit_minibatch(
+            model,
+            x,
+            y,
+            train_cfg,
+            x_val=x_test,
+            y_val=y_test,
+            generator=stage_generator(seed, f"batches_{stage}"),
+            name=name,
+            progress=progress,
+            checkpoint_dir=ckpt_root / name if ckpt_root else None,
+        )
+        return model, history
+
+    # 1. f on the clean training images.
+    f, f_history = train("f", config.model, x_train, y_train, cfg.train_f)
+
+    # 2.-3. targets and the adversarial set, crafted in batches.
+    options = dict(config.attack.options)
+    options.setdefault("clip", (0.0, 1.0))
+    eps = config.eps
+    attack: Attack = make_attack(config.attack.name, eps, **options)
+    attack_gen = stage_generator(seed, "attack")
+    targets_gen = stage_generator(seed, "targets")
+    scenario = cfg.scenario
+    if scenario == "uniform":
+        n_adv = config.data.n_noise
+        y_adv = torch.randint(0, num_classes, (n_adv,), generator=targets_gen).to(device)
+        batches = noise_batches(n_adv, in_shape, cfg.craft_batch_size, seed)
+    else:
+        n_adv = x_train.shape[0]
+        y_adv = draw_image_targets(scenario, y_train, num_classes, targets_gen)
+        batches = [
+            (s, min(cfg.craft_batch_size, n_adv - s), attack_gen)
+            for s in range(0, n_adv, cfg.craft_batch_size)
+        ]
+
+    def clean_batch(start: int, size: int, generator: torch.Generator) -> torch.Tensor:
+        if scenario == "uniform":
+            return make_noise(size, in_shape, generator).to(device=device, dtype=dtype)
+        return x_train[start : start + size]
+
+    x_adv = torch.empty((n_adv, *in_shape), dtype=dtype, device=device)
+    bar = _bar(n_adv, f"attack ({config.attack.name})", progress)
+    for start, size, generator in batches:
+        clean = clean_batch(start, size, generator)
+        x_adv[start : start + size] = attack(
+            f, clean, y_adv[start : start + size], generator=attack_gen
+        )
+        bar.update(size)
+    bar.close()
+
+    # Fooling check (spec §4): does f predict the target on the adversarial set?
+    predicted_adv = predictions(f, x_adv, eval_batch)
+    fooled = predicted_adv == y_adv
+
+    # 4. a fresh g on the adversarial set only.
+    g_model_config = config.model_g or config.model
+    g, g_history = train("g", g_model_config, x_adv, y_adv, cfg.train_g)
+    f_test_pred = predictions(f, x_test, eval_batch)
+    g_test_pred = predictions(g, x_test, eval_batch)
+    counts = torch.bincount(g_test_pred, minlength=num_classes)
+
+    metrics: dict[str, Any] = {
+        "f_acc_train": _accuracy(f, x_train, y_train, eval_batch),
+        "f_acc_test": (f_test_pred == y_test).float().mean().item(),
+        "g_acc_train": _accuracy(g, x_train, y_train, eval_batch),
+        "g_acc_test": (g_test_pred == y_test).float().mean().item(),
+        "g_best_acc_test": g_history.best_val_acc,
+        "g_best_epoch": g_history.best_epoch,
+        "agreement": (f_test_pred == g_test_pred).float().mean().item(),
+        "chance": 1.0 / num_classes,
+        "fooling_rate": fooled.float().mean().item(),
+        "fooling_rate_per_class": per_class_rates(fooled, y_adv, num_classes),
+        "g_fit_acc": _accuracy(g, x_adv, y_adv, eval_batch),
+        "g_majority_share": (counts.max() / max(x_test.shape[0], 1)).item(),
+        "eps": eps,
+        "scenario": scenario,
+        "num_classes": num_classes,
+        "n_train": x_train.shape[0],
+        "n_test": x_test.shape[0],
+        "n_adv": n_adv,
+    }
+    if scenario != "uniform":
+        metrics["fooling_rate_per_source_class"] = per_class_rates(fooled, y_train, num_classes)
+    metrics["g_degenerate"] = metrics["g_majority_share"] > config.degenerate_threshold
+    models: dict[str, nn.Module] = {"f": f, "g": g}
+    curves: dict[str, Any] = {"f": f_history, "g": g_history}
+
+    # Control g': the same inputs without the perturbation, the same targets.
+    if "unperturbed_inputs" in config.controls:
+        if scenario == "uniform":
+            clean_inputs = torch.empty_like(x_adv)
+            for start, size, generator in noise_batches(
+                n_adv, in_shape, cfg.craft_batch_size, seed
+            ):
+                clean_inputs[start : start + size] = clean_batch(start, size, generator)
+        else:
+            clean_inputs = x_train
+        control, control_history = train(
+            "unperturbed_inputs", g_model_config, clean_inputs, y_adv, cfg.train_g, CONTROL_STAGE
+        )
+        del clean_inputs
+        models["unperturbed_inputs"] = control
+        curves["unperturbed_inputs"] = control_history
+        metrics["control_g_acc_train"] = _accuracy(control, x_train, y_train, eval_batch)
+        metrics["control_g_acc_test"] = _accuracy(control, x_test, y_test, eval_batch)
+        metrics["control_g_best_acc_test"] = control_history.best_val_acc
+
+    metrics["seconds"] = time.perf_counter() - start_time
+    tensors = {
+        "x_train": x_train,
+        "y_train": y_train,
+        "x_test": x_test,
+        "y_test": y_test,
+        "y_adv": y_adv,
+        "x_adv": x_adv,
+    }
+    return Result(config, metrics, models, curves, tensors, device=str(device))
+
+
+def _bar(total: int, desc: str, enabled: bool) -> Any:
+    return tqdm(total=total, desc=desc, unit="img", disable=not enabled, leave=False)

@@ -1,0 +1,88 @@
+"""The stages of perturbation learning that every pipeline composes.
+
+data → train f → targets → craft (attack f) → train g → controls → evaluate. Each stage draws
+its randomness from its own generator, derived from the run seed and the stage's name
+(:mod:`pertlearn.seeding`), so changing one stage never shifts the random numbers of another.
+
+Controls are named by what they train g' on (one table, docs/architecture.md):
+
+============================  ==============================================================
+``random_l2_noise``           (binary) random perturbations of the same L2 norm ε, same targets
+``unperturbed_inputs``        g's inputs without the perturbation, same targets (the ICLR24
+                              noise control; on natural images: clean images, target labels)
+============================  ==============================================================
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pertlearn.attacks import Attack
+from pertlearn.data import balanced_signs, random_signs
+from pertlearn.experiments.config import ModelConfig
+from pertlearn.models import OneHiddenNet, TwoLayerNet
+from pertlearn.seeding import stage_generator
+from pertlearn.training import TrainConfig, TrainResult, fit
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+CONTROL_STAGE = "control_random"
+"""Seeding stage name of the control network (kept so that seeds give the same numbers)."""
+
+
+def build_model(
+    config: ModelConfig, in_dim: int, generator: torch.Generator, dtype: torch.dtype
+) -> nn.Module:
+    """The binary network ``config`` names, for inputs ``(N, in_dim)`` → scores ``(N,)``."""
+    if config.name == "two_layer":
+        return TwoLayerNet(in_dim, config.width, config.slope, generator=generator, dtype=dtype)
+    if config.name == "one_hidden":
+        return OneHiddenNet(
+            in_dim,
+            config.width,
+            config.slope,
+            init_std=config.init_std,
+            generator=generator,
+            dtype=dtype,
+        )
+    raise ValueError(f"unknown binary model {config.name!r}; use two_layer or one_hidden")
+
+
+def train_fresh(
+    name: str,
+    model_config: ModelConfig,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    train_config: TrainConfig,
+    *,
+    seed: int,
+    device: torch.device,
+    progress: bool = False,
+    stage: str | None = None,
+) -> tuple[nn.Module, TrainResult]:
+    """Stage *train*: a fresh binary model for inputs ``x`` ``(N, d)``, initialised from the
+    stage ``init_{stage}`` of ``seed`` (``stage`` defaults to ``name``) in ``x``'s dtype, trained
+    on ``(x, y)`` (``y`` ``(N,)`` ±1) by :func:`~pertlearn.training.fit` with mini-batches drawn
+    from the stage ``batches_{stage}``."""
+    stage = stage or name
+    init = stage_generator(seed, f"init_{stage}")
+    model = build_model(model_config, x.shape[1], init, x.dtype).to(device)
+    batches = stage_generator(seed, f"batches_{stage}")
+    history = fit(model, x, y, train_config, generator=batches, name=name, progress=progress)
+    return model, history
+
+
+def binary_targets(rule: str, n: int, seed: int, dtype: torch.dtype) -> torch.Tensor:
+    """Stage *targets*: ``n`` target labels ``(n,)`` ±1 drawn by ``rule`` (``balanced``: half
+    of each sign in random order; ``random``: i.i.d. uniform) from the stage ``targets``."""
+    draw = balanced_signs if rule == "balanced" else random_signs
+    return draw(n, stage_generator(seed, "targets"), dtype)
+
+
+def craft(
+    attack: Attack, f: nn.Module, x: torch.Tensor, targets: torch.Tensor, seed: int
+) -> torch.Tensor:
+    """Stage *craft*: adversarial inputs ``attack(f, x, targets)``, same shape as ``x``, with
+    the attack's randomness from the stage ``attack``."""
+    return attack(f, x, targets, generator=stage_generator(seed, "attack"))

@@ -1,0 +1,83 @@
+"""The CIFAR-10 archive is extracted refusing, before anything is written, every entry kind
+that could land outside the data folder or create something other than files and folders."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from pertlearn.data import download
+from pertlearn.data.download import safe_extract
+from pertlearn.data.errors import DataError
+
+
+def member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = link
+    if kind in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+        info.devmajor, info.devminor = 1, 3
+    return info
+
+
+def write_archive(path: Path, *entries: tarfile.TarInfo) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        tar.addfile(member("cifar-10-batches-py", tarfile.DIRTYPE))
+        ok = member("cifar-10-batches-py/readme.html")
+        ok.size = 2
+        tar.addfile(ok, io.BytesIO(b"ok"))
+        for entry in entries:
+            data = io.BytesIO(b"x" * entry.size) if entry.isfile() else None
+            tar.addfile(entry, data)
+    return path
+
+
+UNSAFE = {
+    "absolute path": member("/tmp/pertlearn-evil"),
+    "dot-dot": member("../evil"),
+    "dot-dot inside": member("cifar-10-batches-py/../../evil"),
+    "symlink": member("cifar-10-batches-py/link", tarfile.SYMTYPE, "/etc/passwd"),
+    "relative symlink": member("cifar-10-batches-py/up", tarfile.SYMTYPE, "../.."),
+    "hard link": member("cifar-10-batches-py/hard", tarfile.LNKTYPE, "/etc/passwd"),
+    "character device": member("cifar-10-batches-py/null", tarfile.CHRTYPE),
+    "block device": member("cifar-10-batches-py/disk", tarfile.BLKTYPE),
+    "fifo": member("cifar-10-batches-py/pipe", tarfile.FIFOTYPE),
+}
+
+
+@pytest.mark.parametrize("kind", list(UNSAFE))
+def test_unsafe_entry_is_refused_and_nothing_is_extracted(tmp_path: Path, kind: str) -> None:
+    archive = write_archive(tmp_path / "a.tar.gz", UNSAFE[kind])
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(DataError, match=r"a\.tar\.gz' holds an unsafe entry .*; refused") as err:
+        safe_extract(archive, out)
+    assert "\n" not in str(err.value)
+    assert list(out.iterdir()) == []  # refused before extracting the safe entries either
+    assert not (tmp_path / "evil").exists()
+    assert not Path("/tmp/pertlearn-evil").exists()
+
+
+def test_safe_archive_extracts(tmp_path: Path) -> None:
+    archive = write_archive(tmp_path / "a.tar.gz")
+    safe_extract(archive, tmp_path / "out")
+    assert (tmp_path / "out" / "cifar-10-batches-py" / "readme.html").read_bytes() == b"ok"
+
+
+def test_archive_too_large_when_extracted(tmp_path: Path) -> None:
+    big = member("cifar-10-batches-py/big")
+    big.size = 5000
+    archive = write_archive(tmp_path / "a.tar.gz", big)
+    with pytest.raises(DataError, match=r"more than 4096 bytes; refused"):
+        safe_extract(archive, tmp_path / "out", max_bytes=4096)
+    assert download.MAX_EXTRACT_BYTES >= 200_000_000  # CIFAR-10 extracts to 178 MB
+
+
+def test_corrupt_archive_is_one_line(tmp_path: Path) -> None:
+    archive = write_archive(tmp_path / "a.tar.gz")
+    archive.write_bytes(archive.read_bytes()[:40])
+    with pytest.raises(DataError, match=r"a\.tar\.gz' is not a readable tar archive"):
+        safe_extract(archive, tmp_path / "out")
