@@ -7,6 +7,7 @@ import importlib.metadata
 import importlib.util
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -132,6 +133,13 @@ def test_built_wheel_installs_and_runs_the_quickstart(tmp_path: Path) -> None:
     presets); installed on its own into a fresh folder it runs ``pertlearn run --preset
     quickstart`` (torch and the other dependencies come from the running environment)."""
     wheels = tmp_path / "wheels"
+    source = tmp_path / "source"  # a copy, so that the build leaves nothing in the checkout
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(ROOT / name, source / name)
+    shutil.copytree(
+        ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+    )
     # with setuptools at hand the build needs no index; without it pip fetches the backend
     isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
     build = subprocess.run(
@@ -145,7 +153,7 @@ def test_built_wheel_installs_and_runs_the_quickstart(tmp_path: Path) -> None:
             "-q",
             "-w",
             str(wheels),
-            str(ROOT),
+            str(source),
         ],
         capture_output=True,
         text=True,
