@@ -24,7 +24,7 @@ fi
 if [ "${CI:-}" = "true" ] || [ "${CI:-}" = "1" ]; then
     export PERTLEARN_REQUIRE_FULL_DATA=1
 fi
-.venv/bin/ruff check src tests benchmarks
-.venv/bin/ruff format --check src tests benchmarks
+.venv/bin/ruff check src tests benchmarks examples
+.venv/bin/ruff format --check src tests benchmarks examples
 .venv/bin/mypy
 exec .venv/bin/pytest -q -n "${PERTLEARN_TEST_WORKERS:-2}" "$@"
