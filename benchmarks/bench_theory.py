@@ -13,10 +13,10 @@ import time
 
 import torch
 
+from pertlearn.analysis.theory import RunData, compute_theory, draw_maps
 from pertlearn.attacks import GradientStep
 from pertlearn.data.synthetic import balanced_signs, shifted_gauss
 from pertlearn.models import TwoLayerNet
-from pertlearn.analysis.theory import RunData, compute_theory, draw_maps
 
 
 def main() -> None:

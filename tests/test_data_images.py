@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from image_data_support import real_data_dir
+from image_data_support import FIXTURE_MNIST_COUNTS, FULL_MNIST_COUNTS, fixture_data_dir
 from pertlearn.data import catalogue, download
 from pertlearn.data.catalogue import RemoteFile, resolve_data_dir
 from pertlearn.data.cifar_pickle import load_cifar_batch, restricted_load
@@ -231,23 +231,37 @@ def test_cifar_folder_loads(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- real MNIST
 
 
-MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
-
-
-def test_real_mnist_test_set() -> None:
-    root = real_data_dir()
+@pytest.mark.full_data
+def test_real_mnist_test_set(full_mnist_dir: Path) -> None:
+    root = full_mnist_dir
     verify_sha256(
         root / "mnist" / "t10k-images-idx3-ubyte.gz",
         "167310007f03058885c7e95e6c0b19c20de5c7fd3031f4cbdadc9014a523d80b",
     )
     data = load_dataset("mnist", root)
     assert data.x.shape == (10000, 1, 28, 28) and data.x.dtype == torch.uint8
-    assert data.class_counts() == MNIST_TEST_COUNTS
+    assert data.class_counts() == FULL_MNIST_COUNTS
     assert data.x.float().mean().item() == pytest.approx(33.79, abs=0.01)
 
 
+def test_in_repo_mnist_subset() -> None:
+    """tests/data/mnist: the first 2,000 images of the real test set (see its README)."""
+    root = fixture_data_dir()
+    verify_sha256(
+        root / "mnist" / "t10k-images-idx3-ubyte.gz",
+        "fa2fa0f453d30da7368de1b3d971c4d7d337993bb97663d604822d2b60473905",
+    )
+    verify_sha256(
+        root / "mnist" / "t10k-labels-idx1-ubyte.gz",
+        "9016d84c0ff2a402884fc39ac1dfcb3ec411c5581759174110390192c6e1c7b5",
+    )
+    data = load_dataset("mnist", root)
+    assert data.x.shape == (2000, 1, 28, 28) and data.x.dtype == torch.uint8
+    assert data.class_counts() == FIXTURE_MNIST_COUNTS
+
+
 def test_real_mnist_binary_task_split() -> None:
-    data = load_dataset("mnist", real_data_dir())
+    data = load_dataset("mnist", fixture_data_dir())
     split = prepare(
         data,
         classes=[1, 2],
@@ -256,7 +270,7 @@ def test_real_mnist_binary_task_split() -> None:
         flatten=True,
         generator=torch.Generator().manual_seed(0),
     )
-    n_ones, n_twos = MNIST_TEST_COUNTS[1], MNIST_TEST_COUNTS[2]
+    n_ones, n_twos = FIXTURE_MNIST_COUNTS[1], FIXTURE_MNIST_COUNTS[2]
     assert split.x_train.shape[1] == 784
     assert split.x_train.shape[0] + split.x_test.shape[0] == n_ones + n_twos
     assert (split.y_test == 1).sum().item() == round(0.2 * n_ones)
@@ -342,9 +356,9 @@ def test_cli_data_info_and_missing_data(tmp_path: Path) -> None:
     from pertlearn.cli.main import cli
 
     runner = CliRunner()
-    ok = runner.invoke(cli, ["data", "info", "mnist", "--data-dir", str(real_data_dir())])
+    ok = runner.invoke(cli, ["data", "info", "mnist", "--data-dir", str(fixture_data_dir())])
     assert ok.exit_code == 0, ok.output
-    assert "10000 images" in ok.output and "class 1 (1): 1135" in ok.output
+    assert "2000 images" in ok.output and "class 1 (1): 234" in ok.output
     missing = runner.invoke(cli, ["data", "info", "cifar10", "--data-dir", str(tmp_path)])
     assert missing.exit_code == 2
     assert "pertlearn data download cifar10" in missing.output

@@ -1,7 +1,8 @@
 """The images pipeline, binary image tasks in the neurips pipeline, and the image presets.
 
-End-to-end runs use the real MNIST test set (tests/test_data_images.py explains where it is
-looked for; a missing data set FAILS these tests) at tiny sizes."""
+End-to-end runs use real MNIST digits at tiny sizes: the in-repo subset (tests/data/mnist);
+the figures on the full test set (``full_data``) read ``$PERTLEARN_DATA``
+(tests/image_data_support.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import torch
 from torch import nn
 
 import pertlearn
-from image_data_support import real_data_dir
+from image_data_support import fixture_data_dir
 from pertlearn.experiments.config import ConfigError
 from pertlearn.experiments.pipelines import validate_config
 from pertlearn.experiments.pipelines.images import draw_image_targets, run_images
@@ -34,7 +35,7 @@ def tiny_images(scenario: str, **extra: Any) -> dict[str, Any]:
             "n_train": 150,
             "n_noise": 70,
             "n_test": 60,
-            "data_dir": str(real_data_dir()),
+            "data_dir": str(fixture_data_dir()),
         },
         "model": {"name": "small_cnn", "options": {"width": 4, "hidden": 16}},
         "attack": {"name": "pgd_l2", "eps": 3.0, "options": {"steps": 3}},
@@ -131,7 +132,7 @@ def test_neurips_pipeline_on_a_binary_image_task() -> None:
             "classes": [1, 2],
             "n_train": 300,
             "n_test": 100,
-            "data_dir": str(real_data_dir()),
+            "data_dir": str(fixture_data_dir()),
         },
         "model": {"name": "two_layer", "width": 100},
         "train_f": {"loss": "logistic", "lr": 0.1, "epochs": 50},
@@ -234,6 +235,6 @@ def test_cli_run_with_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     args += ["--set", "train_f.epochs=2", "--set", "train_g.epochs=2", "--set", "data.n_train=50"]
     missing = CliRunner().invoke(cli, args)
     assert missing.exit_code == 2 and "pertlearn data download mnist" in missing.output
-    ok = CliRunner().invoke(cli, [*args, "--data-dir", str(real_data_dir())])
+    ok = CliRunner().invoke(cli, [*args, "--data-dir", str(fixture_data_dir())])
     assert ok.exit_code == 0, ok.output
     assert read_metrics(tmp_path / "run")["eps"] == 0.14

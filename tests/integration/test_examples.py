@@ -1,0 +1,66 @@
+"""Every script in examples/ runs, at a tiny size, as a user would run it."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+
+
+def run_example(name: str, *args: str, timeout: int = 600) -> str:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT / "src"), env.get("PYTHONPATH", "")) if p
+    )
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), "--tiny", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def test_every_example_has_a_test() -> None:
+    tested = {"own_data.py", "own_model.py", "own_attack.py", "theory_on_run.py", "ray_sweep.py"}
+    assert {p.name for p in EXAMPLES.glob("*.py")} == tested
+
+
+def test_own_data(tmp_path: Path) -> None:
+    out = run_example("own_data.py", "--out", str(tmp_path / "run"))
+    assert "d = 20:" in out and (tmp_path / "run" / "metrics.json").is_file()
+
+
+def test_own_model() -> None:
+    out = run_example("own_model.py")
+    values = dict(part.rsplit(" ", 1) for part in out.strip().split(", "))
+    assert float(values["g_acc_test"]) > 0.7  # g learns from the perturbations alone
+
+
+def test_own_attack() -> None:
+    out = run_example("own_attack.py")
+    assert out.startswith("sign_step: max |r| = 0.0010")
+
+
+def test_theory_on_run(tmp_path: Path) -> None:
+    out = run_example("theory_on_run.py", "--out", str(tmp_path / "run"))
+    assert "cos(r_n, predicted direction)" in out
+    assert (tmp_path / "run" / "theory.json").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs the ray extra")
+def test_ray_sweep(tmp_path: Path) -> None:
+    out = run_example("ray_sweep.py", "--out", str(tmp_path / "sweep"))
+    assert "4 runs" in out
+    assert len(list((tmp_path / "sweep" / "runs").iterdir())) == 4
