@@ -45,7 +45,7 @@ MEMORY_BUDGET = 2**30
 def can_batch(config: ExperimentConfig) -> TypeGuard[NeuripsConfig]:
     """True when :func:`run_many` trains ``config``'s networks in batches: the ``neurips``
     pipeline, fixed-readout networks, margin losses, full batches."""
-    if not isinstance(config, NeuripsConfig):
+    if not isinstance(config, NeuripsConfig) or "mislabeled_clean" in config.controls:
         return False
     trains = (config.train_f, config.train_g)
     full = all(t.batch_size is None or t.batch_size >= config.data.n_train for t in trains)

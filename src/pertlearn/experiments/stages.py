@@ -10,6 +10,8 @@ Controls are named by what they train g' on (one table, docs/architecture.md):
 ``random_l2_noise``           (binary) random perturbations of the same L2 norm ε, same targets
 ``unperturbed_inputs``        g's inputs without the perturbation, same targets (the ICLR24
                               noise control; on natural images: clean images, target labels)
+``mislabeled_clean``          (binary) the clean training inputs with the target labels: what
+                              leaks through the images themselves, without any perturbation
 ============================  ==============================================================
 """
 

@@ -33,7 +33,7 @@ from pydantic import Field, model_validator
 from torch import nn
 from tqdm.auto import tqdm
 
-from pertlearn.attacks import Attack, make_attack
+from pertlearn.attacks import ATTACKS, Attack, make_attack
 from pertlearn.attacks.base import per_class_hit_rates
 from pertlearn.data.catalogue import DATASETS
 from pertlearn.experiments.config import AttackConfig, ExperimentConfig, StrictModel
@@ -156,6 +156,19 @@ class ImagesConfig(ExperimentConfig):
     robust_eval: RobustEvalConfig | None = Field(
         None, description="also measure f's and g's accuracy under an untargeted attack"
     )
+
+    @model_validator(mode="after")
+    def _known_attacks(self) -> ImagesConfig:
+        named = {"robust_eval.attack": self.robust_eval.attack if self.robust_eval else None}
+        for key in ("train_f", "train_g"):
+            adversarial = getattr(self, key).adversarial
+            named[f"{key}.adversarial.attack"] = adversarial.attack if adversarial else None
+        for where, name in named.items():
+            if name is not None and name not in ATTACKS:
+                raise ValueError(
+                    f"{where}: unknown attack {name!r}; choose one of {', '.join(sorted(ATTACKS))}"
+                )
+        return self
 
 
 # ----------------------------------------------------------------------------- stages

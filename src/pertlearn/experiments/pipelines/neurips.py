@@ -118,7 +118,7 @@ class NeuripsDataConfig(StrictModel):
         return self
 
 
-NeuripsControl = Literal["random_l2_noise"]
+NeuripsControl = Literal["random_l2_noise", "mislabeled_clean"]
 DEFAULT_CONTROLS: tuple[NeuripsControl, ...] = ("random_l2_noise",)
 
 
@@ -228,6 +228,17 @@ def run_neurips(config: NeuripsConfig, *, progress: bool = False) -> Result:
         metrics["control_g_acc_train"] = accuracy(control, x_train, y_train)
         metrics["control_g_acc_test"] = accuracy(control, x_test, y_test)
         metrics["control_fit_acc"] = accuracy(control, control_inputs, y_adv)
+
+    # 6. leakage control: the clean inputs with the target labels (no perturbation at all).
+    if "mislabeled_clean" in config.controls:
+        leak, leak_history = train(
+            "mislabeled_clean", g_model_config, x_train, y_adv, config.train_g
+        )
+        models["mislabeled_clean"] = leak
+        curves["mislabeled_clean"] = leak_history
+        metrics["mislabeled_clean_acc_train"] = accuracy(leak, x_train, y_train)
+        metrics["mislabeled_clean_acc_test"] = accuracy(leak, x_test, y_test)
+        metrics["mislabeled_clean_fit_acc"] = accuracy(leak, x_train, y_adv)
 
     metrics["seconds"] = time.perf_counter() - start
     tensors = {
