@@ -95,3 +95,34 @@ def test_a_failed_write_keeps_the_old_run_directory(
     assert failed.exit_code == 2  # type: ignore[attr-defined]
     assert (out / "metrics.json").read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_an_unwritable_out_fails_before_the_run(tmp_path: Path) -> None:
+    (tmp_path / "file.txt").write_text("x")
+    result = invoke(
+        [
+            "run",
+            *FAST,
+            "--set",
+            "train_f.epochs=100000",
+            "--out",
+            str(tmp_path / "file.txt" / "run"),
+        ]
+    )
+    assert result.exit_code == 2  # type: ignore[attr-defined]
+    assert "is a file" in result.output  # type: ignore[attr-defined]
+
+
+def test_a_run_directory_follows_the_umask_and_cleans_stale_temporaries(tmp_path: Path) -> None:
+    import os
+
+    (tmp_path / ".run.abc123.tmp").mkdir()  # left by a killed write
+    out = tmp_path / "run"
+    previous = os.umask(0o022)
+    try:
+        assert invoke(["run", *FAST, "--out", str(out)]).exit_code == 0  # type: ignore[attr-defined]
+    finally:
+        os.umask(previous)
+    assert out.stat().st_mode & 0o777 == 0o755
+    assert (out / "metrics.json").stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]

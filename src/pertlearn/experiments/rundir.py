@@ -84,11 +84,26 @@ def is_run_dir(path: Path) -> bool:
     return isinstance(payload, dict) and "pertlearn" in (payload.get("versions") or {})
 
 
+def check_writable(out: Path) -> None:
+    """Raise :class:`RunDirExistsError` (an ``OSError``) unless the directory ``out`` can be
+    created: its nearest existing ancestor is a writable directory."""
+    ancestor = Path(os.path.abspath(out)).parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise RunDirExistsError(
+            f"cannot create {str(out)!r}: {str(ancestor)!r} is a file, not a directory"
+        )
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise RunDirExistsError(f"cannot create {str(out)!r}: {str(ancestor)!r} is not writable")
+
+
 def check_target(out: Path, overwrite: bool) -> None:
     """Raise :class:`RunDirExistsError` unless ``out`` may be written: it does not exist, or
     ``overwrite`` is set and ``out`` is a run directory that holds only files pertlearn writes.
     Nothing else is ever replaced (a user's folder, the current directory, a sweep)."""
     if not out.exists() and not out.is_symlink():
+        check_writable(out)
         return
     if not overwrite:
         raise RunDirExistsError(
@@ -131,7 +146,12 @@ def write_run_dir(result: RunOutput, out: Path, *, overwrite: bool = False) -> P
     out = Path(os.path.abspath(out))
     check_target(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{out.name}.*.tmp"):  # left by an interrupted write
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o777 & ~mask)  # like a plain mkdir, not mkdtemp's 0700
     try:
         config = result.config
         write_json(
