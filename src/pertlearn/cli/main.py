@@ -15,8 +15,7 @@ import click
 
 from pertlearn.cli.data import data_group
 from pertlearn.cli.errors import fail, friendly_errors
-from pertlearn.experiments.presets import PRESETS, SCALES, load_config, preset_tree
-from pertlearn.experiments.rundir import check_target
+from pertlearn.experiments.presets import PRESETS, SCALES, load_config, preset_tree, sweep_presets
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -93,7 +92,9 @@ def run_command(
     theory: bool = False,
 ) -> None:
     """Run one experiment from a preset and/or a TOML CONFIG_FILE, and write its run directory."""
+    # lazy: the pipelines and the run directory import torch; --help and presets must not
     from pertlearn.experiments.pipelines import run
+    from pertlearn.experiments.rundir import check_target
 
     extra = [*overrides]
     if seed is not None:
@@ -183,9 +184,6 @@ def sweep_command(
     quiet: bool,
 ) -> None:
     """Run the sweep SPEC (a TOML file or a sweep preset name) into a resumable directory."""
-    from pertlearn.experiments.executors import run_sweep
-    from pertlearn.experiments.sweeps import load_sweep, sweep_presets
-
     if list_presets:
         presets = sweep_presets()
         width = max(len(name) for name in presets)
@@ -195,6 +193,10 @@ def sweep_command(
     if spec is None:
         fail("give a sweep SPEC (a .toml file or a preset name; `pertlearn sweep --list`)")
         return
+    # lazy: the sweep machinery imports torch; `sweep --list` must not
+    from pertlearn.experiments.executors import run_sweep
+    from pertlearn.experiments.sweeps import load_sweep
+
     sweep = load_sweep(spec, scale=scale, overrides=list(overrides))
     if dry_run:
         points = sweep.points()

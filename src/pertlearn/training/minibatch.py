@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from pertlearn.atomic import write_json
 from pertlearn.training.trainer import TrainingDivergedError, TrainResult
 
 
@@ -148,8 +149,6 @@ def _save_checkpoint(
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    from pertlearn.experiments.rundir import write_json
-
     write_json(folder / "checkpoint.json", meta)
 
 

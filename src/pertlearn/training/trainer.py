@@ -17,11 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from tqdm.auto import tqdm
 
+from pertlearn.errors import TrainingDivergedError
 from pertlearn.training.losses import margin_loss_derivative, per_sample_loss
-
-
-class TrainingDivergedError(RuntimeError):
-    """The training loss became NaN or infinite."""
 
 
 class TrainConfig(BaseModel):
