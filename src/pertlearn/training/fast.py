@@ -29,6 +29,8 @@ NaN, naming the first bad epoch, and to stop when every configuration has stoppe
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -38,6 +40,10 @@ from tqdm.auto import tqdm
 from pertlearn.models import OneHiddenNet, TwoLayerNet
 from pertlearn.training.losses import MARGIN_LOSSES
 from pertlearn.training.trainer import TrainConfig, TrainingDivergedError, TrainResult
+
+SMALL_WORK = 2**20
+"""Elements per operation (configurations × samples × width) up to which the trainer runs on
+one CPU thread (see :func:`small_work_threads`)."""
 
 PLATEAU_THRESHOLD = 1e-4
 """``ReduceLROnPlateau`` default relative threshold (mode ``min``)."""
@@ -196,6 +202,57 @@ def fit_batched(
         incremental: use the sparse-update scheme of :func:`_sparse_gradient_update` (identity
             loss only; default: on the CPU with the identity loss).
     """
+    batch, width = weight.shape[:2]
+    with small_work_threads(batch * y.shape[-1] * width, weight.device):
+        return _fit_batched(
+            weight,
+            bias,
+            readout,
+            slope,
+            x,
+            y,
+            configs,
+            check_every=check_every,
+            progress=progress,
+            name=name,
+            incremental=incremental,
+            host_schedule=host_schedule,
+        )
+
+
+@contextmanager
+def small_work_threads(elements: int, device: torch.device) -> Iterator[None]:
+    """Run the block on one CPU thread when each of its operations touches at most
+    :data:`SMALL_WORK` elements (restoring the thread count after): such operations last
+    microseconds, and splitting them across threads costs more in synchronisation than it
+    saves (far more on a busy machine, where a thread waits for a time slice at every
+    operation). Elementwise results are identical; reductions may differ in the last bits."""
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads == 1 or elements > SMALL_WORK:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit_batched(
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    readout: torch.Tensor,
+    slope: float,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    configs: list[TrainConfig],
+    *,
+    check_every: int = 50,
+    progress: bool = False,
+    name: str = "model",
+    incremental: bool | None = None,
+    host_schedule: bool | None = None,
+) -> BatchedTrainResult:
     batch, width, dim = weight.shape
     n = y.shape[1]
     if len(configs) != batch or y.shape[0] != batch:
