@@ -63,8 +63,9 @@ def probe(args: list[str] | None, tmp_path: Path) -> dict[str, object]:
         ["sweep", "--list"],
         ["run", "--help"],
         ["data", "--help"],
+        ["data", "info", "mnist", "--data-dir", str(Path(__file__).parent / "data")],
     ],
-    ids=lambda args: "import" if args is None else " ".join(args),
+    ids=lambda args: "import" if args is None else " ".join(args[:3]),
 )
 def test_cli_starts_without_heavy_imports(args: list[str] | None, tmp_path: Path) -> None:
     report = probe(args, tmp_path)
