@@ -37,9 +37,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from pertlearn.errors import TrainingDivergedError
 from pertlearn.models import OneHiddenNet, TwoLayerNet
 from pertlearn.training.losses import MARGIN_LOSSES
-from pertlearn.training.trainer import TrainConfig, TrainingDivergedError, TrainResult
+from pertlearn.training.train_config import TrainConfig, TrainResult
 
 SMALL_WORK = 2**20
 """Elements per operation (configurations × samples × width) up to which the trainer runs on

@@ -9,49 +9,17 @@ in for the gradient flow of the theory; ``batch_size`` switches to shuffled mini
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from tqdm.auto import tqdm
 
 from pertlearn.errors import TrainingDivergedError
+from pertlearn.training import fast as fast_trainer
 from pertlearn.training.losses import margin_loss_derivative, per_sample_loss
+from pertlearn.training.train_config import TrainConfig, TrainResult
 
-
-class TrainConfig(BaseModel):
-    """How one network is trained (``train_f`` / ``train_g`` in an experiment config)."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    loss: Literal["identity", "logistic", "exponential", "cross_entropy"] = "identity"
-    lr: float = Field(1.0, gt=0, description="learning rate")
-    momentum: float = Field(0.9, ge=0, lt=1)
-    epochs: int = Field(1000, ge=1)
-    batch_size: int | None = Field(None, ge=1, description="None: full batch")
-    plateau_patience: int | None = Field(
-        10, ge=0, description="ReduceLROnPlateau patience on the training loss; None disables"
-    )
-    plateau_factor: float = Field(0.1, gt=0, lt=1)
-    stop_tol: float | None = Field(
-        None, gt=0, description="stop once the relative change of the loss is below this"
-    )
-
-
-@dataclass
-class TrainResult:
-    """What :func:`fit` records: ``losses``, the mean training loss of each epoch (full batch:
-    evaluated just before that epoch's step; mini-batch: averaged over its batches), the epochs
-    actually run, and for margin losses
-    trained full-batch the per-sample weights ``∫ ℓ'(-y_k f(x_k; t)) dt ≈ Σ_t lr_t ℓ'(...)``
-    (shape ``(N,)``) used by the NeurIPS24 theory, and the learning rate at the end."""
-
-    losses: list[float] = field(default_factory=list)
-    epochs_run: int = 0
-    loss_weights: torch.Tensor | None = None
-    final_lr: float = math.nan
+__all__ = ["TrainConfig", "TrainResult", "TrainingDivergedError", "fit"]
 
 
 def fit(
@@ -76,10 +44,8 @@ def fit(
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"{name}: {x.shape[0]} inputs but {y.shape[0]} labels")
     if fast:
-        from pertlearn.training.fast import fast_fit, supports_fast_fit  # imports this module
-
-        if supports_fast_fit(model, x, y, config):
-            return fast_fit(model, x, y, config, name=name, progress=progress)
+        if fast_trainer.supports_fast_fit(model, x, y, config):
+            return fast_trainer.fast_fit(model, x, y, config, name=name, progress=progress)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum)
     scheduler = (
