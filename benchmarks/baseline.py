@@ -10,7 +10,10 @@ suite checks that they produce the same results.
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
+import time
 from typing import Any
 
 import torch
@@ -18,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pertlearn.experiments.pipelines.neurips import NeuripsConfig, draw_targets, make_dataset
+from pertlearn.experiments.presets import load_config
 from pertlearn.experiments.stages import DTYPES, build_model
 from pertlearn.seeding import resolve_device, stage_generator
 from pertlearn.training import TrainConfig
@@ -220,3 +224,22 @@ def pgd_l2(
         loss = target_loss(x_adv)
         best = torch.where((loss < best_loss).view(shape), x_adv, best)
     return best
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m benchmarks.baseline [--preset NAME] [--set KEY=VALUE ...]``: the baseline
+    pipeline as a whole process; prints its metrics and ``seconds`` as one JSON line."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.baseline")
+    parser.add_argument("--preset", default="quickstart")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    args = parser.parse_args(argv)
+    config = load_config(preset=args.preset, overrides=args.overrides)
+    assert isinstance(config, NeuripsConfig), "the baseline implements the neurips pipeline"
+    start = time.perf_counter()
+    metrics = pipeline(config)
+    metrics["seconds"] = time.perf_counter() - start
+    print(json.dumps(metrics))
+
+
+if __name__ == "__main__":
+    main()

@@ -7,23 +7,31 @@ Quick use::
     result = pertlearn.run(config)
     print(result.metrics["g_acc_test"], result.metrics["agreement"])
     result.save("runs/my-run")
+
+The names below are loaded on first use (PEP 562), so that ``import pertlearn`` and the
+command line's help and listings do not import torch.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-try:
-    __version__ = version("pertlearn")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from pertlearn.experiments import (
-    ConfigError,
-    ExperimentConfig,
-    Result,
-    load_config,
-    run,
-)
-from pertlearn.training import TrainConfig, TrainingDivergedError
+from pertlearn.errors import ConfigError, TrainingDivergedError
+
+if TYPE_CHECKING:
+    from pertlearn.experiments import ExperimentConfig, Result, load_config, run
+    from pertlearn.training import TrainConfig
+
+    __version__: str
+
+_LAZY = {
+    "ExperimentConfig": "pertlearn.experiments",
+    "Result": "pertlearn.experiments",
+    "load_config": "pertlearn.experiments",
+    "run": "pertlearn.experiments",
+    "TrainConfig": "pertlearn.training",
+}
 
 __all__ = [
     "ConfigError",
@@ -35,3 +43,25 @@ __all__ = [
     "load_config",
     "run",
 ]
+
+
+def _package_version() -> str:
+    # lazy: importlib.metadata costs a noticeable share of a CLI start; only --version needs it
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pertlearn")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0.0.0+unknown"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        return _package_version()
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'pertlearn' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -37,9 +37,9 @@ def download_command(name: str, data_dir: Path | None, quiet: bool) -> None:
 @friendly_errors
 def info_command(name: str, data_dir: Path | None) -> None:
     """Load and validate NAME; print where it was found and its class counts."""
-    from pertlearn.data.images import load_dataset
+    from pertlearn.data.raw_images import read_dataset  # lazy: only `data info` reads images
 
-    data = load_dataset(name, data_dir)
+    data = read_dataset(name, data_dir)
     click.echo(
         f"{data.info.title}: {data.x.shape[0]} images {tuple(data.x.shape[1:])}, "
         f"parts {', '.join(data.parts)}"

@@ -9,9 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
-from pertlearn.experiments.config import ConfigError
-from pertlearn.experiments.rundir import RunDirExistsError
-from pertlearn.training.trainer import TrainingDivergedError
+from pertlearn.errors import ConfigError, RunDirExistsError, TrainingDivergedError
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXPECTED_ERRORS = (ConfigError, RunDirExistsError, TrainingDivergedError, ValueError, OSError)

@@ -15,8 +15,7 @@ import click
 
 from pertlearn.cli.data import data_group
 from pertlearn.cli.errors import fail, friendly_errors
-from pertlearn.experiments.presets import PRESETS, SCALES, load_config, preset_tree
-from pertlearn.experiments.rundir import check_target
+from pertlearn.experiments.presets import PRESETS, SCALES, load_config, preset_tree, sweep_presets
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -93,7 +92,9 @@ def run_command(
     theory: bool = False,
 ) -> None:
     """Run one experiment from a preset and/or a TOML CONFIG_FILE, and write its run directory."""
+    # lazy: the pipelines and the run directory import torch; --help and presets must not
     from pertlearn.experiments.pipelines import run
+    from pertlearn.experiments.rundir import check_target
 
     extra = [*overrides]
     if seed is not None:
@@ -187,9 +188,6 @@ def sweep_command(
     Exit status: 0 when every configuration is complete; 1 when some failed (now, or earlier
     and skipped: --retry-failed reruns them) or could not run; 2 for bad input; 128 + N when
     stopped by signal N (130 for Ctrl-C), finished runs kept."""
-    from pertlearn.experiments.execution import SweepInterrupted, run_sweep
-    from pertlearn.experiments.sweeps import load_sweep, sweep_presets
-
     if list_presets:
         presets = sweep_presets()
         width = max(len(name) for name in presets)
@@ -199,6 +197,10 @@ def sweep_command(
     if spec is None:
         fail("give a sweep SPEC (a .toml file or a preset name; `pertlearn sweep --list`)")
         return
+    # lazy: the sweep machinery imports torch; `sweep --list` must not
+    from pertlearn.experiments.execution import SweepInterrupted, run_sweep
+    from pertlearn.experiments.sweeps import load_sweep
+
     sweep = load_sweep(spec, scale=scale, overrides=list(overrides))
     if dry_run:
         points = sweep.points()

@@ -8,15 +8,34 @@ data directory), :mod:`~pertlearn.data.readers` (bounded raw/gzip reads),
 unpickler), :mod:`~pertlearn.data.download` (mirrors, checksums, safe extraction) and
 :mod:`~pertlearn.data.images` (loading and preparing; errors are
 :class:`~pertlearn.data.errors.DataError`).
+
+The synthetic distributions are loaded on first use (PEP 562): they import torch, and the
+catalogue and downloads do not need it.
 """
 
-from pertlearn.data.synthetic import (
-    SYNTHETIC,
-    balanced_signs,
-    gauss,
-    random_signs,
-    shifted_gauss,
-    uniform,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pertlearn.data.synthetic import (
+        SYNTHETIC,
+        balanced_signs,
+        gauss,
+        random_signs,
+        shifted_gauss,
+        uniform,
+    )
 
 __all__ = ["SYNTHETIC", "balanced_signs", "gauss", "random_signs", "shifted_gauss", "uniform"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in __all__:
+        raise AttributeError(f"module 'pertlearn.data' has no attribute {name!r}")
+    return getattr(importlib.import_module("pertlearn.data.synthetic"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
+from pertlearn.errors import DataError
 
-class DataError(ValueError):
-    """A data set is missing, corrupt or refused; the message is one line naming the file."""
+__all__ = ["DataError"]

@@ -19,25 +19,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from pertlearn.data.catalogue import (
-    CIFAR_PARTS,
-    DATASETS,
-    IDX_PARTS,
     DatasetInfo,
-    available_parts,
-    dataset_dir,
-    dataset_info,
-    find_file,
 )
-from pertlearn.data.cifar_pickle import load_cifar_batch
-from pertlearn.data.errors import DataError
-from pertlearn.data.idx import load_idx_pair
+from pertlearn.data.raw_images import read_dataset
 
 # --------------------------------------------------------------------------- loading
 
@@ -57,80 +47,21 @@ class ImageData:
         return torch.bincount(self.y, minlength=self.info.num_classes).tolist()
 
 
-@lru_cache(maxsize=16)
-def _load_part_cached(
-    name: str, folder: str, part: str, stamp: tuple[tuple[str, int, int], ...]
-) -> tuple[np.ndarray, np.ndarray, tuple[Path, ...]]:
-    info = DATASETS[name]
-    base = Path(folder)
-    if name == "cifar10":
-        xs, ys, paths = [], [], []
-        for batch in CIFAR_PARTS[part]:
-            path = base / batch
-            if not path.is_file():
-                raise DataError(f"{str(path)!r} is missing (the other CIFAR-10 batches are there)")
-            x, y = load_cifar_batch(path, num_classes=info.num_classes)
-            xs.append(x)
-            ys.append(y)
-            paths.append(path)
-        return np.concatenate(xs), np.concatenate(ys), tuple(paths)
-    images_stem, labels_stem = IDX_PARTS[part]
-    images_path = find_file(base, images_stem)
-    labels_path = find_file(base, labels_stem)
-    if images_path is None or labels_path is None:
-        missing = images_stem if images_path is None else labels_stem
-        raise DataError(f"{str(base / missing)!r}(.gz) is missing; its partner file is there")
-    x, y = load_idx_pair(
-        images_path,
-        labels_path,
-        num_classes=info.num_classes,
-        image_shape=(info.shape[1], info.shape[2]),
-        max_items=info.max_images(part),
-    )
-    if x.shape[1:] != info.shape:
-        raise DataError(f"{str(images_path)!r}: images are {x.shape[1:]}, expected {info.shape}")
-    return x, y, (images_path, labels_path)
-
-
-def _stamp(folder: Path) -> tuple[tuple[str, int, int], ...]:
-    entries = []
-    for path in sorted(folder.iterdir()):
-        if path.is_file():
-            stat = path.stat()
-            entries.append((path.name, stat.st_size, stat.st_mtime_ns))
-    return tuple(entries)
-
-
 def load_dataset(
     name: str, data_dir: str | Path | None = None, *, parts: Sequence[str] | None = None
 ) -> ImageData:
-    """Load every available part (``train``, ``test``) of data set ``name``, concatenated.
+    """Load every available part (``train``, ``test``) of data set ``name``, concatenated, as
+    tensors (see :func:`~pertlearn.data.raw_images.read_dataset`).
 
     ``parts`` restricts to the named parts (each must be present). Files are validated; a
     missing data set or a bad file raises :class:`DataError`. Results are cached per folder
     (and invalidated when a file changes).
     """
-    info = dataset_info(name)
-    folder = dataset_dir(name, data_dir)
-    available = available_parts(info, folder)
-    wanted = list(parts) if parts is not None else available
-    for part in wanted:
-        if part not in ("train", "test"):
-            raise DataError(f"unknown part {part!r}; use 'train' and/or 'test'")
-        if part not in available:
-            raise DataError(f"{info.title} {part} files are not in {str(folder)!r}")
-    stamp = _stamp(folder)
-    xs: list[np.ndarray] = []
-    ys: list[np.ndarray] = []
-    sources: list[Path] = []
-    for part in wanted:
-        x, y, paths = _load_part_cached(name, str(folder), part, stamp)
-        xs.append(x)
-        ys.append(y)
-        sources.extend(paths)
-    x_all = torch.from_numpy(np.concatenate(xs).copy())
-    y_all = torch.from_numpy(np.concatenate(ys).copy())
-    return ImageData(info, x_all, y_all, tuple(sources), tuple(wanted))
+    raw = read_dataset(name, data_dir, parts=parts)
+    # read_dataset's arrays are fresh (np.concatenate copies): the tensors share no cache
+    return ImageData(
+        raw.info, torch.from_numpy(raw.x), torch.from_numpy(raw.y), raw.sources, raw.parts
+    )
 
 
 # --------------------------------------------------------------------------- preparation

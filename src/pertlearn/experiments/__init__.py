@@ -1,23 +1,48 @@
-"""Experiments: per-pipeline configs, the pipelines, presets, sweeps and the run directory."""
+"""Experiments: per-pipeline configs, the pipelines, presets, sweeps and the run directory.
 
-from pertlearn.experiments.config import (
-    AttackConfig,
-    ConfigError,
-    ExperimentConfig,
-    ModelConfig,
-)
-from pertlearn.experiments.pipeline import PIPELINES, Pipeline, register_pipeline
-from pertlearn.experiments.pipelines import (
-    IclrArtificialConfig,
-    ImagesConfig,
-    NeuripsConfig,
-    run,
-    validate_config,
-)
+The names below are loaded on first use (PEP 562): presets and config trees import no torch,
+so the command line lists presets without it; the pipelines import torch when first needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from pertlearn.errors import ConfigError, RunDirExistsError
 from pertlearn.experiments.presets import PRESETS, load_config, preset_tree, sweep_presets
-from pertlearn.experiments.result import Result
-from pertlearn.experiments.rundir import RunDirExistsError, read_metrics, read_tensors
-from pertlearn.experiments.stages import build_model
+
+if TYPE_CHECKING:
+    from pertlearn.experiments.config import AttackConfig, ExperimentConfig, ModelConfig
+    from pertlearn.experiments.pipeline import PIPELINES, Pipeline, register_pipeline
+    from pertlearn.experiments.pipelines import (
+        IclrArtificialConfig,
+        ImagesConfig,
+        NeuripsConfig,
+        run,
+        validate_config,
+    )
+    from pertlearn.experiments.result import Result
+    from pertlearn.experiments.rundir import read_metrics, read_tensors
+    from pertlearn.experiments.stages import build_model
+
+_LAZY = {
+    "AttackConfig": "pertlearn.experiments.config",
+    "ExperimentConfig": "pertlearn.experiments.config",
+    "ModelConfig": "pertlearn.experiments.config",
+    "PIPELINES": "pertlearn.experiments.pipeline",
+    "Pipeline": "pertlearn.experiments.pipeline",
+    "register_pipeline": "pertlearn.experiments.pipeline",
+    "IclrArtificialConfig": "pertlearn.experiments.pipelines",
+    "ImagesConfig": "pertlearn.experiments.pipelines",
+    "NeuripsConfig": "pertlearn.experiments.pipelines",
+    "run": "pertlearn.experiments.pipelines",
+    "validate_config": "pertlearn.experiments.pipelines",
+    "Result": "pertlearn.experiments.result",
+    "read_metrics": "pertlearn.experiments.rundir",
+    "read_tensors": "pertlearn.experiments.rundir",
+    "build_model": "pertlearn.experiments.stages",
+}
 
 __all__ = [
     "PIPELINES",
@@ -42,3 +67,16 @@ __all__ = [
     "sweep_presets",
     "validate_config",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'pertlearn.experiments' has no attribute {name!r}")
+    # the built-in pipelines register themselves on import: the registry is complete before
+    # any of these names is handed out
+    importlib.import_module("pertlearn.experiments.pipelines")
+    return getattr(importlib.import_module(_LAZY[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

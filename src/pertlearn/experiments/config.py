@@ -9,10 +9,7 @@ and impossible values are rejected with one line naming the key.
 
 from __future__ import annotations
 
-import copy
 import math
-import tomllib
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
@@ -25,13 +22,31 @@ from pydantic import (
 )
 
 from pertlearn.attacks import ATTACKS
+from pertlearn.errors import ConfigError
+from pertlearn.experiments.config_tree import (
+    MAX_CONFIG_BYTES,
+    apply_overrides,
+    deep_merge,
+    parse_value,
+    read_toml,
+    set_key,
+)
 
-MAX_CONFIG_BYTES = 1_000_000
-"""Config files larger than this are refused (a config is a few kilobytes)."""
-
-
-class ConfigError(ValueError):
-    """A config is invalid; the message is one line naming the key and the fix."""
+__all__ = [
+    "DEVICE_KINDS",
+    "MAX_CONFIG_BYTES",
+    "AttackConfig",
+    "ConfigError",
+    "ExperimentConfig",
+    "ModelConfig",
+    "StrictModel",
+    "apply_overrides",
+    "deep_merge",
+    "format_validation_error",
+    "parse_value",
+    "read_toml",
+    "set_key",
+]
 
 
 class StrictModel(BaseModel):
@@ -139,69 +154,6 @@ class ExperimentConfig(StrictModel):
         return attack.resolve_eps(getattr(self, "data").dim)  # noqa: B009
 
 
-# --------------------------------------------------------------------------- loading
-
-
-_EXCLUSIVE = ("eps", "eps_per_sqrt_dim", "eps_per_dim")
-
-
-def parse_value(text: str) -> Any:
-    """A ``--set`` value as TOML (``3``, ``0.1``, ``true``, ``"x"``, ``[1, 2]``), else the raw
-    string (so ``--set data.name=gauss`` needs no quotes)."""
-    try:
-        return tomllib.loads(f"value = {text}")["value"]
-    except (tomllib.TOMLDecodeError, RecursionError):
-        return text
-
-
-def set_key(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``tree[a][b] = value`` for ``dotted = "a.b"``, creating tables on the way. Setting
-    one of the attack budgets (``attack.eps``, ``attack.eps_per_sqrt_dim``,
-    ``attack.eps_per_dim``) clears the others."""
-    if not dotted or any(not part for part in dotted.split(".")):
-        raise ConfigError(f"invalid key {dotted!r}: use dotted names like model.width")
-    *parents, last = dotted.split(".")
-    node = tree
-    for i, part in enumerate(parents):
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"cannot set {dotted}: {'.'.join(parents[: i + 1])} is not a table")
-        node = child
-    node[last] = value
-    if parents == ["attack"] and last in _EXCLUSIVE:
-        for other in _EXCLUSIVE:
-            if other != last:
-                node.pop(other, None)
-
-
-def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """A copy of ``tree`` with each ``key=value`` of ``overrides`` applied in order."""
-    tree = copy.deepcopy(tree)
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep:
-            raise ConfigError(
-                f"override {item!r} is not of the form key=value (e.g. model.width=1000)"
-            )
-        set_key(tree, key.strip(), parse_value(text.strip()))
-    return tree
-
-
-def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """``base`` updated recursively by ``update`` (tables merge, other values replace). A new
-    attack budget in ``update`` replaces the base's budget of another kind."""
-    merged = copy.deepcopy(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            if key == "attack" and any(k in value for k in _EXCLUSIVE):
-                for other in _EXCLUSIVE:
-                    merged[key].pop(other, None)
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
 def format_validation_error(err: ValidationError, pipeline: str | None = None) -> str:
     """The first problem of ``err`` as one line naming its key (and the count of the rest)."""
     first = err.errors()[0]
@@ -220,31 +172,3 @@ def format_validation_error(err: ValidationError, pipeline: str | None = None) -
             given = f" (got {text[:80]}{'...' if len(text) > 80 else ''})"
     more = f" [and {err.error_count() - 1} more]" if err.error_count() > 1 else ""
     return f"invalid config: {location}: {message}{given}{more}"
-
-
-def read_toml(path: str | Path) -> dict[str, Any]:
-    """Read a TOML file; a missing, oversized, binary or invalid file raises
-    :class:`ConfigError` naming the file."""
-    path = Path(path)
-    try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_CONFIG_BYTES + 1)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {str(path)!r} does not exist") from None
-    except IsADirectoryError:
-        raise ConfigError(f"config file {str(path)!r} is a directory") from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError(
-            f"config file {str(path)!r} is larger than {MAX_CONFIG_BYTES // 1000} kB; "
-            "is it really a config?"
-        )
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text (binary?)") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {err}") from None
-    except RecursionError:
-        raise ConfigError(f"config file {str(path)!r} is nested too deeply") from None

@@ -44,16 +44,13 @@ from dataclasses import dataclass, field
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pertlearn.experiments.config import (
-    ConfigError,
-    ExperimentConfig,
-    apply_overrides,
-    deep_merge,
-    read_toml,
-)
-from pertlearn.experiments.pipelines import validate_config
+from pertlearn.errors import ConfigError
+from pertlearn.experiments.config_tree import apply_overrides, deep_merge, read_toml
+
+if TYPE_CHECKING:
+    from pertlearn.experiments.config import ExperimentConfig
 
 Scale = Literal["cpu", "paper"]
 SCALES: tuple[Scale, ...] = ("cpu", "paper")
@@ -335,6 +332,9 @@ def load_config(
         tree = deep_merge(base_tree, tree)
     elif scale is not None:
         raise ConfigError("--scale needs a preset: --preset NAME, or preset = NAME in the file")
+    # lazy: the pipelines import torch; listing presets (and bad names) must not
+    from pertlearn.experiments.pipelines import validate_config
+
     try:
         return validate_config(apply_overrides(tree, list(overrides)))
     except ConfigError as err:
@@ -345,6 +345,9 @@ def load_config(
 
 def check_preset(name: str, tree: dict[str, Any]) -> None:
     """Raise a :class:`ConfigError` naming the preset's file if its own tree is invalid."""
+    # lazy: the pipelines import torch; listing presets must not
+    from pertlearn.experiments.pipelines import validate_config
+
     try:
         validate_config(tree)
     except ConfigError as err:

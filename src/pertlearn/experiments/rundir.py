@@ -31,6 +31,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from pertlearn.atomic import write_json
+from pertlearn.errors import RunDirError, RunDirExistsError
 
 
 class RunOutput(Protocol):
@@ -48,10 +49,6 @@ class RunOutput(Protocol):
     def tensors(self) -> dict[str, torch.Tensor]: ...
     @property
     def device(self) -> str: ...
-
-
-class RunDirExistsError(FileExistsError):
-    """The target run directory already exists."""
 
 
 def versions() -> dict[str, str]:
@@ -207,10 +204,6 @@ def swap_into_place(new: Path, out: Path) -> None:
         old.rmdir()
         raise
     shutil.rmtree(old, ignore_errors=True)
-
-
-class RunDirError(ValueError):
-    """A run directory is missing, incomplete or corrupt; the message names the file."""
 
 
 def read_json_file(path: Path, what: str = "JSON file") -> Any:

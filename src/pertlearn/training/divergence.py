@@ -14,14 +14,11 @@ from typing import NamedTuple
 
 import torch
 
+from pertlearn.errors import TrainingDivergedError
+
 WEIGHT_BOUND = 1e15
 """Largest ``|w|`` a trained weight may reach. The papers' networks at sane learning rates stay
 below ~1e4; past 1e15 a float32 product ``W x`` has lost every digit of the data."""
-
-
-class TrainingDivergedError(RuntimeError):
-    """The training loss became NaN or infinite, or the weights overflowed
-    :data:`WEIGHT_BOUND`."""
 
 
 class Divergence(NamedTuple):

@@ -22,6 +22,9 @@ under :func:`~pertlearn.training.fit`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -43,6 +46,10 @@ __all__ = [
 ]
 
 FAST_MODELS = (TwoLayerNet, OneHiddenNet)
+
+SMALL_WORK = 2**20
+"""Elements per operation (configurations × samples × width) up to which the trainer runs on
+one CPU thread (see :func:`small_work_threads`)."""
 
 
 def supports_fast_fit(
@@ -89,6 +96,24 @@ def _check_batched_inputs(
     return losses_used.pop()
 
 
+@contextmanager
+def small_work_threads(elements: int, device: torch.device) -> Iterator[None]:
+    """Run the block on one CPU thread when each of its operations touches at most
+    :data:`SMALL_WORK` elements (restoring the thread count after): such operations last
+    microseconds, and splitting them across threads costs more in synchronisation than it
+    saves (far more on a busy machine, where a thread waits for a time slice at every
+    operation). Elementwise results are identical; reductions may differ in the last bits."""
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads == 1 or elements > SMALL_WORK:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def fit_batched(
     weight: torch.Tensor,
     bias: torch.Tensor | None,
@@ -125,44 +150,48 @@ def fit_batched(
     is in the result's ``diverged`` (nothing is raised here).
     """
     loss = _check_batched_inputs(weight, x, y, configs, name)
-    device = weight.device
-    epochs = max(c.epochs for c in configs)
-    momentum = torch.tensor([c.momentum for c in configs], dtype=torch.float64, device=device)
-    nets = BatchedNetworks(
-        weight,
-        bias,
-        readout,
-        slope,
-        x,
-        y,
-        momentum,
-        loss,
-        incremental=device.type == "cpu" if incremental is None else incremental,
-    )
-    if host_schedule is None:
-        host_schedule = device.type == "cpu"
-    schedule = (
-        HostSchedule(configs, device) if host_schedule else DeviceSchedule(configs, device, epochs)
-    )
-    bar = tqdm(total=epochs, desc=f"train {name}", disable=not progress, leave=False)
-    try:
-        for start in range(0, epochs, check_every):
-            stop = min(start + check_every, epochs)
-            for epoch in range(start, stop):
-                epoch_loss, derivative = nets.forward(block_start=epoch == start)
-                nets.gradient(derivative, block_start=epoch == start)
-                nets.step(schedule.step_lr(), derivative)
-                if schedule.record(epoch, epoch_loss, nets.largest_weight()):
+    batch, width = weight.shape[:2]
+    with small_work_threads(batch * y.shape[-1] * width, weight.device):
+        device = weight.device
+        epochs = max(c.epochs for c in configs)
+        momentum = torch.tensor([c.momentum for c in configs], dtype=torch.float64, device=device)
+        nets = BatchedNetworks(
+            weight,
+            bias,
+            readout,
+            slope,
+            x,
+            y,
+            momentum,
+            loss,
+            incremental=device.type == "cpu" if incremental is None else incremental,
+        )
+        if host_schedule is None:
+            host_schedule = device.type == "cpu"
+        schedule = (
+            HostSchedule(configs, device)
+            if host_schedule
+            else DeviceSchedule(configs, device, epochs)
+        )
+        bar = tqdm(total=epochs, desc=f"train {name}", disable=not progress, leave=False)
+        try:
+            for start in range(0, epochs, check_every):
+                stop = min(start + check_every, epochs)
+                for epoch in range(start, stop):
+                    epoch_loss, derivative = nets.forward(block_start=epoch == start)
+                    nets.gradient(derivative, block_start=epoch == start)
+                    nets.step(schedule.step_lr(), derivative)
+                    if schedule.record(epoch, epoch_loss, nets.largest_weight()):
+                        break
+                finished = schedule.end_block(start, stop)
+                bar.update(stop - start)
+                if progress:
+                    bar.set_postfix(loss=f"{schedule.last_loss(stop):.4g}", refresh=False)
+                if finished:
                     break
-            finished = schedule.end_block(start, stop)
-            bar.update(stop - start)
-            if progress:
-                bar.set_postfix(loss=f"{schedule.last_loss(stop):.4g}", refresh=False)
-            if finished:
-                break
-    finally:
-        bar.close()
-    return schedule.outcome(nets.loss_weights)
+        finally:
+            bar.close()
+        return schedule.outcome(nets.loss_weights)
 
 
 def fast_fit(

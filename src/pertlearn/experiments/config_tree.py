@@ -1,0 +1,102 @@
+"""Config trees (nested dicts as read from TOML) before validation: ``--set`` values, dotted
+keys, overrides, deep merges and TOML files. Imports nothing heavy (no torch, no pydantic), so
+that listing presets stays instant."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pertlearn.errors import ConfigError
+
+MAX_CONFIG_BYTES = 1_000_000
+"""Config files larger than this are refused (a config is a few kilobytes)."""
+
+_EXCLUSIVE = ("eps", "eps_per_sqrt_dim", "eps_per_dim")
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value as TOML (``3``, ``0.1``, ``true``, ``"x"``, ``[1, 2]``), else the raw
+    string (so ``--set data.name=gauss`` needs no quotes)."""
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except (tomllib.TOMLDecodeError, RecursionError):
+        return text
+
+
+def set_key(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``tree[a][b] = value`` for ``dotted = "a.b"``, creating tables on the way. Setting
+    one of the attack budgets (``attack.eps``, ``attack.eps_per_sqrt_dim``,
+    ``attack.eps_per_dim``) clears the others."""
+    if not dotted or any(not part for part in dotted.split(".")):
+        raise ConfigError(f"invalid key {dotted!r}: use dotted names like model.width")
+    *parents, last = dotted.split(".")
+    node = tree
+    for i, part in enumerate(parents):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"cannot set {dotted}: {'.'.join(parents[: i + 1])} is not a table")
+        node = child
+    node[last] = value
+    if parents == ["attack"] and last in _EXCLUSIVE:
+        for other in _EXCLUSIVE:
+            if other != last:
+                node.pop(other, None)
+
+
+def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """A copy of ``tree`` with each ``key=value`` of ``overrides`` applied in order."""
+    tree = copy.deepcopy(tree)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ConfigError(
+                f"override {item!r} is not of the form key=value (e.g. model.width=1000)"
+            )
+        set_key(tree, key.strip(), parse_value(text.strip()))
+    return tree
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated recursively by ``update`` (tables merge, other values replace). A new
+    attack budget in ``update`` replaces the base's budget of another kind."""
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            if key == "attack" and any(k in value for k in _EXCLUSIVE):
+                for other in _EXCLUSIVE:
+                    merged[key].pop(other, None)
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML file; a missing, oversized, binary or invalid file raises
+    :class:`ConfigError` naming the file."""
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {str(path)!r} is a directory") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"config file {str(path)!r} is larger than {MAX_CONFIG_BYTES // 1000} kB; "
+            "is it really a config?"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text (binary?)") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {err}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {str(path)!r} is nested too deeply") from None

@@ -1,0 +1,107 @@
+"""The command line's help and listings start without importing torch, matplotlib or pyarrow.
+
+Each case runs in a fresh interpreter (the test process itself has torch loaded) and reports
+which heavy modules ended up in ``sys.modules``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import pertlearn
+
+HEAVY = ("torch", "matplotlib", "pyarrow", "pandas", "safetensors")
+
+PROBE = """
+import json, sys
+from pertlearn.cli.main import cli
+args = json.loads(sys.argv[1])
+if args is not None:
+    try:
+        cli(prog_name="pertlearn", args=args)
+    except SystemExit as exit:
+        code = exit.code
+    else:
+        code = 0
+else:
+    code = 0
+heavy = sorted(m for m in json.loads(sys.argv[2]) if m in sys.modules)
+print(json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
+"""
+
+
+def probe(args: list[str] | None, tmp_path: Path) -> dict[str, object]:
+    src = str(Path(pertlearn.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    env.pop("PERTLEARN_PRESETS", None)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(args), json.dumps(HEAVY)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    report: dict[str, object] = json.loads(done.stderr.strip().splitlines()[-1])
+    return report
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        None,  # importing the CLI module only
+        ["--help"],
+        ["--version"],
+        ["presets"],
+        ["sweep", "--list"],
+        ["run", "--help"],
+        ["data", "--help"],
+        ["data", "info", "mnist", "--data-dir", str(Path(__file__).parent / "data")],
+    ],
+    ids=lambda args: "import" if args is None else " ".join(args[:3]),
+)
+def test_cli_starts_without_heavy_imports(args: list[str] | None, tmp_path: Path) -> None:
+    report = probe(args, tmp_path)
+    assert report["code"] == 0
+    assert report["heavy"] == []
+
+
+def test_bad_preset_name_is_reported_without_heavy_imports(tmp_path: Path) -> None:
+    report = probe(["presets", "--show", "quickstrat"], tmp_path)
+    assert report["code"] == 2
+    assert report["heavy"] == []
+
+
+def test_lazy_package_names_still_resolve() -> None:
+    import pertlearn.experiments as experiments
+
+    for name in pertlearn.__all__:
+        assert getattr(pertlearn, name) is not None
+    for name in experiments.__all__:
+        assert getattr(experiments, name) is not None
+    assert "load_config" in dir(pertlearn)
+    assert isinstance(pertlearn.__version__, str)
+    with pytest.raises(AttributeError, match="no attribute 'missing'"):
+        pertlearn.missing  # noqa: B018
+    assert experiments.ConfigError is pertlearn.ConfigError
+
+
+def test_errors_are_one_class_wherever_imported() -> None:
+    from pertlearn import errors
+    from pertlearn.data.errors import DataError
+    from pertlearn.experiments.config import ConfigError
+    from pertlearn.experiments.rundir import RunDirError, RunDirExistsError
+    from pertlearn.training.trainer import TrainingDivergedError
+
+    assert ConfigError is errors.ConfigError
+    assert DataError is errors.DataError
+    assert RunDirError is errors.RunDirError
+    assert RunDirExistsError is errors.RunDirExistsError
+    assert TrainingDivergedError is errors.TrainingDivergedError
