@@ -24,15 +24,15 @@ def predictions(model: nn.Module, x: torch.Tensor, batch_size: int = 8192) -> to
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """Share of samples whose predicted label equals ``y``."""
     predicted = predictions(model, x)
-    return (predicted == y.to(predicted.dtype)).float().mean().item()
+    return (predicted == y.to(predicted.dtype)).double().mean().item()
 
 
 def agreement(f: nn.Module, g: nn.Module, x: torch.Tensor) -> float:
     """Share of inputs on which ``f`` and ``g`` predict the same label (sign f = sign g)."""
-    return (predictions(f, x) == predictions(g, x)).float().mean().item()
+    return (predictions(f, x) == predictions(g, x)).double().mean().item()
 
 
 def majority_share(model: nn.Module, x: torch.Tensor) -> float:
     """Share of inputs given the most frequent predicted label (1.0: a constant classifier)."""
     _, counts = predictions(model, x).unique(return_counts=True)
-    return (counts.max() / x.shape[0]).item()
+    return int(counts.max().item()) / x.shape[0]

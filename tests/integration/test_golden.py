@@ -31,7 +31,9 @@ def assert_same_metrics(got: dict[str, Any], want: dict[str, Any], where: str) -
     assert sorted(got) == sorted(want), f"{where}: metric keys differ"
     for key, expected in want.items():
         value = got[key]
-        if isinstance(expected, float):
+        if isinstance(expected, dict):
+            assert_same_metrics(value, expected, f"{where}: {key}")
+        elif isinstance(expected, float):
             assert math.isclose(value, expected, rel_tol=0, abs_tol=1e-6), (
                 f"{where}: {key} = {value}, recorded {expected}"
             )

@@ -71,7 +71,7 @@ class DecisionMap:
 
     def agreement(self, a: str, b: str) -> float:
         """Share of grid points where the signs of ``a`` and ``b`` agree."""
-        return (self.signs[a] == self.signs[b]).float().mean().item()
+        return (self.signs[a] == self.signs[b]).double().mean().item()
 
 
 def plane_points(e1: torch.Tensor, e2: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:

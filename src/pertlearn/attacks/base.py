@@ -181,7 +181,7 @@ def target_hits(model: nn.Module, x_adv: torch.Tensor, target: torch.Tensor) -> 
 def fooling_rate(model: nn.Module, x_adv: torch.Tensor, target: torch.Tensor) -> float:
     """Share of adversarial inputs that ``model`` assigns to their target label (the mean of
     :func:`target_hits`)."""
-    return target_hits(model, x_adv, target).float().mean().item()
+    return target_hits(model, x_adv, target).double().mean().item()
 
 
 def per_class_hit_rates(
@@ -202,7 +202,7 @@ def per_class_hit_rates(
     target = target.to(hits.device)
     for k in range(num_classes):
         mask = target == k
-        rates[str(k)] = hits[mask].float().mean().item() if bool(mask.any()) else None
+        rates[str(k)] = hits[mask].double().mean().item() if bool(mask.any()) else None
     return rates
 
 

@@ -339,7 +339,7 @@ class TargetedPGD(Attack):
                 self._descend(model, x[idx], starts[idx], target[idx], idx, record, generator)
         x_adv = record.best
         self.last_success = self.success(target_hits(model, x_adv, target))
-        self.last_fooling_rate = self.last_success.float().mean().item()
+        self.last_fooling_rate = self.last_success.double().mean().item()
         return x_adv
 
     @staticmethod

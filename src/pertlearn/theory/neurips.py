@@ -178,4 +178,4 @@ def ghat(
 
 def sign_agreement(a: torch.Tensor, b: torch.Tensor) -> float:
     """Share of entries with equal sign (ties count as +1, like :func:`training.predict`)."""
-    return ((a >= 0) == (b >= 0)).float().mean().item()
+    return ((a >= 0) == (b >= 0)).double().mean().item()

@@ -207,7 +207,7 @@ def make_noise(size: int, shape: tuple[int, ...], generator: torch.Generator) ->
 def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int) -> float:
     if x.shape[0] == 0:
         return math.nan
-    return (predictions(model, x, batch) == y).float().mean().item()
+    return (predictions(model, x, batch) == y).double().mean().item()
 
 
 # ----------------------------------------------------------------------------- pipeline
@@ -332,17 +332,17 @@ def run_images(
 
     metrics: dict[str, Any] = {
         "f_acc_train": _accuracy(f, x_train, y_train, eval_batch),
-        "f_acc_test": (f_test_pred == y_test).float().mean().item(),
+        "f_acc_test": (f_test_pred == y_test).double().mean().item(),
         "g_acc_train": _accuracy(g, x_train, y_train, eval_batch),
-        "g_acc_test": (g_test_pred == y_test).float().mean().item(),
+        "g_acc_test": (g_test_pred == y_test).double().mean().item(),
         "g_best_acc_test": g_history.best_val_acc,
         "g_best_epoch": g_history.best_epoch,
-        "agreement": (f_test_pred == g_test_pred).float().mean().item(),
+        "agreement": (f_test_pred == g_test_pred).double().mean().item(),
         "chance": 1.0 / num_classes,
-        "fooling_rate": fooled.float().mean().item(),
+        "fooling_rate": fooled.double().mean().item(),
         "fooling_rate_per_class": per_class_hit_rates(fooled, y_adv, num_classes),
         "g_fit_acc": _accuracy(g, x_adv, y_adv, eval_batch),
-        "g_majority_share": (counts.max() / max(x_test.shape[0], 1)).item(),
+        "g_majority_share": int(counts.max().item()) / max(x_test.shape[0], 1),
         "eps": eps,
         "scenario": scenario,
         "num_classes": num_classes,
