@@ -95,6 +95,25 @@ def _model(config: dict[str, Any], state: dict[str, torch.Tensor], dim: int) -> 
     return model.eval()
 
 
+def check_theory_applies(config: Any) -> None:
+    """Raise ``ValueError`` (one line) when the theory cannot be computed for a run of
+    ``config``, so that ``run --theory`` fails before computing anything: it needs a binary
+    run (``neurips`` or ``iclr_artificial`` pipeline) with saved tensors, and for
+    one-hidden-layer networks a LeakyReLU slope in (0, 1)."""
+    if config.pipeline not in ("neurips", "iclr_artificial"):
+        raise ValueError(
+            f"--theory covers the binary pipelines (neurips, iclr_artificial), not {config.pipeline}"
+        )
+    if not config.save_tensors:
+        raise ValueError("--theory needs the run's tensors: set save_tensors = true")
+    for model in (config.model, config.model_g or config.model):
+        if model.name == "one_hidden" and not 0 < model.slope < 1:
+            raise ValueError(
+                "the ICLR24 theory of one-hidden-layer networks needs a LeakyReLU slope in "
+                f"(0, 1), got model.slope = {model.slope}"
+            )
+
+
 def load_run(run_dir: str | Path) -> RunData:
     """Read a run directory written by :meth:`pertlearn.Result.save` (with tensors)."""
     record = read_run(run_dir)

@@ -108,12 +108,15 @@ def run_command(
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / f"{config.name}-seed{config.seed}-{stamp}"
     check_target(out, overwrite)
+    if theory:
+        # lazy: the theory imports matplotlib; a run without --theory does not need it
+        from pertlearn.analysis.theory import check_theory_applies, write_theory
+
+        check_theory_applies(config)
     click.echo(f"running {config.name} (seed {config.seed}, ε = {config.eps:g}) -> {out}", err=True)
     result = run(config, progress=not quiet)
     result.save(out, overwrite=overwrite)
     if theory:
-        from pertlearn.analysis.theory import write_theory
-
         result.metrics.update(write_theory(out))
     click.echo(format_summary(result.metrics))
     click.echo(f"\nrun directory: {out}")
