@@ -36,7 +36,7 @@ sections: `train_f.lr` is `lr` in the `[train_f]` table.
 
 def config_classes() -> list[type[Any]]:
     """``ExperimentConfig`` and its subclasses (in definition order, depth first)."""
-    import pertlearn  # noqa: F401  (defines and registers every built-in config class)
+    import pertlearn.experiments.pipelines  # noqa: F401  (defines and registers every built-in config class)
     from pertlearn.experiments import config
 
     base = config.ExperimentConfig

@@ -102,7 +102,8 @@ def check_theory_applies(config: Any) -> None:
     one-hidden-layer networks a LeakyReLU slope in (0, 1)."""
     if config.pipeline not in ("neurips", "iclr_artificial"):
         raise ValueError(
-            f"--theory covers the binary pipelines (neurips, iclr_artificial), not {config.pipeline}"
+            "--theory covers the binary pipelines (neurips, iclr_artificial), "
+            f"not {config.pipeline}"
         )
     if not config.save_tensors:
         raise ValueError("--theory needs the run's tensors: set save_tensors = true")

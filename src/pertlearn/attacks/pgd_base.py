@@ -1,4 +1,5 @@
-"""Shared machinery of the PGD attacks (ICLR24, spec §3): validation, the data range, the
+"""Shared machinery of the PGD attacks (ICLR24, ICLR24 arXiv:2402.10470): validation, the data
+range, the
 iteration loop that keeps each sample's best iterate by its objective, batching, and the
 target-hit repair options (random restarts, stepping on until the target is hit, and
 noise-averaged gradients).
@@ -113,7 +114,8 @@ class _Record:
 
 
 class TargetedPGD(Attack):
-    """Iterative attack minimizing a per-sample objective (spec §3): the loss of the target
+    """Iterative attack minimizing a per-sample objective (ICLR24 arXiv:2402.10470): the loss of
+    the target
     label (targeted, the default), or the negative loss of the true label (``targeted=False``,
     Madry et al. 2018, arXiv:1706.06083 eq. 2.1).
 

@@ -1,4 +1,4 @@
-"""Targeted L0 attack of the ICLR24 reference (spec §3)."""
+"""Targeted L0 attack of the ICLR24 reference (ICLR24 arXiv:2402.10470)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ class PgdL0(TargetedPGD):
     ``step_size · g/‖g‖∞`` (default 0.3) against the gradient ``g`` restricted to them, and
     clips to the data range. ``steps`` defaults to ``k``, so ``k`` updates change at most ``k``
     coordinates. Coordinates are the elements of each sample (all non-batch dimensions
-    flattened). Theory (spec §3): on a linear ``f̃`` it changes the coordinates with the
+    flattened). Theory (ICLR24 arXiv:2402.10470): on a linear ``f̃`` it changes the coordinates
+    with the
     largest ``|∇f̃|``.
 
     Args:

@@ -1,4 +1,4 @@
-"""Targeted L2 PGD (ICLR24 reference, spec §3)."""
+"""Targeted L2 PGD (ICLR24 reference, ICLR24 arXiv:2402.10470)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ class PgdL2(TargetedPGD):
     against the L2-normalized gradient of the target loss, rescales the total perturbation
     into the ε-ball (``δ·min(1, ε/‖δ‖₂)``) and clips to the data range. Clipping moves each
     coordinate towards the clean input (which lies in the range), so ``‖δ‖₂ ≤ ε`` still holds.
-    The per-sample best iterate by target loss is returned. Theory (spec §3): for a linear
+    The per-sample best iterate by target loss is returned. Theory (ICLR24 arXiv:2402.10470): for
+    a linear
     ``f̃``, the optimum is ``η = ε y_adv ∇f̃/‖∇f̃‖₂``.
     """
 

@@ -1,5 +1,5 @@
 """Targeted L∞ attacks: the standard sign-gradient PGD (Madry et al. 2018) and the ICLR24
-reference variant that rescales an L∞-normalized gradient step (spec §3)."""
+reference variant that rescales an L∞-normalized gradient step (ICLR24 arXiv:2402.10470)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ class PgdLinf(TargetedPGD):
     ``steps`` defaults to 100 and ``step_size`` to ``2.5·ε/steps`` (Madry et al.). With
     ``random_start = True`` the first iterate is ``x₀ + u``, ``u ~ U([-ε, ε]^d)`` drawn from the
     ``generator`` passed to the call (clipped); the clean input still counts as a candidate
-    for the best iterate. Theory (spec §3): for a linear ``f̃`` the optimum is
+    for the best iterate. Theory (ICLR24 arXiv:2402.10470): for a linear ``f̃`` the optimum is
     ``η = ε y_adv sign(∇f̃)``, which this attack reaches.
     """
 

@@ -7,7 +7,8 @@ batches) and caches the result per folder. A missing data set or a bad file rais
 :class:`~pertlearn.data.errors.DataError` with one line naming it; :mod:`pertlearn.data.download`
 fetches the official files.
 
-Preparation for experiments (spec §2, §4): class selection and relabeling (``0..K-1``, or ±1 for
+Preparation for experiments (NeurIPS24 arXiv:2410.23677; ICLR24 arXiv:2402.10470): class selection
+and relabeling (``0..K-1``, or ±1 for
 binary tasks), scaling to ``[0, 1]``, optional mean-centering with the data set's pixel mean,
 flattening, and a seeded stratified train/test split of whatever images are available (so the
 10,000-image MNIST test set can stand in for a full download).
@@ -168,7 +169,8 @@ def prepare(
 ) -> ImageSplit:
     """Select ``classes`` (default: all, relabeled in the order given), split stratified with
     ``generator``, scale pixels to ``[0, 1]``, and optionally relabel two classes to ±1
-    (``binary``: first class +1), subtract the data set's mean pixel (``center``, spec §2) and
+    (``binary``: first class +1), subtract the data set's mean pixel (``center``, NeurIPS24
+    arXiv:2410.23677) and
     flatten to ``(N, C·H·W)``."""
     info = data.info
     chosen = tuple(classes) if classes is not None else tuple(range(info.num_classes))

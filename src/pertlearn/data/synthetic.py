@@ -1,4 +1,4 @@
-"""Synthetic data sets of the papers (spec §2 and §3).
+"""Synthetic data sets of the papers (NeurIPS24 arXiv:2410.23677; ICLR24 arXiv:2402.10470).
 
 All generators return ``(x, y)`` with ``x`` of shape ``(n, dim)`` and ``y`` of shape ``(n,)``
 holding binary labels in ``{-1, +1}`` (same dtype as ``x``). They draw only from the

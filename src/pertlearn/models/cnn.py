@@ -1,4 +1,5 @@
-"""Convolutional networks for the ICLR24 image experiments (spec §4).
+"""Convolutional networks for the ICLR24 image experiments (ICLR24 arXiv:2402.10470, image
+experiments).
 
 All models take images ``(N, C, H, W)`` with pixels in ``[0, 1]`` and return logits ``(N, K)``.
 Input normalization (the data set's per-channel mean and std) happens *inside* the model, in
@@ -131,7 +132,8 @@ class _ResidualBlock(nn.Module):
 
 
 class ICLRResNet(nn.Module):
-    """The ICLR24 residual CNN for MNIST / Fashion-MNIST (spec §4).
+    """The ICLR24 residual CNN for MNIST / Fashion-MNIST (ICLR24 arXiv:2402.10470, image
+    experiments).
 
     conv3×3 C→16 stride 2 · BN · ReLU → conv3×3 16→128 · BN · ReLU → residual stage of
     ``blocks`` 128-channel blocks → residual stage of ``blocks`` 256-channel blocks (first with
@@ -193,7 +195,8 @@ class _WideBlock(nn.Module):
 
 
 class WideResNet(nn.Module):
-    """WideResNet-``depth``-``widen`` with dropout (spec §4: WRN-28-10, dropout 0.3, CIFAR-10).
+    """WideResNet-``depth``-``widen`` with dropout (ICLR24 arXiv:2402.10470: WRN-28-10, dropout
+    0.3, CIFAR-10).
 
     ``depth = 6n + 4``; three stages of ``n`` blocks with ``16k, 32k, 64k`` channels (strides
     1, 2, 2), BN · ReLU, global average pooling, linear. ``(N, C, H, W)`` → ``(N, K)``.

@@ -1,4 +1,5 @@
-"""Figures of a single run directory: the decision map of f and g on a 2-D plane (spec §2,
+"""Figures of a single run directory: the decision map of f and g on a 2-D plane (NeurIPS24
+arXiv:2410.23677,
 "Decision maps") and a grid of clean / adversarial / perturbation samples for image-shaped
 inputs. Both need the run's ``tensors.safetensors`` (``save_tensors = true``)."""
 

@@ -1,4 +1,4 @@
-"""ICLR24 theory for one-hidden-layer networks on nearly orthogonal data (spec §3 "Theory").
+"""ICLR24 theory for one-hidden-layer networks on nearly orthogonal data (ICLR24 arXiv:2402.10470).
 
 Plain tensor functions: they need only the training inputs ``x`` ``(N, d)`` (flattened),
 labels ``y`` ``(N,)`` (±1) and, for comparisons, the crafted perturbations and the networks'
@@ -146,7 +146,7 @@ def max_margin_lambdas(
     kkt_tol: float = 1e-9,
 ) -> Lambdas:
     """Multipliers of the max-margin problem ``min ‖w‖² s.t. y_n ⟨w, x_n⟩ ≥ 1`` with
-    ``w = Σ_n λ_n y_n x_n`` (spec §3). ``x`` ``(N, d)``, ``y`` ``(N,)`` ±1.
+    ``w = Σ_n λ_n y_n x_n`` (ICLR24 arXiv:2402.10470). ``x`` ``(N, d)``, ``y`` ``(N,)`` ±1.
 
     First the all-support-vector solution ``Σ_k λ_k y_k y_n ⟨x_k, x_n⟩ = 1`` (as ``G μ = y``,
     ``λ = y μ``, ``G = X Xᵀ``, by conjugate gradients in float64). If that does not converge or

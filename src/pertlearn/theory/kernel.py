@@ -1,4 +1,5 @@
-"""The NeurIPS24 kernel Φ of a wide two-layer LeakyReLU network (spec §2 "Theory").
+"""The NeurIPS24 kernel Φ of a wide two-layer LeakyReLU network (NeurIPS24 arXiv:2410.23677
+"Theory").
 
 ``Φ(x, z) = E_{w~N(0, I/d), b~N(0, 1)} [φ'(w·x + b) φ'(w·z + b)]`` with ``φ'(u) = 1`` for
 ``u ≥ 0`` and ``γ`` otherwise. The two pre-activations are jointly Gaussian with zero mean,
@@ -177,7 +178,8 @@ def phi(
     ``(N1, N2)`` in the dtype of the inputs (float32 or float64). ``z=None`` (or ``z is x``)
     gives ``Φ(x, x)``.
 
-    Closed form (spec §2): ``ρ = (x·z/d + 1)/√((‖x‖²/d + 1)(‖z‖²/d + 1))``, ``θ = arccos ρ``,
+    Closed form (NeurIPS24 arXiv:2410.23677): ``ρ = (x·z/d + 1)/√((‖x‖²/d + 1)(‖z‖²/d + 1))``, ``θ
+    = arccos ρ``,
     ``Φ = γ + (1 − γ)² (π − θ)/(2π)`` with ``γ = slope``. Rows of ``x`` are processed
     ``chunk_size`` at a time (temporaries stay within ``chunk_size × N2`` entries besides the
     output); the result does not depend on ``chunk_size``, bit for bit. For ``Φ(x, x)`` only

@@ -1,4 +1,4 @@
-"""NeurIPS24 predictions for wide two-layer networks (spec §2 "Theory").
+"""NeurIPS24 predictions for wide two-layer networks (NeurIPS24 arXiv:2410.23677 "Theory").
 
 With the kernel Φ of :mod:`pertlearn.theory.kernel`, training data ``x`` ``(N, d)``, labels
 ``y`` ``(N,)`` (±1) and per-sample loss weights ``c_k = ∫ ℓ'(−y_k f(x_k; t)) dt`` (constant for

@@ -2,8 +2,8 @@
 
 ==================  ==========================================  ==============================
 ``neurips``         :mod:`.neurips` (NeurIPS24, binary data)     :class:`NeuripsConfig`
-``iclr_artificial`` :mod:`.iclr_artificial` (ICLR24 Sec. 5.1)   :class:`IclrArtificialConfig`
-``images``          :mod:`.images` (ICLR24 Sec. 5.2, Ilyas D_*)  :class:`ImagesConfig`
+``iclr_artificial`` :mod:`.iclr_artificial` (ICLR24, artificial)  :class:`IclrArtificialConfig`
+``images``          :mod:`.images` (ICLR24 images, D_rand/D_det)  :class:`ImagesConfig`
 ==================  ==========================================  ==============================
 """
 

@@ -1,4 +1,5 @@
-"""The ICLR24 artificial experiment (Kumano et al., arXiv:2402.10470, Sec. 5.1): learning from
+"""The ICLR24 artificial experiment (Kumano et al., arXiv:2402.10470, artificial-data
+experiments): learning from
 perturbed noise. Read top to bottom:
 
 1. ``N`` natural samples ``x_n`` from ``uniform`` (U([-1, 1]^d)) or ``gauss`` (N(0, I_d)) with

@@ -1,4 +1,4 @@
-"""The ICLR24 image pipeline (Kumano et al., arXiv:2402.10470, Sec. 5.2).
+"""The ICLR24 image pipeline (Kumano et al., arXiv:2402.10470, image experiments).
 
 K-class images (MNIST, Fashion-MNIST, CIFAR-10, or a class subset), a CNN f trained by
 mini-batch SGD, an adversarial set crafted against f with any registered attack, a fresh g
@@ -219,7 +219,8 @@ def run_images(
     progress: bool = False,
     model_factory: ModelFactory | None = None,
 ) -> Result:
-    """The ICLR24 image pipeline (spec §4): train f → adversarial set → train g → evaluate.
+    """The ICLR24 image pipeline (ICLR24 arXiv:2402.10470, image experiments): train f →
+    adversarial set → train g → evaluate.
 
     ``model_factory`` (Python API only) replaces ``config.model``/``model_g`` with your own
     network: it is called as ``model_factory(in_shape, num_classes, generator)`` for f, g and
@@ -319,7 +320,8 @@ def run_images(
         bar.update(size)
     bar.close()
 
-    # Fooling check (spec §4): does f predict the target on the adversarial set?
+    # Fooling check (ICLR24 arXiv:2402.10470, image experiments): does f predict the target on the
+    # adversarial set?
     predicted_adv = predictions(f, x_adv, eval_batch)
     fooled = predicted_adv == y_adv
 

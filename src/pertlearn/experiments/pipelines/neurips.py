@@ -1,11 +1,11 @@
-"""The NeurIPS24 binary pipeline (Kumano et al., arXiv:2410.23677, Sec. 3 and 5).
+"""The NeurIPS24 binary pipeline (Kumano et al., arXiv:2410.23677).
 
 Two-layer networks on binary data (synthetic Gaussians, uniform noise, a binary image task or
 the user's own file). Read top to bottom: data → f → target labels → adversarial examples
 → g on the adversarial set only → controls → metrics.
 
 Scenario (a) ``perturbation_only`` trains g on the perturbations ``r_n`` alone, scenario (b)
-``on_original`` on ``x_n + r_n`` (arXiv:2410.23677, Sec. 3, the two learning settings).
+``on_original`` on ``x_n + r_n`` (arXiv:2410.23677, its two learning settings).
 """
 
 from __future__ import annotations
