@@ -175,9 +175,9 @@ def test_g_learns_from_perturbed_noise_and_control_does_not(preset: str, seed: i
 
 
 def test_flip_targets_are_rejected() -> None:
-    config = load_config(preset="iclr-artificial-l2-uniform", overrides=small("l2", "targets=flip"))
-    with pytest.raises(ConfigError, match="noise has no labels"):
-        run(config)
+    # noise has no labels to flip: the artificial pipeline's config has no 'flip' targets
+    with pytest.raises(ConfigError, match="targets"):
+        load_config(preset="iclr-artificial-l2-uniform", overrides=small("l2", "targets=flip"))
 
 
 def test_cross_entropy_is_rejected() -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import pertlearn.experiments.batched as batched
+from pertlearn.experiments import IclrArtificialConfig
 from pertlearn.experiments.config import ConfigError, ExperimentConfig
 from pertlearn.experiments.execution import chunks, driver, run_sweep
 from pertlearn.experiments.sweeps import parse_sweep
@@ -99,10 +100,7 @@ def test_chunks_group_by_shape_and_cap_the_size() -> None:
 
 def test_chunks_leave_other_pipelines_alone() -> None:
     points = parse_sweep(tiny_spec(zip={"data.dim": [5]}, grid={}, seeds=[0, 1, 2])).points()
-    iclr = [
-        dataclasses.replace(p, config=p.config.model_copy(update={"pipeline": "iclr_artificial"}))
-        for p in points
-    ]
+    iclr = [dataclasses.replace(p, config=IclrArtificialConfig(seed=p.config.seed)) for p in points]
     assert [len(u) for u in chunks(iclr, 10)] == [1, 1, 1]
 
 

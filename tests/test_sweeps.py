@@ -93,7 +93,7 @@ def test_fingerprint_ignores_name_and_changes_with_axes() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"grid": {"data.dimm": [5, 6]}}, "'data.dimm' names no config key"),
+        ({"grid": {"data.dimm": [5, 6]}}, "'data.dimm' names no key of the neurips pipeline"),
         ({"grid": {"model.width.x": [1]}}, "model.width is a value, not a table"),
         ({"grid": {"bogus": [1]}}, "'bogus' is not a key of the top level"),
         ({"grid": {"model.width": []}}, "axis 'model.width' is empty"),
