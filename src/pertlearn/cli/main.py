@@ -48,7 +48,43 @@ def format_summary(metrics: dict[str, Any]) -> str:
             "warning: g predicts one class on more than "
             "its degenerate_threshold share of the test set (g_degenerate = true)"
         )
+    lines += reading_notes(metrics)
     return "\n".join(lines)
+
+
+LOW_HIT_RATE = 0.5
+"""Below this share of adversarial examples at their target, the summary warns."""
+
+
+def reading_notes(metrics: dict[str, Any]) -> list[str]:
+    """One line for each metric that looks like a failure and is not, or that is one."""
+    notes: list[str] = []
+    fooling, fit = metrics.get("fooling_rate"), metrics.get("g_fit_acc")
+    classes = metrics.get("num_classes")
+    if classes is not None and isinstance(fooling, float) and fooling < LOW_HIT_RATE:
+        notes.append(
+            f"warning: only {fooling:.0%} of the adversarial examples reach their target; g's "
+            "accuracy says little until most do (raise attack.eps, or attack.options "
+            "until_fooled / restarts)"
+        )
+    elif classes is None and isinstance(fooling, float) and abs(fooling - 0.5) < 0.1:
+        notes.append(
+            "note: fooling_rate near 0.5 is expected with a tiny ε: f barely moves, and about "
+            "half of the random targets already agree with f"
+        )
+    if classes is None and isinstance(fit, float) and fit < 0.6:
+        notes.append(
+            "note: g_fit_acc is g on its own training inputs (perturbations alone in scenario a): "
+            "near 0.5 is expected there, while g_acc_test on clean data is the result"
+        )
+    f_train = metrics.get("f_acc_train")
+    chance = metrics.get("chance", 0.5)
+    if isinstance(f_train, float) and f_train < chance + 0.1:
+        notes.append(
+            "warning: f is near chance on its own training data; lower the learning rate or "
+            "train longer before reading g"
+        )
+    return notes
 
 
 @cli.command("run")

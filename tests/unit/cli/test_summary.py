@@ -1,0 +1,26 @@
+"""The run summary explains metrics that look like failures, and warns about real ones."""
+
+from __future__ import annotations
+
+from pertlearn.cli.main import format_summary, reading_notes
+
+
+def test_tiny_eps_binary_run_gets_notes_not_warnings() -> None:
+    notes = reading_notes({"f_acc_train": 1.0, "fooling_rate": 0.508, "g_fit_acc": 0.5})
+    assert len(notes) == 2 and all(n.startswith("note:") for n in notes)
+
+
+def test_images_run_with_a_low_hit_rate_is_warned() -> None:
+    metrics = {"f_acc_train": 0.98, "fooling_rate": 0.3, "num_classes": 10, "chance": 0.1}
+    (note,) = reading_notes(metrics)
+    assert note.startswith("warning: only 30% of the adversarial examples reach their target")
+
+
+def test_an_f_near_chance_is_warned() -> None:
+    notes = reading_notes({"f_acc_train": 0.52, "fooling_rate": 0.9, "g_fit_acc": 1.0})
+    assert notes == [notes[0]] and "f is near chance" in notes[0]
+
+
+def test_the_summary_prints_clean_numbers() -> None:
+    text = format_summary({"g_acc_test": 0.998, "seconds": 1.234})
+    assert "0.9980" in text and "1.2" in text
