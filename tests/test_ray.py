@@ -98,8 +98,9 @@ def test_stopping_a_ray_driver_leaves_no_ray_process_behind(tmp_path: Path, sign
         if signum == signal.SIGTERM:
             assert status == 128 + signal.SIGTERM, stderr[-2000:]
             assert "error: sweep stopped by SIGTERM" in stderr.splitlines()[-1]
-        left = no_survivors(sweeps.marker, grace=30.0)
-        assert not left, f"Ray processes of the stopped sweep still run: {left}"
+        left = no_survivors(sweeps.marker, grace=90.0)  # Ray's processes notice late under load
+        names = [Path(f"/proc/{pid}/cmdline").read_bytes()[:120] for pid in left]
+        assert not left, f"Ray processes of the stopped sweep still run: {left} {names}"
     finally:
         for pid in marked_processes(sweeps.marker):
             os.kill(pid, signal.SIGKILL)

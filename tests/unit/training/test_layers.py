@@ -9,8 +9,14 @@ from pathlib import Path
 import pertlearn.training
 
 PACKAGE = Path(pertlearn.training.__file__).parent
-ALLOWED = ("pertlearn.training", "pertlearn.models", "pertlearn.data", "pertlearn.seeding",
-           "pertlearn.atomic")  # fmt: skip
+ALLOWED = (
+    "pertlearn.training",
+    "pertlearn.models",
+    "pertlearn.data",
+    "pertlearn.seeding",
+    "pertlearn.atomic",
+    "pertlearn.errors",
+)
 
 
 def _imports(tree: ast.AST) -> list[tuple[str, bool]]:
