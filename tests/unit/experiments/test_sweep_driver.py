@@ -38,7 +38,8 @@ def test_attack_option_typos_fail_validation(tmp_path: Path) -> None:
         run_sweep(parse_sweep(spec), out)
     assert str(info.value) == (
         "attack.options.bogus is not an option of attack 'gradient_step' "
-        "(it takes: loss, targeted); fix or remove it (configuration data.dim=5, attack.options={'bogus': 1}, seed=0)"
+        "(it takes: loss, targeted); fix or remove it "
+        "(configuration data.dim=5, attack.options={'bogus': 1}, seed=0)"
     )
     assert not out.exists()  # nothing ran, nothing written
 
