@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -34,6 +35,10 @@ def friendly_errors(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
+        except BrokenPipeError:  # the reader went away (`pertlearn presets | head`): say nothing
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(1)
         except EXPECTED_ERRORS as err:
             fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
         except (MemoryError, RuntimeError) as err:

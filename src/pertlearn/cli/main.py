@@ -79,6 +79,14 @@ def reading_notes(metrics: dict[str, Any]) -> list[str]:
         )
     f_train = metrics.get("f_acc_train")
     chance = metrics.get("chance", 0.5)
+    f_test, g_test = metrics.get("f_acc_test"), metrics.get("g_acc_test")
+    if isinstance(f_test, float) and isinstance(g_test, float):
+        if abs(g_test - chance) < 0.05 and f_test > chance + 0.2:
+            notes.append(
+                "warning: g is at chance on clean test data while f is not; if that is not the "
+                "finding, check train_g.lr (a diverging g ends at chance), the budget ε and "
+                "fooling_rate"
+            )
     if isinstance(f_train, float) and f_train < chance + 0.1:
         notes.append(
             "warning: f is near chance on its own training data; lower the learning rate or "

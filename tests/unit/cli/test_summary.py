@@ -24,3 +24,17 @@ def test_an_f_near_chance_is_warned() -> None:
 def test_the_summary_prints_clean_numbers() -> None:
     text = format_summary({"g_acc_test": 0.998, "seconds": 1.234})
     assert "0.9980" in text and "1.2" in text
+
+
+def test_g_at_chance_while_f_is_not_is_warned() -> None:
+    notes = reading_notes({"f_acc_train": 1.0, "f_acc_test": 0.997, "g_acc_test": 0.505})
+    assert any(n.startswith("warning: g is at chance") for n in notes)
+
+
+def test_a_closed_pipe_prints_no_error() -> None:
+    import subprocess
+    import sys
+
+    command = f"{sys.executable} -m pertlearn presets | head -1"
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
+    assert done.stdout.startswith("quickstart") and done.stderr == ""
