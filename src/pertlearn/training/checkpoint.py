@@ -69,15 +69,20 @@ def load_checkpoint(
     path = folder / CHECKPOINT
     if not path.is_file():
         return None
-    with safe_open(str(path), framework="pt") as handle:
-        meta: dict[str, Any] = json.loads(handle.metadata()["pertlearn"])
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            meta: dict[str, Any] = json.loads((handle.metadata() or {})["pertlearn"])
+        tensors = load_file(str(path), device=str(next(iter(model.parameters())).device))
+    except Exception as err:  # safetensors' own errors, a missing key, bad JSON: all corrupt
+        raise ValueError(
+            f"checkpoint {str(path)!r} is corrupt or not a pertlearn checkpoint ({err}); delete "
+            "it to start that training afresh"
+        ) from None
     if meta.get("fingerprint") != expected_fingerprint:
         raise ValueError(
             f"checkpoint {str(path)!r} was written by a different training run (other settings, "
             "data or model); delete it or choose another checkpoint directory"
         )
-    device = next(iter(model.parameters())).device
-    tensors = load_file(str(path), device=str(device))
     model.load_state_dict(
         {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
     )
