@@ -35,15 +35,24 @@ sections: `train_f.lr` is `lr` in the `[train_f]` table.
 
 
 def config_classes() -> list[type[Any]]:
-    """``ExperimentConfig`` and its subclasses (in definition order, depth first)."""
+    """``ExperimentConfig`` and the config classes of the built-in pipelines (in definition
+    order, depth first); classes defined elsewhere (a user's, a test's) are left out."""
     import pertlearn.experiments.pipelines  # noqa: F401  (defines and registers every built-in config class)
     from pertlearn.experiments import config
 
     base = config.ExperimentConfig
     found: list[type[Any]] = []
 
+    from pertlearn.experiments.pipeline import PIPELINES
+
+    built_in = {
+        p.config_class
+        for p in PIPELINES.values()
+        if p.config_class.__module__.startswith("pertlearn.")
+    }
+
     def walk(cls: type[Any]) -> None:
-        if cls not in found:
+        if cls not in found and (cls is base or cls in built_in):
             found.append(cls)
         for sub in cls.__subclasses__():
             walk(sub)
