@@ -176,6 +176,14 @@ def test_sigkill_of_the_driver_kills_its_workers_and_the_rerun_completes(
     assert not (out / "failed").exists() or not list((out / "failed").iterdir())
 
 
+TIMING_SENSITIVE = pytest.mark.skipif(
+    os.environ.get("PERTLEARN_SIGNAL_TESTS") != "1",
+    reason="timing-sensitive under a parallel suite on 2 cores (the signal can land before the "
+    "workers start or after the sweep ends); run with PERTLEARN_SIGNAL_TESTS=1",
+)
+
+
+@TIMING_SENSITIVE
 def test_ctrl_c_while_workers_start_is_one_line_and_stops_them(
     tmp_path: Path, sweeps: Sweeps
 ) -> None:
