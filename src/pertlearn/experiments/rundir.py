@@ -206,16 +206,36 @@ def swap_into_place(new: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def read_json_file(path: Path, what: str = "JSON file") -> Any:
-    """The JSON content of ``path``; :class:`RunDirError` naming the file when it is missing
-    or not valid JSON."""
+class CorruptFileError(RunDirError):
+    """A file of a run or sweep directory cannot be read as what it should hold; the message is one
+    line naming the file."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; :class:`CorruptFileError` naming the file when it cannot be
+    read, is not UTF-8 JSON, or holds something other than an object."""
     try:
-        with path.open(encoding="utf-8") as handle:
-            return json.load(handle)
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise RunDirError(f"{what} {str(path)!r} does not exist") from None
-    except (ValueError, UnicodeDecodeError) as err:
-        raise RunDirError(f"{what} {str(path)!r} is corrupt (not valid JSON: {err})") from None
+        raise CorruptFileError(path, "missing") from None
+    except UnicodeDecodeError:
+        raise CorruptFileError(path, "not UTF-8 text") from None
+    except OSError as err:
+        raise CorruptFileError(path, f"cannot be read ({err.strerror or err})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise CorruptFileError(path, f"not valid JSON ({err})") from None
+    except RecursionError:
+        raise CorruptFileError(path, "not valid JSON (nested too deeply)") from None
+    if not isinstance(data, dict):
+        raise CorruptFileError(path, f"holds a JSON {type(data).__name__}, not an object")
+    return data
 
 
 @dataclass(frozen=True)
@@ -243,8 +263,7 @@ class RunRecord:
         path = self.path / "curves.json"
         if not path.exists():
             return None
-        curves: dict[str, Any] = read_json_file(path, "curves file")
-        return curves
+        return read_json_object(path)
 
     def has_tensors(self, name: str = "tensors") -> bool:
         return (self.path / f"{name}.safetensors").is_file()
@@ -270,16 +289,14 @@ def read_run(run_dir: str | Path) -> RunRecord:
         raise RunDirError(f"{str(path)!r} is not a run directory (not a directory)")
     if not (path / "config.json").is_file():
         raise RunDirError(f"{str(path)!r} is not a run directory (no config.json)")
-    saved = read_json_file(path / "config.json", "config file")
-    config = saved.get("config") if isinstance(saved, dict) else None
+    saved = read_json_object(path / "config.json")
+    config = saved.get("config")
     if not isinstance(config, dict) or "pipeline" not in config:
         raise RunDirError(
             f"{str(path / 'config.json')!r} holds no resolved config (key 'config' with "
             "'pipeline'); was it written by pertlearn?"
         )
-    metrics = read_json_file(path / "metrics.json", "metrics file")
-    if not isinstance(metrics, dict):
-        raise RunDirError(f"{str(path / 'metrics.json')!r} is corrupt (not a JSON object)")
+    metrics = read_json_object(path / "metrics.json")
     return RunRecord(
         path=path,
         config=config,
@@ -290,10 +307,9 @@ def read_run(run_dir: str | Path) -> RunRecord:
 
 
 def read_metrics(run_dir: str | Path) -> dict[str, Any]:
-    """The ``metrics.json`` of a run directory."""
-    with (Path(run_dir) / "metrics.json").open() as handle:
-        data: dict[str, Any] = json.load(handle)
-    return data
+    """The ``metrics.json`` of a run directory (:class:`CorruptFileError` naming it when it is
+    missing or not a JSON object)."""
+    return read_json_object(Path(run_dir) / "metrics.json")
 
 
 def read_tensors(run_dir: str | Path, name: str = "tensors") -> dict[str, torch.Tensor]:

@@ -34,7 +34,7 @@ from typing import IO, Any
 
 from pertlearn.atomic import atomic_path, write_bytes, write_json
 from pertlearn.experiments.config import ConfigError
-from pertlearn.experiments.rundir import read_run
+from pertlearn.experiments.rundir import CorruptFileError, read_json_object, read_run
 from pertlearn.experiments.sweeps import Point, Sweep
 
 SWEEP_FILE = "sweep.json"
@@ -44,38 +44,6 @@ CORRUPT_DIR = "corrupt"
 
 class SweepDirError(ConfigError):
     """The sweep directory cannot be used for this sweep."""
-
-
-class CorruptFileError(SweepDirError):
-    """A file of the sweep directory cannot be read as what it should hold; the message is one
-    line naming the file."""
-
-    def __init__(self, path: Path, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path = path
-        self.reason = reason
-
-
-def read_json_object(path: Path) -> dict[str, Any]:
-    """The JSON object in ``path``; :class:`CorruptFileError` naming the file when it cannot be
-    read, is not UTF-8 JSON, or holds something other than an object."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CorruptFileError(path, "missing") from None
-    except UnicodeDecodeError:
-        raise CorruptFileError(path, "not UTF-8 text") from None
-    except OSError as err:
-        raise CorruptFileError(path, f"cannot be read ({err.strerror or err})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise CorruptFileError(path, f"not valid JSON ({err})") from None
-    except RecursionError:
-        raise CorruptFileError(path, "not valid JSON (nested too deeply)") from None
-    if not isinstance(data, dict):
-        raise CorruptFileError(path, f"holds a JSON {type(data).__name__}, not an object")
-    return data
 
 
 class SweepStore:
