@@ -29,6 +29,7 @@ from pertlearn.experiments.stages import build_model
 from pertlearn.theory import iclr
 from pertlearn.theory.kernel import DEFAULT_CHUNK
 from pertlearn.theory.neurips import (
+    GHat,
     cosines,
     fhat,
     ghat,
@@ -219,21 +220,28 @@ def _neurips(
     )
     signed = cosines(run.perturbations, run.y_adv[:, None] * directions)
     r_hat = predicted_perturbations(directions, run.y_adv, run.eps)
-    f_hat = fhat(
-        run.x_test, x, y, slope_f, weights=run.loss_weights_f, chunk_size=chunk_size, bias=bias_f
-    )
     originals = run.g_base
-    g_hat = ghat(
-        run.x_test,
-        run.g_inputs,
-        run.y_adv,
-        r_hat,
-        slope_g,
-        originals=originals,
-        weights=run.loss_weights_g,
-        chunk_size=chunk_size,
-        bias=bias_g,
-    )
+
+    def fhat_scorer(z: torch.Tensor) -> torch.Tensor:
+        return fhat(
+            z, x, y, slope_f, weights=run.loss_weights_f, chunk_size=chunk_size, bias=bias_f
+        )
+
+    def ghat_at(z: torch.Tensor) -> GHat:
+        return ghat(
+            z,
+            run.g_inputs,
+            run.y_adv,
+            r_hat,
+            slope_g,
+            originals=originals,
+            weights=run.loss_weights_g,
+            chunk_size=chunk_size,
+            bias=bias_g,
+        )
+
+    f_hat = fhat_scorer(run.x_test)
+    g_hat = ghat_at(run.x_test)
     f_scores, g_scores = _scores(run.f, run.x_test), _scores(run.g, run.x_test)
     section: dict[str, Any] = {
         "kernel": {"slope_f": slope_f, "slope_g": slope_g, "bias_f": bias_f, "bias_g": bias_g},
@@ -267,23 +275,8 @@ def _neurips(
         "agree_fhat_ghat": section["agree_fhat_ghat"],
     }
 
-    def fhat_scorer(z: torch.Tensor) -> torch.Tensor:
-        return fhat(
-            z, x, y, slope_f, weights=run.loss_weights_f, chunk_size=chunk_size, bias=bias_f
-        )
-
     def ghat_scorer(z: torch.Tensor) -> torch.Tensor:
-        return ghat(
-            z,
-            run.g_inputs,
-            run.y_adv,
-            r_hat,
-            slope_g,
-            originals=originals,
-            weights=run.loss_weights_g,
-            chunk_size=chunk_size,
-            bias=bias_g,
-        ).total
+        return ghat_at(z).total
 
     return section, metrics, {"fhat": fhat_scorer, "ghat": ghat_scorer}
 
