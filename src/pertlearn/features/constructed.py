@@ -33,6 +33,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from pertlearn.attacks.pgd_base import normalize
 from pertlearn.models.cnn import ICLRResNet, SmallCNN, WideResNet
 
 Take = Literal["input", "output"]
@@ -164,12 +165,6 @@ def _check_positive(value: float, name: str) -> float:
     return float(value)
 
 
-def _normalized(t: torch.Tensor) -> torch.Tensor:
-    """``t / ‖t‖₂`` per sample over the non-batch dimensions; zero where the norm is 0."""
-    norm = torch.linalg.vector_norm(t.flatten(1), dim=1).view(-1, *([1] * (t.ndim - 1)))
-    return torch.where(norm > 0, t / norm.clamp_min(torch.finfo(t.dtype).tiny), 0.0)
-
-
 def construct_with_trace(
     model: nn.Module,
     x_target: torch.Tensor,
@@ -270,7 +265,7 @@ def _descend(
         trace.append(dist)
         x_r = x_r.detach()
         keep(x_r, dist)
-        x_r = x_r - step_size * _normalized(grad)
+        x_r = x_r - step_size * normalize(grad, 2.0)
         if radius is not None:
             delta = (x_r - x0).flatten(1).renorm(p=2, dim=0, maxnorm=radius)
             x_r = x0 + delta.view_as(x_r)
