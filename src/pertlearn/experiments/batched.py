@@ -25,13 +25,18 @@ from typing import Any, TypeGuard
 import torch
 from torch import nn
 
-from pertlearn.attacks import RandomL2, fooling_rate, make_attack
+from pertlearn.attacks import RandomL2, make_attack
 from pertlearn.experiments.config import ExperimentConfig, ModelConfig
 from pertlearn.experiments.pipelines import run
-from pertlearn.experiments.pipelines.neurips import NeuripsConfig, draw_targets, make_dataset
+from pertlearn.experiments.pipelines.neurips import (
+    NeuripsConfig,
+    control_scores,
+    draw_targets,
+    make_dataset,
+    scores,
+)
 from pertlearn.experiments.result import Result
 from pertlearn.experiments.stages import CONTROL_STAGE, DTYPES, build_model
-from pertlearn.metrics import accuracy, agreement, majority_share
 from pertlearn.models import OneHiddenNet, TwoLayerNet
 from pertlearn.seeding import resolve_device, stage_generator
 from pertlearn.training import TrainConfig, TrainingDivergedError, TrainResult, fit
@@ -168,28 +173,20 @@ def _raise_first_error(runs: list[_Run], indices: list[int], only_f: bool = Fals
 
 
 def _metrics(state: _Run, g_inputs: torch.Tensor) -> dict[str, Any]:
-    """The metrics of :func:`~pertlearn.experiments.runner.run_neurips`, same keys and order."""
-    config = state.config
-    x_train, y_train = state.data_train
-    x_test, y_test = state.data_test
-    f, g = state.f.model, state.g.model
-    metrics: dict[str, Any] = {
-        "f_acc_train": accuracy(f, x_train, y_train),
-        "f_acc_test": accuracy(f, x_test, y_test),
-        "g_acc_train": accuracy(g, x_train, y_train),
-        "g_acc_test": accuracy(g, x_test, y_test),
-        "agreement": agreement(f, g, x_test),
-        "fooling_rate": fooling_rate(f, state.x_adv, state.y_adv),
-        "g_fit_acc": accuracy(g, g_inputs, state.y_adv),
-        "g_majority_share": majority_share(g, x_test),
-        "eps": config.eps,
-    }
-    metrics["g_degenerate"] = metrics["g_majority_share"] > config.degenerate_threshold
+    """The metrics of :func:`~pertlearn.experiments.pipelines.neurips.run_neurips`."""
+    data = (*state.data_train, *state.data_test)
+    metrics = scores(
+        state.config,
+        state.f.model,
+        state.g.model,
+        data,
+        x_adv=state.x_adv,
+        y_adv=state.y_adv,
+        g_inputs=g_inputs,
+    )
     if state.control is not None:
-        control = state.control.model
-        metrics["control_g_acc_train"] = accuracy(control, x_train, y_train)
-        metrics["control_g_acc_test"] = accuracy(control, x_test, y_test)
-        metrics["control_fit_acc"] = accuracy(control, state.control.x, state.y_adv)
+        control = state.control
+        metrics.update(control_scores(control.model, data, inputs=control.x, y_adv=state.y_adv))
     return metrics
 
 

@@ -168,6 +168,49 @@ def draw_targets(config: NeuripsConfig, y: torch.Tensor) -> torch.Tensor:
     return binary_targets(config.targets, y.shape[0], config.seed, y.dtype).to(y.device)
 
 
+Data = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+"""``(x_train (N, d), y_train (N,), x_test (M, d), y_test (M,))``."""
+
+
+def scores(
+    config: NeuripsConfig,
+    f: nn.Module,
+    g: nn.Module,
+    data: Data,
+    *,
+    x_adv: torch.Tensor,
+    y_adv: torch.Tensor,
+    g_inputs: torch.Tensor,
+) -> dict[str, Any]:
+    """Stage *evaluate*: the metrics of f and g (docs/metrics.md), in the contract's order."""
+    x_train, y_train, x_test, y_test = data
+    metrics: dict[str, Any] = {
+        "f_acc_train": accuracy(f, x_train, y_train),
+        "f_acc_test": accuracy(f, x_test, y_test),
+        "g_acc_train": accuracy(g, x_train, y_train),
+        "g_acc_test": accuracy(g, x_test, y_test),
+        "agreement": agreement(f, g, x_test),
+        "fooling_rate": fooling_rate(f, x_adv, y_adv),
+        "g_fit_acc": accuracy(g, g_inputs, y_adv),
+        "g_majority_share": majority_share(g, x_test),
+        "eps": config.eps,
+    }
+    metrics["g_degenerate"] = metrics["g_majority_share"] > config.degenerate_threshold
+    return metrics
+
+
+def control_scores(
+    control: nn.Module, data: Data, *, inputs: torch.Tensor, y_adv: torch.Tensor
+) -> dict[str, Any]:
+    """The metrics of the ``random_l2_noise`` control g' trained on ``(inputs, y_adv)``."""
+    x_train, y_train, x_test, y_test = data
+    return {
+        "control_g_acc_train": accuracy(control, x_train, y_train),
+        "control_g_acc_test": accuracy(control, x_test, y_test),
+        "control_fit_acc": accuracy(control, inputs, y_adv),
+    }
+
+
 def run_neurips(config: NeuripsConfig, *, progress: bool = False) -> Result:
     """Run the NeurIPS24 binary pipeline described by ``config``."""
     start = time.perf_counter()
@@ -198,18 +241,8 @@ def run_neurips(config: NeuripsConfig, *, progress: bool = False) -> Result:
 
     models: dict[str, nn.Module] = {"f": f, "g": g}
     curves = {"f": f_history, "g": g_history}
-    metrics: dict[str, Any] = {
-        "f_acc_train": accuracy(f, x_train, y_train),
-        "f_acc_test": accuracy(f, x_test, y_test),
-        "g_acc_train": accuracy(g, x_train, y_train),
-        "g_acc_test": accuracy(g, x_test, y_test),
-        "agreement": agreement(f, g, x_test),
-        "fooling_rate": fooling_rate(f, x_adv, y_adv),
-        "g_fit_acc": accuracy(g, g_inputs, y_adv),
-        "g_majority_share": majority_share(g, x_test),
-        "eps": eps,
-    }
-    metrics["g_degenerate"] = metrics["g_majority_share"] > config.degenerate_threshold
+    data = (x_train, y_train, x_test, y_test)
+    metrics = scores(config, f, g, data, x_adv=x_adv, y_adv=y_adv, g_inputs=g_inputs)
 
     # 5. control: the same training on random perturbations of the same norm, same targets.
     if "random_l2_noise" in config.controls:
@@ -225,9 +258,7 @@ def run_neurips(config: NeuripsConfig, *, progress: bool = False) -> Result:
         )
         models["random_l2_noise"] = control
         curves["random_l2_noise"] = control_history
-        metrics["control_g_acc_train"] = accuracy(control, x_train, y_train)
-        metrics["control_g_acc_test"] = accuracy(control, x_test, y_test)
-        metrics["control_fit_acc"] = accuracy(control, control_inputs, y_adv)
+        metrics.update(control_scores(control, data, inputs=control_inputs, y_adv=y_adv))
 
     # 6. leakage control: the clean inputs with the target labels (no perturbation at all).
     if "mislabeled_clean" in config.controls:
