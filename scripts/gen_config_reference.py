@@ -1,7 +1,7 @@
 """Write ``docs/config-reference.md`` from the pydantic config models.
 
 Usage: ``python scripts/gen_config_reference.py`` (writes the file) or ``--check`` (exit 1 when
-the committed file differs). ``tests/test_project.py`` runs the check, so the reference cannot
+the committed file differs). ``tests/integration/test_project.py`` runs the check, so the reference cannot
 drift from the code.
 
 Generic on purpose: it documents ``pertlearn.experiments.config.ExperimentConfig`` and every
@@ -23,7 +23,7 @@ HEADER = """\
 # Config reference
 
 Generated from the pydantic models by `scripts/gen_config_reference.py`; do not edit by hand
-(`tests/test_project.py` fails when this file and the code disagree). Run
+(`tests/integration/test_project.py` fails when this file and the code disagree). Run
 `python scripts/gen_config_reference.py` after changing a config model.
 
 A config is a TOML file, a preset (`pertlearn presets`) or a Python dict; any key can be

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test,ray
-# Headless Chromium renders report.html in tests/test_report.py (Debian's package; skipped there
+# Headless Chromium renders report.html in tests/unit/reports/test_html.py (Debian's package; skipped there
 # when it cannot be installed).
 if ! command -v chromium >/dev/null 2>&1; then
     as_root=""

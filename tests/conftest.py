@@ -6,7 +6,7 @@ state left behind by the tests that ran before it on the same process (which dif
 serial and ``pytest -n`` runs), and the suite can be rerun on other global seeds:
 ``PERTLEARN_TEST_SEED=7 pytest`` (``random`` draws one; the header prints the one used). A test
 whose outcome changes with that seed depends on the global seed, which it must not:
-``tests/test_project.py`` reruns a part of the suite on two other seeds to check that.
+``tests/integration/test_project.py`` reruns a part of the suite on two other seeds to check that.
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ def probe(args: list[str] | None, tmp_path: Path) -> dict[str, object]:
         ["sweep", "--list"],
         ["run", "--help"],
         ["data", "--help"],
-        ["data", "info", "mnist", "--data-dir", str(Path(__file__).parent / "data")],
+        ["data", "info", "mnist", "--data-dir", str(Path(__file__).parents[2] / "data")],
     ],
     ids=lambda args: "import" if args is None else " ".join(args[:3]),
 )

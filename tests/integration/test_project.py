@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 import pertlearn
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_version_comes_from_package_metadata() -> None:
@@ -86,7 +86,11 @@ def test_config_reference_is_generated_from_the_models() -> None:
     )
 
 
-SEED_SUBSET = ["tests/test_attacks_base.py", "tests/test_losses.py", "tests/test_models.py"]
+SEED_SUBSET = [
+    "tests/unit/attacks/test_base.py",
+    "tests/unit/training/test_losses.py",
+    "tests/unit/models/test_two_layer.py",
+]
 """Quick tests that draw random numbers; rerun on two other global seeds."""
 
 
