@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import venv
 import zipfile
 from pathlib import Path
 
@@ -130,11 +131,15 @@ def _has_xdist() -> bool:
     return importlib.util.find_spec("xdist") is not None
 
 
+PIP_OFFLINE = ("--no-deps", "--no-index", "-q")
+
+
 @pytest.mark.slow
 def test_built_wheel_installs_and_runs_the_quickstart(tmp_path: Path) -> None:
     """pip builds a wheel from the repository; it holds the package data (py.typed, the TOML
-    presets); installed on its own into a fresh folder it runs ``pertlearn run --preset
-    quickstart`` (torch and the other dependencies come from the running environment)."""
+    presets, the data catalogue); installed into a fresh virtual environment, its ``pertlearn``
+    command runs ``pertlearn run --preset quickstart`` (torch and the other dependencies come from
+    the running environment)."""
     wheels = tmp_path / "wheels"
     source = tmp_path / "source"  # a copy, so that the build leaves nothing in the checkout
     source.mkdir()
@@ -170,39 +175,43 @@ def test_built_wheel_installs_and_runs_the_quickstart(tmp_path: Path) -> None:
         p.relative_to(ROOT / "src").as_posix() for p in (ROOT / "src" / "pertlearn").rglob("*.toml")
     }
     assert source_presets <= names, sorted(source_presets - names)[:5]
-    target = tmp_path / "site"
+    # a fresh virtual environment; its dependencies (torch, ...) come from this environment's
+    # site-packages through a .pth file written after the install, so nothing is downloaded
+    fresh = tmp_path / "venv"
+    venv.create(fresh, with_pip=False)
+    fresh_python = fresh / "bin" / "python"
+    fresh_site = Path(
+        subprocess.check_output(
+            [str(fresh_python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+            text=True,
+        ).strip()
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     install = subprocess.run(
         [
             sys.executable,
             "-m",
             "pip",
+            "--python",
+            str(fresh_python),
             "install",
-            "--no-deps",
-            "--no-index",
-            "-q",
-            "--target",
-            str(target),
-            str(wheel),
+            *PIP_OFFLINE,
+            wheel,
         ],
+        env=env,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert install.returncode == 0, install.stdout[-2000:] + install.stderr[-2000:]
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["PYTHONPATH"] = str(target)
+    # after the install: pip must not see this environment's pertlearn as installed already
+    (fresh_site / "dependencies.pth").write_text(
+        "\n".join(p for p in sys.path if p.endswith("site-packages")) + "\n"
+    )
+    # the console script the wheel installs, as a user calls it
+    command = [str(fresh / "bin" / "pertlearn"), "run", "--preset", "quickstart", "-q"]
     run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pertlearn",
-            "run",
-            "--preset",
-            "quickstart",
-            "-q",
-            "--out",
-            str(tmp_path / "run"),
-        ],
+        [*command, "--out", str(tmp_path / "run")],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -213,7 +222,7 @@ def test_built_wheel_installs_and_runs_the_quickstart(tmp_path: Path) -> None:
     assert (tmp_path / "run" / "metrics.json").is_file()
     where = subprocess.run(
         [
-            sys.executable,
+            str(fresh_python),
             "-c",
             "import pertlearn; print(pertlearn.__file__, pertlearn.__version__)",
         ],
@@ -224,5 +233,5 @@ def test_built_wheel_installs_and_runs_the_quickstart(tmp_path: Path) -> None:
         timeout=120,
     )
     location, version = where.stdout.split()
-    assert Path(location).is_relative_to(target)
+    assert Path(location).is_relative_to(fresh_site)
     assert version == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]

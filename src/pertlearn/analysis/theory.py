@@ -27,16 +27,9 @@ from pertlearn.experiments.config import ModelConfig
 from pertlearn.experiments.rundir import read_metrics, read_run
 from pertlearn.experiments.stages import build_model
 from pertlearn.theory import iclr
+from pertlearn.theory import neurips as kernel_theory
 from pertlearn.theory.kernel import DEFAULT_CHUNK
-from pertlearn.theory.neurips import (
-    GHat,
-    cosines,
-    fhat,
-    ghat,
-    predicted_directions,
-    predicted_perturbations,
-    sign_agreement,
-)
+from pertlearn.theory.neurips import cosines, sign_agreement
 
 THEORY_METRICS = (
     "cos_direction_mean",
@@ -191,13 +184,13 @@ def _run_data(
         g_inputs=t.get("g_inputs", t["x_adv"]),
         base=t.get("x_base", t.get("x_noise", t["x_train"])),
         f=f,
-        g=g,
         model_f=model_f,
+        loss_weights_f=weights[0],
+        g=g,
         model_g=model_g,
+        loss_weights_g=weights[1],
         eps=eps,
         scenario=scenario,
-        loss_weights_f=weights[0],
-        loss_weights_g=weights[1],
         name=name,
     )
 
@@ -215,20 +208,20 @@ def _neurips(
     bias_g = run.model_g["name"] == "two_layer"
     x, y = run.x_train, run.y_train
     at = None if run.base is x else run.base  # where the perturbations were crafted
-    directions = predicted_directions(
+    directions = kernel_theory.predicted_directions(
         x, y, slope_f, weights=run.loss_weights_f, chunk_size=chunk_size, bias=bias_f, at=at
     )
     signed = cosines(run.perturbations, run.y_adv[:, None] * directions)
-    r_hat = predicted_perturbations(directions, run.y_adv, run.eps)
+    r_hat = kernel_theory.predicted_perturbations(directions, run.y_adv, run.eps)
     originals = run.g_base
 
     def fhat_scorer(z: torch.Tensor) -> torch.Tensor:
-        return fhat(
+        return kernel_theory.fhat(
             z, x, y, slope_f, weights=run.loss_weights_f, chunk_size=chunk_size, bias=bias_f
         )
 
-    def ghat_at(z: torch.Tensor) -> GHat:
-        return ghat(
+    def ghat_at(z: torch.Tensor) -> kernel_theory.GHat:
+        return kernel_theory.ghat(
             z,
             run.g_inputs,
             run.y_adv,

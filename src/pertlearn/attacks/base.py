@@ -17,14 +17,14 @@ from abc import ABC, abstractmethod
 from typing import Any, ClassVar, TypeVar
 
 import torch
-from torch import nn
+from torch import Generator, Tensor, nn
 
 from pertlearn.training.losses import per_sample_loss, predict
 
 
 def check_target_shape(target: Any, n: int, name: str) -> None:
     """Raise ValueError unless ``target`` is a tensor of shape ``(n,)``: one label per input."""
-    if not isinstance(target, torch.Tensor):
+    if not isinstance(target, Tensor):
         raise ValueError(
             f"{name}: targets must be a tensor of shape (N,), got {type(target).__name__}; "
             "wrap them with torch.as_tensor"
@@ -38,14 +38,14 @@ def check_target_shape(target: Any, n: int, name: str) -> None:
         raise ValueError(f"{name}: {n} inputs but {target.shape[0]} targets")
 
 
-def check_targets(outputs: torch.Tensor, target: Any, name: str) -> None:
+def check_targets(outputs: Tensor, target: Any, name: str) -> None:
     """Raise ValueError unless ``target`` holds one label per row of ``outputs`` that the model
     can output: ±1 for binary scores ``(N,)``, integers in ``0..K-1`` for logits ``(N, K)``."""
     check_target_shape(target, outputs.shape[0], name)
     check_target_values(outputs, target, name)
 
 
-def check_target_values(outputs: torch.Tensor, target: torch.Tensor, name: str) -> None:
+def check_target_values(outputs: Tensor, target: Tensor, name: str) -> None:
     """Raise ValueError unless every label in ``target`` (``(N,)``) is one the model can output;
     only the shape of ``outputs`` past the batch dimension is used (the outputs of one sample
     suffice): ±1 for binary scores ``(N,)``, integers in ``0..K-1`` for logits ``(N, K)``."""
@@ -95,20 +95,18 @@ class Attack(ABC):
         self.loss = loss
         self.targeted = targeted
 
-    def objective(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def objective(self, outputs: Tensor, target: Tensor) -> Tensor:
         """Per-sample objective the attack *minimizes*, shape ``(N,)``, from the model outputs
         (``(N,)`` or ``(N, K)``): the loss ``ℓ`` of the label when targeted, ``-ℓ`` when not."""
         loss = per_sample_loss(outputs, target, self.loss)
         return loss if self.targeted else -loss
 
-    def target_loss(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def target_loss(self, model: nn.Module, x: Tensor, target: Tensor) -> Tensor:
         """Per-sample objective at ``x``, shape ``(N,)``: the loss of the target label (lower
         means closer to the target), or its negative for an untargeted attack."""
         return self.objective(model(x), target)
 
-    def loss_and_grad(
-        self, model: nn.Module, x: torch.Tensor, target: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss_and_grad(self, model: nn.Module, x: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         """Objective ``(N,)`` (:meth:`target_loss`) and its gradient with respect to the input
         (shape of ``x``). Samples are independent, so the gradient of the sum is per-sample."""
         x = x.detach().requires_grad_(True)
@@ -117,23 +115,18 @@ class Attack(ABC):
             (grad,) = torch.autograd.grad(loss.sum(), x)
         return loss.detach(), grad
 
-    def success(self, hits: torch.Tensor) -> torch.Tensor:
+    def success(self, hits: Tensor) -> Tensor:
         """Which samples the attack has achieved, ``(N,)`` bool, from :func:`target_hits`:
         the hits themselves when targeted, the misses (misclassified) when untargeted."""
         return hits if self.targeted else ~hits
 
     @abstractmethod
     def perturb(
-        self,
-        model: nn.Module,
-        x: torch.Tensor,
-        target: torch.Tensor,
-        *,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
+        self, model: nn.Module, x: Tensor, target: Tensor, *, generator: Generator | None = None
+    ) -> Tensor:
         """Adversarial inputs, same shape as ``x``."""
 
-    def validate_targets(self, model: nn.Module, x: torch.Tensor, target: Any) -> None:
+    def validate_targets(self, model: nn.Module, x: Tensor, target: Any) -> None:
         """The check every call runs: ``target`` has one label per input, of the kind the
         model outputs (:func:`check_targets`; one sample is run through the model for its
         output shape)."""
@@ -145,13 +138,8 @@ class Attack(ABC):
         check_target_values(outputs, target, self.name)
 
     def __call__(
-        self,
-        model: nn.Module,
-        x: torch.Tensor,
-        target: torch.Tensor,
-        *,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
+        self, model: nn.Module, x: Tensor, target: Tensor, *, generator: Generator | None = None
+    ) -> Tensor:
         was_training = model.training
         model.eval()
         try:
@@ -165,12 +153,12 @@ class Attack(ABC):
         return f"{type(self).__name__}(eps={self.eps:g}, loss={self.loss!r}{extra})"
 
 
-def per_sample_norm(t: torch.Tensor, p: float = 2.0) -> torch.Tensor:
+def per_sample_norm(t: Tensor, p: float = 2.0) -> Tensor:
     """Norm of each sample over all non-batch dimensions, shape ``(N,)``."""
     return torch.linalg.vector_norm(t.flatten(1), ord=p, dim=1)
 
 
-def target_hits(model: nn.Module, x_adv: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def target_hits(model: nn.Module, x_adv: Tensor, target: Tensor) -> Tensor:
     """Which adversarial inputs ``x_adv`` (``(N, ...)``) the model assigns to their target
     label (``(N,)``: ±1 or class indices), as a bool tensor ``(N,)`` on the model's device."""
     with torch.no_grad():
@@ -178,15 +166,13 @@ def target_hits(model: nn.Module, x_adv: torch.Tensor, target: torch.Tensor) -> 
     return predicted == target.to(device=predicted.device, dtype=predicted.dtype)
 
 
-def fooling_rate(model: nn.Module, x_adv: torch.Tensor, target: torch.Tensor) -> float:
+def fooling_rate(model: nn.Module, x_adv: Tensor, target: Tensor) -> float:
     """Share of adversarial inputs that ``model`` assigns to their target label (the mean of
     :func:`target_hits`)."""
     return target_hits(model, x_adv, target).double().mean().item()
 
 
-def per_class_hit_rates(
-    hits: torch.Tensor, target: torch.Tensor, num_classes: int
-) -> dict[str, float | None]:
+def per_class_hit_rates(hits: Tensor, target: Tensor, num_classes: int) -> dict[str, float | None]:
     """Mean of the bool ``hits`` (``(N,)``) per target class ``k`` in ``0..num_classes-1``,
     keyed by ``str(k)``; ``None`` for a class no sample targets (JSON ``null``)."""
     if hits.shape != target.shape or hits.ndim != 1:

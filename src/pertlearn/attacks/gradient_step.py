@@ -4,7 +4,7 @@ untargeted, away from the true label)."""
 from __future__ import annotations
 
 import torch
-from torch import nn
+from torch import Generator, Tensor, nn
 
 from pertlearn.attacks.base import Attack, per_sample_norm, register_attack
 
@@ -30,13 +30,8 @@ class GradientStep(Attack):
         super().__init__(eps, loss=loss, targeted=targeted)
 
     def perturb(
-        self,
-        model: nn.Module,
-        x: torch.Tensor,
-        target: torch.Tensor,
-        *,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
+        self, model: nn.Module, x: Tensor, target: Tensor, *, generator: Generator | None = None
+    ) -> Tensor:
         _, grad = self.loss_and_grad(model, x, target)
         norm = per_sample_norm(grad).view(-1, *([1] * (x.ndim - 1)))
         step = torch.where(norm > 0, grad / norm.clamp_min(torch.finfo(grad.dtype).tiny), 0.0)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from torch import nn
+from torch import Generator, Tensor, nn
 
 from pertlearn.attacks.base import Attack, target_hits
 from pertlearn.training.losses import MARGIN_LOSSES, predict
@@ -64,9 +64,9 @@ def check_count(value: Any, name: str, option: str, minimum: int) -> int:
 def draw(
     kind: Literal["uniform", "normal"],
     shape: tuple[int, ...],
-    generator: torch.Generator | None,
-    like: torch.Tensor,
-) -> torch.Tensor:
+    generator: Generator | None,
+    like: Tensor,
+) -> Tensor:
     """Random numbers of ``shape`` (``U[0, 1)`` or ``N(0, 1)``) drawn from ``generator`` on its
     own device, returned with the dtype and device of ``like``."""
     device = generator.device if generator is not None else torch.device("cpu")
@@ -74,12 +74,12 @@ def draw(
     return sample(shape, generator=generator, dtype=like.dtype, device=device).to(like.device)
 
 
-def per_sample_view(t: torch.Tensor, ndim: int) -> torch.Tensor:
+def per_sample_view(t: Tensor, ndim: int) -> Tensor:
     """``(N,)`` values reshaped to ``(N, 1, ..., 1)`` to broadcast over ``ndim``-d inputs."""
     return t.view(-1, *([1] * (ndim - 1)))
 
 
-def normalize(t: torch.Tensor, p: float) -> torch.Tensor:
+def normalize(t: Tensor, p: float) -> Tensor:
     """``t / ‖t‖_p`` per sample (norm over all non-batch dimensions); zero where the norm is 0."""
     norm = per_sample_view(torch.linalg.vector_norm(t.flatten(1), ord=p, dim=1), t.ndim)
     return torch.where(norm > 0, t / norm.clamp_min(torch.finfo(t.dtype).tiny), 0.0)
@@ -94,16 +94,16 @@ class _Record:
     """Per-sample best iterate of a whole set: ``best`` ``(N, ...)``, its objective ``(N,)``
     and whether it achieves the attack's goal ``(N,)`` bool."""
 
-    best: torch.Tensor
-    objective: torch.Tensor
-    success: torch.Tensor
+    best: Tensor
+    objective: Tensor
+    success: Tensor
 
     def offer(
         self,
-        idx: torch.Tensor,
-        candidate: torch.Tensor,
-        objective: torch.Tensor,
-        success: torch.Tensor,
+        idx: Tensor,
+        candidate: Tensor,
+        objective: Tensor,
+        success: Tensor,
     ) -> None:
         """Keep ``candidate`` (the rows ``idx`` of the set) where its objective is lower."""
         better = objective < self.objective[idx]
@@ -236,7 +236,7 @@ class TargetedPGD(Attack):
                 "copies; set noise_std > 0 or eot_samples = 1"
             )
         self.last_fooling_rate: float | None = None
-        self.last_success: torch.Tensor | None = None
+        self.last_success: Tensor | None = None
 
     def default_step_size(self) -> float:
         """Step size used when none is given: ``ε/5`` (the ICLR24 reference)."""
@@ -244,7 +244,7 @@ class TargetedPGD(Attack):
 
     # ------------------------------------------------------------------ hooks
 
-    def check_input(self, x: torch.Tensor) -> None:
+    def check_input(self, x: Tensor) -> None:
         """Validate clean inputs ``x`` (shape ``(N, ...)``); overridden to add checks."""
         if x.ndim < 2:
             raise ValueError(
@@ -259,35 +259,29 @@ class TargetedPGD(Attack):
                     f"outside the data range clip=({low:g}, {high:g}); widen clip or pass None"
                 )
 
-    def start(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def start(self, x: Tensor, generator: Generator | None) -> Tensor:
         """The first iterate for all of ``x`` (default: ``x`` itself). Drawn once for the whole
         set, so batching does not change random starts."""
         return x.clone()
 
-    def random_start(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def random_start(self, x: Tensor, generator: Generator | None) -> Tensor:
         """A random point of the ε-ball around each sample of ``x`` (``(N, ...)``), inside the
         data range, drawn from ``generator``: the start of each of ``restarts``. Attacks that
         support restarts override it."""
         raise NotImplementedError(f"{self.name} defines no random start")
 
-    def init_state(self, x: torch.Tensor, x_adv: torch.Tensor) -> dict[str, torch.Tensor]:
+    def init_state(self, x: Tensor, x_adv: Tensor) -> dict[str, Tensor]:
         """The attack's state for one batch of clean ``x`` and first iterate ``x_adv``, passed
         to every :meth:`step`; each value has the batch as its first dimension (default:
         none)."""
         return {}
 
     @abstractmethod
-    def step(
-        self,
-        x: torch.Tensor,
-        x_adv: torch.Tensor,
-        grad: torch.Tensor,
-        state: dict[str, torch.Tensor],
-    ) -> torch.Tensor:
+    def step(self, x: Tensor, x_adv: Tensor, grad: Tensor, state: dict[str, Tensor]) -> Tensor:
         """The next iterate from the clean ``x``, the current ``x_adv`` and the gradient of the
         objective at ``x_adv`` (all of shape ``(N, ...)``), projected and clipped."""
 
-    def clamp(self, x_adv: torch.Tensor) -> torch.Tensor:
+    def clamp(self, x_adv: Tensor) -> Tensor:
         """Clip to the data range (identity without one)."""
         if self.clip is None:
             return x_adv
@@ -296,13 +290,8 @@ class TargetedPGD(Attack):
     # ------------------------------------------------------------------ loop
 
     def perturb(
-        self,
-        model: nn.Module,
-        x: torch.Tensor,
-        target: torch.Tensor,
-        *,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
+        self, model: nn.Module, x: Tensor, target: Tensor, *, generator: Generator | None = None
+    ) -> Tensor:
         """Adversarial inputs of the shape of ``x`` (see the class docstring)."""
         self.check_input(x)
         if x.shape[0] == 0:
@@ -310,7 +299,7 @@ class TargetedPGD(Attack):
         if generator is None and (self.restarts or self.noise_std):
             raise ValueError(
                 f"{self.name}: restarts and noise_std draw random numbers; pass "
-                "generator=torch.Generator().manual_seed(...) to the call"
+                "generator=Generator().manual_seed(...) to the call"
             )
         x = x.detach()
         target = target.to(x.device)
@@ -345,17 +334,17 @@ class TargetedPGD(Attack):
         return x_adv
 
     @staticmethod
-    def _hits(outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def _hits(outputs: Tensor, target: Tensor) -> Tensor:
         predicted = predict(outputs)
         return predicted == target.to(predicted.dtype)
 
     def _objective_and_grad(
         self,
         model: nn.Module,
-        x_adv: torch.Tensor,
-        target: torch.Tensor,
-        generator: torch.Generator | None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x_adv: Tensor,
+        target: Tensor,
+        generator: Generator | None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Objective ``(n,)`` at ``x_adv`` (``(n, ...)``), the gradient that steers the step
         (shape of ``x_adv``) and the outputs at ``x_adv``. With ``noise_std > 0`` the gradient
         is ``(1/S) Σ_s ∇J(x_adv + σξ_s)`` over ``S = eot_samples`` draws
@@ -382,12 +371,12 @@ class TargetedPGD(Attack):
     def _descend(
         self,
         model: nn.Module,
-        x: torch.Tensor,
-        x_adv: torch.Tensor,
-        target: torch.Tensor,
-        idx: torch.Tensor,
+        x: Tensor,
+        x_adv: Tensor,
+        target: Tensor,
+        idx: Tensor,
         record: _Record,
-        generator: torch.Generator | None,
+        generator: Generator | None,
     ) -> None:
         """One run from the first iterate ``x_adv`` for the rows ``idx`` of the set (clean
         ``x``, ``target``), offering every iterate to ``record``."""

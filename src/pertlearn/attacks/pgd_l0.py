@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import torch
+from torch import Generator, Tensor
 
 from pertlearn.attacks.base import register_attack
 from pertlearn.attacks.pgd_base import TargetedPGD, draw, normalize
@@ -46,7 +47,7 @@ class PgdL0(TargetedPGD):
     def default_step_size(self) -> float:
         return 0.3
 
-    def check_input(self, x: torch.Tensor) -> None:
+    def check_input(self, x: Tensor) -> None:
         super().check_input(x)
         size = math.prod(x.shape[1:])
         if self.k > size:
@@ -55,7 +56,7 @@ class PgdL0(TargetedPGD):
                 f"{size}; choose eps <= {size}"
             )
 
-    def random_start(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def random_start(self, x: Tensor, generator: Generator | None) -> Tensor:
         """``max(1, k // 2)`` coordinates per sample, chosen uniformly, each moved by
         ``step_size·(2u - 1)``, ``u ~ U[0, 1)``, and clipped; they count as unlocked, so the
         run still changes at most ``k`` coordinates."""
@@ -66,18 +67,12 @@ class PgdL0(TargetedPGD):
         )
         return self.clamp(flat.scatter_add(1, chosen.indices, offsets).view_as(x))
 
-    def init_state(self, x: torch.Tensor, x_adv: torch.Tensor) -> dict[str, torch.Tensor]:
+    def init_state(self, x: Tensor, x_adv: Tensor) -> dict[str, Tensor]:
         """``unlocked``: which coordinates may move, shape ``(N, numel per sample)``; those
         where the first iterate differs from ``x`` start unlocked."""
         return {"unlocked": (x_adv != x).flatten(1)}
 
-    def step(
-        self,
-        x: torch.Tensor,
-        x_adv: torch.Tensor,
-        grad: torch.Tensor,
-        state: dict[str, torch.Tensor],
-    ) -> torch.Tensor:
+    def step(self, x: Tensor, x_adv: Tensor, grad: Tensor, state: dict[str, Tensor]) -> Tensor:
         unlocked = state["unlocked"]
         flat_grad = grad.flatten(1)
         room = unlocked.sum(dim=1) < self.k

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import torch
+from torch import Generator, Tensor
 
 from pertlearn.attacks.base import register_attack
 from pertlearn.attacks.pgd_base import TargetedPGD, draw, normalize, per_sample_view
@@ -23,7 +23,7 @@ class PgdL2(TargetedPGD):
 
     name = "pgd_l2"
 
-    def random_start(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def random_start(self, x: Tensor, generator: Generator | None) -> Tensor:
         """``x + ε·r·u/‖u‖₂`` with ``u ~ N(0, I)`` and radius fraction ``r ~ U[0, 1)`` per
         sample (as torchattacks' PGDL2), clipped to the data range (which keeps it in the
         ball)."""
@@ -31,13 +31,7 @@ class PgdL2(TargetedPGD):
         radius = draw("uniform", (x.shape[0],), generator, x)
         return self.clamp(x + self.eps * per_sample_view(radius, x.ndim) * direction)
 
-    def step(
-        self,
-        x: torch.Tensor,
-        x_adv: torch.Tensor,
-        grad: torch.Tensor,
-        state: dict[str, torch.Tensor],
-    ) -> torch.Tensor:
+    def step(self, x: Tensor, x_adv: Tensor, grad: Tensor, state: dict[str, Tensor]) -> Tensor:
         delta = x_adv - self.step_size * normalize(grad, 2.0) - x
         delta = delta.flatten(1).renorm(p=2, dim=0, maxnorm=self.eps).view_as(x)
         return self.clamp(x + delta)

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
+from torch import Generator, Tensor
 
 from pertlearn.attacks.base import register_attack
 from pertlearn.attacks.pgd_base import TargetedPGD, draw, normalize
 
 
-def linf_random_start(
-    attack: TargetedPGD, x: torch.Tensor, generator: torch.Generator | None
-) -> torch.Tensor:
+def linf_random_start(attack: TargetedPGD, x: Tensor, generator: Generator | None) -> Tensor:
     """A uniform point of the L∞ ball: ``clip(x + ε(2u - 1))``, ``u ~ U[0, 1)^{shape of x}``."""
     noise = draw("uniform", tuple(x.shape), generator, x)
     return attack.clamp(x + attack.eps * (2 * noise - 1))
@@ -41,22 +39,16 @@ class PgdLinf(TargetedPGD):
     def default_step_size(self) -> float:
         return 2.5 * self.eps / self.steps
 
-    def start(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def start(self, x: Tensor, generator: Generator | None) -> Tensor:
         if not self.uniform_start:
             return x.clone()
         return self.random_start(x, generator)
 
-    def random_start(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def random_start(self, x: Tensor, generator: Generator | None) -> Tensor:
         """``x + u``, ``u ~ U([-ε, ε]^d)``, clipped to the data range."""
         return linf_random_start(self, x, generator)
 
-    def step(
-        self,
-        x: torch.Tensor,
-        x_adv: torch.Tensor,
-        grad: torch.Tensor,
-        state: dict[str, torch.Tensor],
-    ) -> torch.Tensor:
+    def step(self, x: Tensor, x_adv: Tensor, grad: Tensor, state: dict[str, Tensor]) -> Tensor:
         delta = (x_adv - self.step_size * grad.sign() - x).clamp(-self.eps, self.eps)
         return self.clamp(x + delta)
 
@@ -73,17 +65,11 @@ class PgdLinfRescaled(TargetedPGD):
 
     name = "pgd_linf_rescaled"
 
-    def random_start(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def random_start(self, x: Tensor, generator: Generator | None) -> Tensor:
         """``x + u``, ``u ~ U([-ε, ε]^d)``, clipped to the data range."""
         return linf_random_start(self, x, generator)
 
-    def step(
-        self,
-        x: torch.Tensor,
-        x_adv: torch.Tensor,
-        grad: torch.Tensor,
-        state: dict[str, torch.Tensor],
-    ) -> torch.Tensor:
+    def step(self, x: Tensor, x_adv: Tensor, grad: Tensor, state: dict[str, Tensor]) -> Tensor:
         delta = x_adv - self.step_size * normalize(grad, float("inf")) - x
         delta = delta.flatten(1).renorm(p=float("inf"), dim=0, maxnorm=self.eps).view_as(x)
         return self.clamp(x + delta)

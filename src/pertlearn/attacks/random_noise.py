@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
+from torch import Generator, Tensor, nn
 
 from pertlearn.attacks.base import Attack, per_sample_norm, register_attack
 
@@ -18,13 +18,8 @@ class RandomL2(Attack):
     name = "random_l2"
 
     def perturb(
-        self,
-        model: nn.Module,
-        x: torch.Tensor,
-        target: torch.Tensor,
-        *,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
+        self, model: nn.Module, x: Tensor, target: Tensor, *, generator: Generator | None = None
+    ) -> Tensor:
         noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
         norm = per_sample_norm(noise).view(-1, *([1] * (x.ndim - 1)))
         return x + self.eps * noise / norm

@@ -18,7 +18,7 @@ from pertlearn.cli.errors import fail, friendly_errors
 from pertlearn.experiments.presets import PRESETS, SCALES, load_config, preset_tree, sweep_presets
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(package_name="pertlearn")
 def cli() -> None:
     """Perturbation learning: train f, craft adversarial examples with wrong target labels,
@@ -168,7 +168,7 @@ def run_command(
 
 @cli.command("presets")
 @click.option("--show", metavar="NAME", help="Print the full config of one preset as JSON.")
-@click.option("--scale", type=click.Choice(SCALES), default="cpu", show_default=True)
+@click.option("--scale", type=click.Choice(SCALES), default="cpu")
 @friendly_errors
 def presets_command(show: str | None, scale: str) -> None:
     """List presets with one line each (or show one)."""
@@ -191,19 +191,18 @@ def presets_command(show: str | None, scale: str) -> None:
 )
 @click.option("--scale", type=click.Choice(SCALES), help="Scale of a sweep preset (default: cpu).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a base key.")
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True)
-@click.option("--workers", type=int, default=1, show_default=True, help="Local processes.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local")
+@click.option("--workers", type=int, default=1, help="Local processes.")
 @click.option("--threads", type=int, help="Torch threads per local worker (default: shared).")
 @click.option("--address", help="Ray cluster address (ray executor; default: a local instance).")
-@click.option("--cpus-per-task", type=float, default=1.0, show_default=True, help="Ray CPUs/task.")
-@click.option("--gpus-per-task", type=float, default=0.0, show_default=True, help="Ray GPUs/task.")
+@click.option("--cpus-per-task", type=float, default=1.0, help="Ray CPUs/task.")
+@click.option("--gpus-per-task", type=float, default=0.0, help="Ray GPUs/task.")
 @click.option("--shared-fs", is_flag=True, help="Ray workers write into --out themselves.")
 @click.option("--retry-failed", is_flag=True, help="Rerun configurations that failed before.")
 @click.option(
     "--batch-size",
     type=int,
     default=10,
-    show_default=True,
     help="Run up to this many same-shape configurations as one batched computation.",
 )
 @click.option("--no-batch", is_flag=True, help="Run every configuration on its own.")
@@ -216,19 +215,12 @@ def sweep_command(
     out: Path | None,
     scale: str | None,
     overrides: tuple[str, ...],
-    executor: str,
-    workers: int,
-    threads: int | None,
-    address: str | None,
-    cpus_per_task: float,
-    gpus_per_task: float,
-    shared_fs: bool,
-    retry_failed: bool,
     batch_size: int,
     no_batch: bool,
     dry_run: bool,
     list_presets: bool,
     quiet: bool,
+    **executor_options: Any,
 ) -> None:
     """Run the sweep SPEC (a TOML file or a sweep preset name) into a resumable directory.
 
@@ -262,17 +254,10 @@ def sweep_command(
         summary = run_sweep(
             sweep,
             out,
-            executor=executor,
-            workers=workers,
-            threads=threads,
-            address=address,
-            cpus_per_task=cpus_per_task,
-            gpus_per_task=gpus_per_task,
-            shared_fs=shared_fs,
-            retry_failed=retry_failed,
             batch_size=1 if no_batch else batch_size,
             progress=not quiet,
             echo=lambda message: click.echo(message, err=True),
+            **executor_options,  # executor, workers, threads, address, ..., retry_failed
         )
     except SweepInterrupted as stop:
         click.echo(
@@ -350,14 +335,12 @@ cli.add_command(data_group)  # issue 5: `pertlearn data download|info`
     "--resolution",
     type=click.IntRange(min=2),
     default=81,
-    show_default=True,
     help="Decision-map grid points per axis.",
 )
 @click.option(
     "--chunk-size",
     type=click.IntRange(min=1),
     default=1024,
-    show_default=True,
     help="Rows per kernel block (bounds memory).",
 )
 @friendly_errors

@@ -1,12 +1,12 @@
 """The catalogue of the built-in image data sets and where their files are found.
 
-:data:`DATASETS` names MNIST, Fashion-MNIST and CIFAR-10 with their image shape ``(C, H, W)``,
-classes, pixel statistics, official files (URLs in mirror order, SHA-256, size) and the folder
-names accepted under the data directory. The data directory is the one the caller names (config
-key ``data.data_dir``, CLI flag ``--data-dir``), else ``$PERTLEARN_DATA``, else a cache
-directory (``$XDG_CACHE_HOME/pertlearn/data`` or ``~/.cache/pertlearn/data``). Each data set
-lives in a sub-folder named like the data set (``mnist``, ``fashion_mnist``, ``cifar10``); a
-directory that holds the files itself works too.
+:data:`DATASETS` (read from the package's ``datasets.toml``) names MNIST, Fashion-MNIST and
+CIFAR-10 with their image shape ``(C, H, W)``, classes, pixel statistics, official files (URLs in
+mirror order, SHA-256, size) and the folder names accepted under the data directory. The data
+directory is the one the caller names (config key ``data.data_dir``, CLI flag ``--data-dir``), else
+``$PERTLEARN_DATA``, else a cache directory (``$XDG_CACHE_HOME/pertlearn/data`` or
+``~/.cache/pertlearn/data``). Each data set lives in a sub-folder named like the data set
+(``mnist``, ``fashion_mnist``, ``cifar10``); a directory that holds the files itself works too.
 
 Nothing here reads a file's content (see :mod:`pertlearn.data.idx`,
 :mod:`pertlearn.data.cifar_pickle`) or touches the network (:mod:`pertlearn.data.download`).
@@ -15,9 +15,11 @@ Nothing here reads a file's content (see :mod:`pertlearn.data.idx`,
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import tomllib
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from pertlearn.data.errors import DataError
 
@@ -61,137 +63,31 @@ class DatasetInfo:
         return c * h * w
 
 
-_MNIST_MIRRORS = (
-    "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "https://storage.googleapis.com/cvdf-datasets/mnist/",
-    "http://yann.lecun.com/exdb/mnist/",
-)
-_FASHION_MIRRORS = (
-    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-    "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
-)
+def _dataset_info(name: str, entry: dict[str, Any]) -> DatasetInfo:
+    """One ``[name]`` table of ``datasets.toml`` as a :class:`DatasetInfo`."""
+    mirrors = tuple(entry["mirrors"])
+    files = tuple(
+        RemoteFile(f["name"], tuple(m + f["name"] for m in mirrors), f["sha256"], f["size"])
+        for f in entry["files"]
+    )
+    c, h, w = entry["shape"]
+    return DatasetInfo(
+        name=name,
+        title=entry["title"],
+        shape=(c, h, w),
+        num_classes=len(entry["class_names"]),
+        class_names=tuple(entry["class_names"]),
+        mean=tuple(entry["mean"]),
+        std=tuple(entry["std"]),
+        files=files,
+        folders=tuple(entry["folders"]),
+        part_sizes=tuple(entry["part_sizes"].items()),
+    )
 
 
-def _mirrored(mirrors: Sequence[str], name: str, sha256: str, size: int) -> RemoteFile:
-    return RemoteFile(name, tuple(m + name for m in mirrors), sha256, size)
-
-
+_CATALOGUE = tomllib.loads(resources.files("pertlearn.data").joinpath("datasets.toml").read_text())
 DATASETS: dict[str, DatasetInfo] = {
-    "mnist": DatasetInfo(
-        name="mnist",
-        title="MNIST",
-        shape=(1, 28, 28),
-        num_classes=10,
-        class_names=tuple(str(d) for d in range(10)),
-        mean=(0.1307,),
-        std=(0.3081,),
-        files=(
-            _mirrored(
-                _MNIST_MIRRORS,
-                "train-images-idx3-ubyte.gz",
-                "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-                9912422,
-            ),
-            _mirrored(
-                _MNIST_MIRRORS,
-                "train-labels-idx1-ubyte.gz",
-                "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-                28881,
-            ),
-            _mirrored(
-                _MNIST_MIRRORS,
-                "t10k-images-idx3-ubyte.gz",
-                "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-                1648877,
-            ),
-            _mirrored(
-                _MNIST_MIRRORS,
-                "t10k-labels-idx1-ubyte.gz",
-                "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
-                4542,
-            ),
-        ),
-        folders=("mnist", "MNIST", "MNIST/raw"),
-        part_sizes=(("train", 60000), ("test", 10000)),
-    ),
-    "fashion_mnist": DatasetInfo(
-        name="fashion_mnist",
-        title="Fashion-MNIST",
-        shape=(1, 28, 28),
-        num_classes=10,
-        class_names=(
-            "t-shirt/top",
-            "trouser",
-            "pullover",
-            "dress",
-            "coat",
-            "sandal",
-            "shirt",
-            "sneaker",
-            "bag",
-            "ankle boot",
-        ),
-        mean=(0.2860,),
-        std=(0.3530,),
-        files=(
-            _mirrored(
-                _FASHION_MIRRORS,
-                "train-images-idx3-ubyte.gz",
-                "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
-                26421880,
-            ),
-            _mirrored(
-                _FASHION_MIRRORS,
-                "train-labels-idx1-ubyte.gz",
-                "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
-                29515,
-            ),
-            _mirrored(
-                _FASHION_MIRRORS,
-                "t10k-images-idx3-ubyte.gz",
-                "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
-                4422102,
-            ),
-            _mirrored(
-                _FASHION_MIRRORS,
-                "t10k-labels-idx1-ubyte.gz",
-                "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
-                5148,
-            ),
-        ),
-        folders=("fashion_mnist", "fashion-mnist", "FashionMNIST", "FashionMNIST/raw"),
-        part_sizes=(("train", 60000), ("test", 10000)),
-    ),
-    "cifar10": DatasetInfo(
-        name="cifar10",
-        title="CIFAR-10",
-        shape=(3, 32, 32),
-        num_classes=10,
-        class_names=(
-            "airplane",
-            "automobile",
-            "bird",
-            "cat",
-            "deer",
-            "dog",
-            "frog",
-            "horse",
-            "ship",
-            "truck",
-        ),
-        mean=(0.4914, 0.4822, 0.4465),
-        std=(0.2470, 0.2435, 0.2616),
-        files=(
-            RemoteFile(
-                "cifar-10-python.tar.gz",
-                ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
-                "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
-                170498071,
-            ),
-        ),
-        folders=("cifar10/cifar-10-batches-py", "cifar10", "cifar-10-batches-py"),
-        part_sizes=(("train", 50000), ("test", 10000)),
-    ),
+    name: _dataset_info(name, entry) for name, entry in _CATALOGUE.items()
 }
 """Name → :class:`DatasetInfo` of the built-in image data sets (``data.name`` in configs)."""
 

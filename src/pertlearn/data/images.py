@@ -25,27 +25,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pertlearn.data.catalogue import (
-    DatasetInfo,
-)
-from pertlearn.data.raw_images import read_dataset
+from pertlearn.data.catalogue import DatasetInfo
+from pertlearn.data.raw_images import ImageSet, read_dataset
 
 # --------------------------------------------------------------------------- loading
 
 
-@dataclass(frozen=True)
-class ImageData:
-    """A loaded data set: ``x`` uint8 ``(N, C, H, W)``, ``y`` int64 ``(N,)`` in ``0..K-1``."""
-
-    info: DatasetInfo
-    x: torch.Tensor
-    y: torch.Tensor
-    sources: tuple[Path, ...]
-    parts: tuple[str, ...]
-
-    def class_counts(self) -> list[int]:
-        """Number of images of each class ``0..K-1``."""
-        return torch.bincount(self.y, minlength=self.info.num_classes).tolist()
+ImageData = ImageSet[torch.Tensor]
+"""A loaded data set as tensors: ``x`` uint8 ``(N, C, H, W)``, ``y`` int64 ``(N,)``."""
 
 
 def load_dataset(

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -28,22 +29,31 @@ from pertlearn.data.cifar_pickle import load_cifar_batch
 from pertlearn.data.errors import DataError
 from pertlearn.data.idx import load_idx_pair
 
+Array = TypeVar("Array")
+
 
 @dataclass(frozen=True)
-class RawImages:
-    """A data set as read: ``x`` uint8 ``(N, C, H, W)``, ``y`` int64 ``(N,)`` in ``0..K-1``
-    (fresh NumPy arrays, not shared with the cache)."""
+class ImageSet(Generic[Array]):
+    """A data set as read: images ``x`` uint8 ``(N, C, H, W)`` and labels ``y`` int64 ``(N,)`` in
+    ``0..K-1``, as NumPy arrays (:data:`RawImages`) or tensors
+    (:data:`pertlearn.data.images.ImageData`), with the files and parts they came from."""
 
     info: DatasetInfo
-    x: np.ndarray
-    y: np.ndarray
+    x: Array
+    y: Array
     sources: tuple[Path, ...]
     parts: tuple[str, ...]
 
     def class_counts(self) -> list[int]:
         """Number of images of each class ``0..K-1``."""
-        counts: list[int] = np.bincount(self.y, minlength=self.info.num_classes).tolist()
+        counts: list[int] = np.bincount(
+            np.asarray(self.y), minlength=self.info.num_classes
+        ).tolist()
         return counts
+
+
+RawImages = ImageSet[np.ndarray]
+"""Arrays fresh from the readers (not shared with the cache)."""
 
 
 @lru_cache(maxsize=16)

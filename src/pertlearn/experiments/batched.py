@@ -159,7 +159,7 @@ def _train_group(group: list[_Job], progress: bool) -> None:
             if diverged is None:
                 job.result = out.result(b)
             else:
-                job.error = diverged_message(job.name, *diverged)
+                job.error = diverged_message(job.name, diverged)
 
 
 def _raise_first_error(runs: list[_Run], indices: list[int], only_f: bool = False) -> None:

@@ -23,16 +23,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import Tensor
 
 from pertlearn.theory.kernel import DEFAULT_CHUNK, phi_matmul
 
 
-def per_sample_norm(t: torch.Tensor) -> torch.Tensor:
+def per_sample_norm(t: Tensor) -> Tensor:
     """L2 norm of each sample over all non-batch dimensions, shape ``(N,)``."""
     return torch.linalg.vector_norm(t.flatten(1), dim=1)
 
 
-def _weights(y: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+def _weights(y: Tensor, weights: Tensor | None) -> Tensor:
     if weights is None:
         return y
     if weights.shape != y.shape:
@@ -44,15 +45,15 @@ def _weights(y: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
 
 
 def predicted_directions(
-    x: torch.Tensor,
-    y: torch.Tensor,
+    x: Tensor,
+    y: Tensor,
     slope: float,
     *,
-    weights: torch.Tensor | None = None,
+    at: Tensor | None = None,
+    weights: Tensor | None = None,
     chunk_size: int = DEFAULT_CHUNK,
     bias: bool = True,
-    at: torch.Tensor | None = None,
-) -> torch.Tensor:
+) -> Tensor:
     """``u_n = (1/N) Σ_k c_k y_k Φ(x_n, x_k) x_k`` for every training sample: ``x`` ``(N, d)``,
     ``y`` ``(N,)`` → ``(N, d)``. ``weights`` are the ``c_k`` (``None``: identity loss, all 1).
 
@@ -69,15 +70,13 @@ def predicted_directions(
     )
 
 
-def predicted_perturbations(
-    directions: torch.Tensor, y_adv: torch.Tensor, eps: float
-) -> torch.Tensor:
+def predicted_perturbations(directions: Tensor, y_adv: Tensor, eps: float) -> Tensor:
     """``r̂_n = ε y_n^adv u_n/‖u_n‖`` (``(N, d)``), the predicted one-step L2 perturbation."""
     norm = per_sample_norm(directions).clamp_min(torch.finfo(directions.dtype).tiny)
     return eps * y_adv[:, None].to(directions.dtype) * directions / norm[:, None]
 
 
-def cosines(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def cosines(a: Tensor, b: Tensor) -> Tensor:
     """Per-row cosine of ``a`` and ``b`` (``(N, ...)`` each) → ``(N,)`` in ``[-1, 1]``; 0 for a
     zero row."""
     a, b = a.flatten(1), b.flatten(1)
@@ -85,27 +84,19 @@ def cosines(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return ((a * b).sum(dim=1) / denom).clamp(-1.0, 1.0)  # rounding can overshoot ±1
 
 
-def kernel_decision(
-    z: torch.Tensor,
-    x: torch.Tensor,
-    coeff: torch.Tensor,
-    slope: float,
-    *,
-    inputs: torch.Tensor | None = None,
-    chunk_size: int = DEFAULT_CHUNK,
-    bias: bool = True,
-) -> torch.Tensor:
+def _kernel_decision(
+    z: Tensor, x: Tensor, coeff: Tensor, slope: float, inputs: Tensor, chunk_size: int, bias: bool
+) -> Tensor:
     """``(1/N) Σ_n coeff_n Φ(x_n, z) ⟨inputs_n, z⟩`` for each row of ``z`` ``(M, d)`` → ``(M,)``.
 
-    ``x`` ``(N, d)`` enters the kernel, ``inputs`` (default ``x``) the inner product; the sum
-    is chunked over ``z`` so only ``chunk_size × N`` blocks exist.
+    ``x`` ``(N, d)`` enters the kernel, ``inputs`` (same shape) the inner product; the sum is
+    chunked over ``z`` so only ``chunk_size × N`` blocks exist.
     """
-    inner = x if inputs is None else inputs
-    if inner.shape != x.shape:
-        raise ValueError(f"inputs {tuple(inner.shape)} must have the shape of x {tuple(x.shape)}")
+    if inputs.shape != x.shape:
+        raise ValueError(f"inputs {tuple(inputs.shape)} must have the shape of x {tuple(x.shape)}")
 
-    def combine(rows: slice, block: torch.Tensor) -> torch.Tensor:
-        return block * (z[rows] @ inner.T)
+    def combine(rows: slice, block: Tensor) -> Tensor:
+        return block * (z[rows] @ inputs.T)
 
     return (
         phi_matmul(z, x, coeff, slope, chunk_size=chunk_size, combine=combine, bias=bias)
@@ -114,18 +105,18 @@ def kernel_decision(
 
 
 def fhat(
-    z: torch.Tensor,
-    x: torch.Tensor,
-    y: torch.Tensor,
+    z: Tensor,
+    x: Tensor,
+    y: Tensor,
     slope: float,
     *,
-    weights: torch.Tensor | None = None,
+    weights: Tensor | None = None,
     chunk_size: int = DEFAULT_CHUNK,
     bias: bool = True,
-) -> torch.Tensor:
+) -> Tensor:
     """Predicted decision function of f, ``f̂(z) = (1/N) Σ_n c_n y_n Φ(x_n, z) ⟨x_n, z⟩``:
     ``z`` ``(M, d)`` → ``(M,)``; only its sign is a prediction."""
-    return kernel_decision(z, x, _weights(y, weights), slope, chunk_size=chunk_size, bias=bias)
+    return _kernel_decision(z, x, _weights(y, weights), slope, x, chunk_size, bias)
 
 
 @dataclass
@@ -134,23 +125,23 @@ class GHat:
     ``original`` (scenario (b): the mislabeled originals; zeros in scenario (a)); ``total`` is
     their sum. Each has shape ``(M,)``."""
 
-    perturbation: torch.Tensor
-    original: torch.Tensor
+    perturbation: Tensor
+    original: Tensor
 
     @property
-    def total(self) -> torch.Tensor:
+    def total(self) -> Tensor:
         return self.perturbation + self.original
 
 
 def ghat(
-    z: torch.Tensor,
-    x_adv: torch.Tensor,
-    y_adv: torch.Tensor,
-    perturbations: torch.Tensor,
+    z: Tensor,
+    x_adv: Tensor,
+    y_adv: Tensor,
+    perturbations: Tensor,
     slope: float,
     *,
-    originals: torch.Tensor | None = None,
-    weights: torch.Tensor | None = None,
+    originals: Tensor | None = None,
+    weights: Tensor | None = None,
     chunk_size: int = DEFAULT_CHUNK,
     bias: bool = True,
 ) -> GHat:
@@ -164,18 +155,14 @@ def ghat(
     loss weights ``c_n`` (``None``: identity loss).
     """
     coeff = _weights(y_adv, weights)
-    pert = kernel_decision(
-        z, x_adv, coeff, slope, inputs=perturbations, chunk_size=chunk_size, bias=bias
-    )
+    pert = _kernel_decision(z, x_adv, coeff, slope, perturbations, chunk_size, bias)
     if originals is None:
         orig = torch.zeros_like(pert)
     else:
-        orig = kernel_decision(
-            z, x_adv, coeff, slope, inputs=originals, chunk_size=chunk_size, bias=bias
-        )
+        orig = _kernel_decision(z, x_adv, coeff, slope, originals, chunk_size, bias)
     return GHat(pert, orig)
 
 
-def sign_agreement(a: torch.Tensor, b: torch.Tensor) -> float:
+def sign_agreement(a: Tensor, b: Tensor) -> float:
     """Share of entries with equal sign (ties count as +1, like :func:`training.predict`)."""
     return ((a >= 0) == (b >= 0)).double().mean().item()

@@ -33,17 +33,10 @@ class Divergence(NamedTuple):
     weight: float | None = None
 
 
-def diverged_message(
-    name: str,
-    epoch: int,
-    lr: float,
-    loss: float,
-    weight: float | None = None,
-    *,
-    margin_loss: bool = True,
-) -> str:
-    """The one-line message of :class:`TrainingDivergedError` for network ``name`` (the fields of
-    :class:`Divergence`); ``margin_loss``: also suggest a bounded margin loss."""
+def diverged_message(name: str, divergence: Divergence, *, margin_loss: bool = True) -> str:
+    """The one-line message of :class:`TrainingDivergedError` for network ``name`` that diverged
+    as ``divergence`` says; ``margin_loss``: also suggest a bounded margin loss."""
+    epoch, lr, loss, weight = divergence
     fix = f"lower the learning rate (now {lr:g})"
     if margin_loss:
         fix += " or use a bounded loss"
@@ -80,9 +73,10 @@ def check_epoch(
     ended with a non-finite ``loss`` or with weights in ``params`` beyond
     :data:`WEIGHT_BOUND`."""
     if not math.isfinite(loss):
-        message = diverged_message(name, epoch, lr, loss, margin_loss=margin_loss)
+        message = diverged_message(name, Divergence(epoch, lr, loss), margin_loss=margin_loss)
         raise TrainingDivergedError(message)
     largest = largest_weight(params)
     if weights_overflow(largest):
-        message = diverged_message(name, epoch, lr, loss, largest, margin_loss=margin_loss)
+        divergence = Divergence(epoch, lr, loss, largest)
+        message = diverged_message(name, divergence, margin_loss=margin_loss)
         raise TrainingDivergedError(message)

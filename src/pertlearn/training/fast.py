@@ -156,12 +156,12 @@ def fit_batched(
         epochs = max(c.epochs for c in configs)
         momentum = torch.tensor([c.momentum for c in configs], dtype=torch.float64, device=device)
         nets = BatchedNetworks(
+            x,
+            y,
             weight,
             bias,
             readout,
             slope,
-            x,
-            y,
             momentum,
             loss,
             incremental=device.type == "cpu" if incremental is None else incremental,
@@ -232,5 +232,5 @@ def fast_fit(
     model.eval()
     diverged = outcome.diverged[0]
     if diverged is not None:
-        raise TrainingDivergedError(diverged_message(name, *diverged))
+        raise TrainingDivergedError(diverged_message(name, diverged))
     return outcome.result(0)

@@ -41,20 +41,20 @@ def margin_value_and_derivative(s: torch.Tensor, loss: str) -> tuple[torch.Tenso
 class BatchedNetworks:
     """Buffers and per-epoch computations for ``B`` networks trained in place.
 
-    ``weight`` ``(B, m, d)`` and ``bias`` ``(B, m)`` (or None) are updated in place; ``readout``
-    ``(B, m)``; inputs ``x`` ``(N, d)`` (shared) or ``(B, N, d)``; labels ``y`` ±1 ``(B, N)``;
+    Inputs ``x`` ``(N, d)`` (shared) or ``(B, N, d)``; labels ``y`` ±1 ``(B, N)``; ``weight``
+    ``(B, m, d)`` and ``bias`` ``(B, m)`` (or None) are updated in place; ``readout`` ``(B, m)``;
     ``momentum`` ``(B,)``; ``incremental``: use :mod:`pertlearn.training.fast_incremental`
     (identity loss only).
     """
 
     def __init__(
         self,
+        x: torch.Tensor,
+        y: torch.Tensor,
         weight: torch.Tensor,
         bias: torch.Tensor | None,
         readout: torch.Tensor,
         slope: float,
-        x: torch.Tensor,
-        y: torch.Tensor,
         momentum: torch.Tensor,
         loss: str,
         incremental: bool,

@@ -107,7 +107,7 @@ def test_batched_paths_record_the_divergence_and_keep_the_others(host):
     with pytest.raises(TrainingDivergedError) as single:
         fit(_net(), x, y, configs[1], name="model", fast=False)
     assert _assert_one_line(single, "model") == diverged.epoch
-    assert diverged_message("model", *diverged) == str(single.value)
+    assert diverged_message("model", diverged) == str(single.value)
 
 
 def test_nan_loss_on_the_device_schedule_names_its_epoch():
@@ -128,7 +128,7 @@ def test_nan_loss_on_the_device_schedule_names_its_epoch():
         host_schedule=False,
     )
     assert out.diverged[0] is not None
-    assert diverged_message("model", *out.diverged[0]) == str(expected.value)
+    assert diverged_message("model", out.diverged[0]) == str(expected.value)
 
 
 def _images(n: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
