@@ -284,6 +284,7 @@ def sweep_command(
 @friendly_errors
 def results_command(sweep_dir: Path, all_columns: bool) -> None:
     """Print the aggregated table of a sweep and write results.csv and results.parquet."""
+    # lazy: the store imports torch and pyarrow; --help must not
     from pertlearn.experiments.store import (
         SweepStore,
         columns_of,
@@ -319,7 +320,7 @@ def results_command(sweep_dir: Path, all_columns: bool) -> None:
 @friendly_errors
 def report_command(run_dir: Path, out: Path | None) -> None:
     """Write one self-contained report.html for a sweep directory or a single run directory."""
-    from pertlearn.reports import write_report
+    from pertlearn.reports import write_report  # lazy: reports import matplotlib and torch
 
     path = write_report(run_dir, out)
     click.echo(f"report: {path}")
