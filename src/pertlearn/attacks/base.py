@@ -19,7 +19,7 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import Generator, Tensor, nn
 
-from pertlearn.training.losses import per_sample_loss, predict
+from pertlearn.training.losses import ATTACK_LOSSES, per_sample_loss, predict
 
 
 def check_target_shape(target: Any, n: int, name: str) -> None:
@@ -78,7 +78,8 @@ class Attack(ABC):
     Args:
         eps: perturbation budget (its norm depends on the attack), ``eps >= 0``.
         loss: margin loss used for binary models (``identity``, ``logistic``, ``exponential``);
-            models with logits use cross-entropy.
+            models with logits use cross-entropy, except with ``logit_margin``, the margin of
+            the label's logit over the best other (Carlini & Wagner, arXiv:1608.04644 §V-A).
         targeted: ``True`` (default): move towards the labels passed (minimize their loss).
             ``False``: the labels passed are the true ones; move away from them (maximize their
             loss, Madry et al. 2018, arXiv:1706.06083 eq. 2.1).
@@ -89,6 +90,11 @@ class Attack(ABC):
     def __init__(self, eps: float, *, loss: str = "logistic", targeted: bool = True) -> None:
         if not eps >= 0:  # also rejects NaN
             raise ValueError(f"{self.name}: eps must be non-negative, got {eps}")
+        if loss not in ATTACK_LOSSES:
+            raise ValueError(
+                f"{self.name}: unknown loss {loss!r}; choose one of {', '.join(ATTACK_LOSSES)} "
+                "(models with logits use cross-entropy unless it is logit_margin)"
+            )
         if not isinstance(targeted, bool):
             raise ValueError(f"{self.name}: targeted must be true or false, got {targeted!r}")
         self.eps = float(eps)

@@ -22,7 +22,7 @@ import torch
 from torch import Generator, Tensor, nn
 
 from pertlearn.attacks.base import Attack, target_hits
-from pertlearn.training.losses import MARGIN_LOSSES, predict
+from pertlearn.training.losses import predict
 
 Clip = tuple[float, float] | None
 
@@ -188,11 +188,6 @@ class TargetedPGD(Attack):
     ) -> None:
         if not eps > 0:  # also rejects NaN
             raise ValueError(f"{self.name}: eps must be positive, got {eps}")
-        if loss not in MARGIN_LOSSES:
-            raise ValueError(
-                f"{self.name}: unknown loss {loss!r}; choose one of {', '.join(MARGIN_LOSSES)} "
-                "(models with logits always use cross-entropy)"
-            )
         super().__init__(eps, loss=loss, targeted=targeted)
         self.steps = check_steps(self.default_steps if steps is None else steps, self.name)
         if step_size is not None and not step_size > 0:

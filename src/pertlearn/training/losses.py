@@ -56,14 +56,39 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, labels.long())
 
 
+LOGIT_MARGIN = "logit_margin"
+"""Loss name of :func:`per_sample_logit_margin` (attacks' ``loss`` option)."""
+
+
+def per_sample_logit_margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``max_{j≠y_n} z_{n,j} − z_{n,y_n}`` for logits ``z`` ``(N, K)`` and labels ``(N,)`` in
+    ``0..K-1`` → ``(N,)``: negative exactly when the label wins. The margin objective of
+    Carlini & Wagner (arXiv:1608.04644, §V-A, f₆ with κ = 0, unclamped); unlike cross-entropy its
+    gradient does not fade once the label leads, so targeted attacks keep pushing toward it."""
+    index = labels.long()[:, None]
+    label_logit = logits.gather(1, index).squeeze(1)
+    others = logits.scatter(1, index, float("-inf"))
+    return others.amax(dim=1) - label_logit
+
+
 def per_sample_loss(
     outputs: torch.Tensor, labels: torch.Tensor, margin: str = "logistic"
 ) -> torch.Tensor:
     """Per-sample loss for either output convention: binary scores ``(N,)`` with ±1 labels use
-    the margin loss ``margin``; logits ``(N, K)`` with class labels use cross-entropy."""
+    the margin loss ``margin``; logits ``(N, K)`` with class labels use cross-entropy.
+    ``margin = "logit_margin"`` gives :func:`per_sample_logit_margin` for logits and the
+    identity margin loss ``-y f(x)`` (the same quantity for two classes) for binary scores."""
+    if margin == LOGIT_MARGIN:
+        if outputs.ndim == 1:
+            return per_sample_margin_loss(outputs, labels.to(outputs.dtype), "identity")
+        return per_sample_logit_margin(outputs, labels)
     if outputs.ndim == 1:
         return per_sample_margin_loss(outputs, labels.to(outputs.dtype), margin)
     return F.cross_entropy(outputs, labels.long(), reduction="none")
+
+
+ATTACK_LOSSES: tuple[str, ...] = (*MARGIN_LOSSES, LOGIT_MARGIN)
+"""Loss names attacks accept (``loss`` option)."""
 
 
 def predict(outputs: torch.Tensor) -> torch.Tensor:

@@ -136,3 +136,27 @@ def test_user_attack_plugs_in():
         )
     finally:
         ATTACKS.pop("test_nudge")
+
+
+def test_unknown_attack_loss_is_refused_in_one_line() -> None:
+    with pytest.raises(ValueError, match=r"unknown loss 'hinge'; choose one of .*logit_margin"):
+        make_attack("pgd_l2", 1.0, loss="hinge")
+
+
+def test_logit_margin_attack_minimizes_the_targets_logit_margin() -> None:
+    from pertlearn.training.losses import per_sample_logit_margin
+
+    model = nn.Linear(5, 4)
+    with torch.no_grad():
+        model.weight.copy_(torch.eye(4, 5))
+        model.bias.zero_()
+    x = torch.zeros(6, 5)
+    target = torch.tensor([0, 1, 2, 3, 0, 1])
+    attack = make_attack("pgd_l2", 2.0, loss="logit_margin", steps=20)
+    assert torch.equal(
+        attack.objective(model(x), target), per_sample_logit_margin(model(x), target)
+    )
+    x_adv = attack(model, x, target)
+    # the optimum moves along e_target (and away from the best other class): every target wins
+    assert torch.equal(model(x_adv).argmax(1), target)
+    assert torch.all(per_sample_norm(x_adv - x) <= 2.0 + 1e-5)

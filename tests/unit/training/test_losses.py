@@ -10,6 +10,7 @@ from pertlearn.training import (
     per_sample_margin_loss,
     predict,
 )
+from pertlearn.training.losses import per_sample_logit_margin
 
 SCORES = torch.tensor([-2.0, -0.5, 0.0, 0.7, 3.0], dtype=torch.float64)
 LABELS = torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0], dtype=torch.float64)
@@ -48,3 +49,27 @@ def test_cross_entropy_path_and_predict():
 def test_unknown_loss():
     with pytest.raises(ValueError, match="unknown margin loss"):
         margin_loss(SCORES, LABELS, "hinge")
+
+
+def test_logit_margin_is_the_best_other_logit_minus_the_labels() -> None:
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(40, 7, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, 7, (40,), generator=g)
+    expected = torch.tensor(
+        [
+            max(logits[n, j].item() for j in range(7) if j != labels[n])
+            - logits[n, labels[n]].item()
+            for n in range(40)
+        ],
+        dtype=torch.float64,
+    )
+    got = per_sample_loss(logits, labels, "logit_margin")
+    assert torch.allclose(got, expected)
+    assert torch.equal(per_sample_logit_margin(logits, labels), got)
+    assert torch.equal(got < 0, logits.argmax(1) == labels)  # negative exactly when the label wins
+
+
+def test_logit_margin_on_binary_scores_is_the_identity_margin() -> None:
+    scores = torch.tensor([2.0, -1.0, 0.5])
+    labels = torch.tensor([1.0, 1.0, -1.0])
+    assert torch.equal(per_sample_loss(scores, labels, "logit_margin"), -labels * scores)
