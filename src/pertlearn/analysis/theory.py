@@ -3,7 +3,7 @@
 :func:`load_run` reads a run directory (config, tensors, f and g); :func:`compute_theory`
 evaluates the NeurIPS24 predictions (and, for one-hidden-layer networks, the ICLR24
 conditions and surrogate) against what the networks did; :func:`write_theory` writes
-``theory.json``, ``decision_map.png`` and adds the theory metrics to ``metrics.json``
+``theory.json``, ``decision_map.{png,pdf,svg}`` and adds the theory metrics to ``metrics.json``
 (every file atomically).
 
 Perturbations: the crafted perturbation of sample n is ``x_adv − base`` where ``base`` is the
@@ -426,7 +426,7 @@ def draw_maps(
     resolution: int = 81,
     axes: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, Any]:
-    """Write ``decision_map.png`` into ``out_dir``; returns the grid agreement shares."""
+    """Write ``decision_map.{png,pdf,svg}`` into ``out_dir``; returns the grid agreement shares."""
     rows = [["f", "g"], ["fhat", "ghat"]]
     if "ftilde" in report.scorers:
         rows.append(["ftilde", "gtilde"])
@@ -440,19 +440,34 @@ def draw_maps(
     )
     shares = {f"{a}={b}": dmap.agreement(a, b) for a, b in rows}
     shares.update({"f=fhat": dmap.agreement("f", "fhat"), "g=ghat": dmap.agreement("g", "ghat")})
-    path = plot_decision_map(
+    on_test = {
+        (a, b): value
+        for a, b in rows
+        for section in report.theory.values()
+        if isinstance(section, dict)
+        for key in (f"agree_{a}_{b}", f"agree_{b}_{a}")
+        if isinstance(value := section.get(key), float)
+    }
+    paths = plot_decision_map(
         dmap,
         Path(out_dir) / "decision_map.png",
         rows=rows,
         labels=LABELS,
+        test_agreement=on_test,
         title=(
             f"{run.name}: signs of the networks (top) and of the theory's predictions on the "
             f"plane of {'the class means' if axes is None else 'the given axes'}\n"
-            "blue +1 / orange −1; right column: red where the two "
-            "disagree; × training +1, ○ training −1"
+            "right column: where the two signs agree on this plane (share of the plotted grid; "
+            "in brackets the agreement on the test set)"
         ),
     )
-    return {"file": path.name, "resolution": resolution, "grid_agreement": shares}
+    path = paths["png"]
+    return {
+        "file": path.name,
+        "files": [p.name for p in paths.values()],
+        "resolution": resolution,
+        "grid_agreement": shares,
+    }
 
 
 def write_theory(
@@ -464,7 +479,7 @@ def write_theory(
     axes: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """Compute the theory of the run in ``run_dir`` and write ``theory.json``,
-    ``decision_map.png`` (``maps``) and the theory metrics into its ``metrics.json``.
+    ``decision_map.{png,pdf,svg}`` (``maps``) and the theory metrics into its ``metrics.json``.
     Returns the theory metrics."""
 
     run_dir = Path(run_dir)
