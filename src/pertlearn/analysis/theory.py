@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from pertlearn.analysis.decision_maps import Scorer, decision_map, plot_decision_map
+from pertlearn.analysis.plotting import FORMATS
 from pertlearn.atomic import write_json
 from pertlearn.experiments.config import ModelConfig
 from pertlearn.experiments.rundir import read_metrics, read_run
@@ -448,7 +449,7 @@ def draw_maps(
         for key in (f"agree_{a}_{b}", f"agree_{b}_{a}")
         if isinstance(value := section.get(key), float)
     }
-    paths = plot_decision_map(
+    path = plot_decision_map(
         dmap,
         Path(out_dir) / "decision_map.png",
         rows=rows,
@@ -461,10 +462,9 @@ def draw_maps(
             "in brackets the agreement on the test set)"
         ),
     )
-    path = paths["png"]
     return {
         "file": path.name,
-        "files": [p.name for p in paths.values()],
+        "files": [path.with_suffix(f".{fmt}").name for fmt in FORMATS],
         "resolution": resolution,
         "grid_agreement": shares,
     }

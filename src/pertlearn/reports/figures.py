@@ -286,18 +286,29 @@ def sweep_figures(
         if not all(_is_number(x) for x in raw_xs):
             notes.append(f"no figure over {x_key}: its values are not numbers")
             continue
-        figures.append(_sweep_figure(rows, series, axis, x_key, other_keys, facets))
+        fig, eps_shown = draw_sweep_figure(rows, series, axis, x_key, other_keys, facets)
+        figures.append(
+            make_figure(
+                file_stem(f"metrics vs {x_key}"),
+                f"metrics vs {x_key}",
+                fig,
+                _sweep_caption(rows, axis, x_key, eps_shown),
+            )
+        )
     return figures, notes
 
 
-def _sweep_figure(
+def draw_sweep_figure(
     rows: list[dict[str, Any]],
     series: list[Series],
     axis: list[str],
     x_key: str,
     other_keys: list[str],
     facets: list[tuple[Any, ...]],
-) -> Figure:
+) -> tuple[Any, bool]:
+    """Draw ``series`` against ``x_key`` (the first key of the sweep ``axis``), one panel per
+    combination ``facets`` of the values of ``other_keys``; the caller renders and closes the
+    matplotlib figure. Returns it and whether a panel got the top axis of budgets ε."""
     xs_all = [float(row[x_key]) for row in rows]
     ncols = min(len(facets), 2 if len(facets) <= 4 else 4)
     nrows = math.ceil(len(facets) / ncols)
@@ -344,9 +355,13 @@ def _sweep_figure(
                 panel.set_ylabel("accuracy / agreement (fraction)")
         handles, labels = grid.flat[0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside upper center", ncol=4, frameon=False)
+    return fig, eps_shown
+
+
+def _sweep_caption(rows: list[dict[str, Any]], axis: list[str], x_key: str, eps_shown: bool) -> str:
     seeds = sorted({row.get("seed") for row in rows}, key=str)
     constant = _constant_eps(rows)
-    caption = (
+    return (
         f"Metrics against {axis_label(x_key)} ({x_key}); mean over seeds "
         f"{', '.join(map(str, seeds))}"
         + (" (band: min to max over seeds)" if len(seeds) > 1 else "")
@@ -355,14 +370,26 @@ def _sweep_figure(
         + (f"; budget ε = {constant:.3g} throughout" if constant is not None else "")
         + ". Dotted horizontal line: chance (0.5)."
     )
-    title = f"metrics vs {x_key}"
-    return make_figure(file_stem(title), title, fig, caption)
 
 
 def loss_curves_figure(curves: dict[str, dict[str, Any]]) -> Figure | None:
     """Training loss per epoch of every network of one run (``curves.json``), one panel per
-    network: their losses differ by orders of magnitude (f's identity loss falls far below
-    zero), so a shared axis would flatten all but one."""
+    network (:func:`draw_loss_curves`); ``None`` when no network has a loss curve."""
+    fig = draw_loss_curves(curves)
+    if fig is None:
+        return None
+    return make_figure(
+        "training-loss",
+        "training loss",
+        fig,
+        "Mean training loss per epoch, one panel per network (each on its own y axis).",
+    )
+
+
+def draw_loss_curves(curves: dict[str, dict[str, Any]]) -> Any | None:
+    """The matplotlib figure of :func:`loss_curves_figure`: one panel per network with its own
+    y axis, since the losses differ by orders of magnitude (f's identity loss falls far below
+    zero) and a shared axis would flatten all but one. The caller renders and closes it."""
     drawn = {name: curve.get("loss", []) for name, curve in curves.items() if curve.get("loss")}
     if not drawn:
         return None
@@ -391,9 +418,4 @@ def loss_curves_figure(curves: dict[str, dict[str, Any]]) -> Figure | None:
             panel.set_xlabel("epoch")
             if index % ncols == 0:
                 panel.set_ylabel("training loss (mean over samples)")
-    return make_figure(
-        "training-loss",
-        "training loss",
-        fig,
-        "Mean training loss per epoch, one panel per network (each on its own y axis).",
-    )
+    return fig

@@ -33,23 +33,23 @@ def decision_map(run_dir: Path) -> Figure | None:
         {"f": run.f, "g": run.g}, run.x_train, run.y_train, resolution=GRID
     )
     on_plane = dmap.agreement("f", "g")
-    on_test = record.metrics.get("agreement")
-    test_text = f" (test set: {on_test:.3f})" if isinstance(on_test, float) else ""
+    value = record.metrics.get("agreement")
+    on_test = float(value) if isinstance(value, int | float) else None
     title = (
         "Decision map of f and g on the plane of the class means\n"
-        f"agreement on this plane: {on_plane:.1%}{test_text}"
+        + decision_maps.plane_agreement_text(on_plane, on_test)
     )
     fig = decision_maps.draw_decision_map(
         dmap,
         rows=[["f", "g"]],
         title=title,
-        test_agreement={("f", "g"): on_test} if isinstance(on_test, float) else None,
+        test_agreement={("f", "g"): on_test} if on_test is not None else None,
     )
     caption = (
         f"sign f, sign g and their agreement on the plane through the origin spanned by the "
         f"class means (a, b: coordinates along its two orthonormal axes); training points "
         f"projected (×: +1, ○: −1). f and g agree on {on_plane:.1%} of the plotted plane"
-        + (f" and on {on_test:.1%} of the test set." if isinstance(on_test, float) else ".")
+        + (f" and on {on_test:.1%} of the test set." if on_test is not None else ".")
     )
     return make_figure("decision-map", "decision map", fig, caption)
 
