@@ -208,7 +208,7 @@ def draw_decision_map(
                     )
                     pair = f"sign {labels.get(a, a)} = sign {labels.get(b, b)}"
                     text = plane_agreement_text(float(same.mean()), tests.get((a, b)))
-                    ax.set_title(f"{pair}\n{text}")
+                    ax.set_title(f"{pair}\n{text.removeprefix('agreement ')}")
                 else:
                     ax.axis("off")
                     continue

@@ -93,6 +93,8 @@ def sample_grid(run_dir: Path, count: int = 8) -> Figure | None:
                     panel.imshow(scaled.permute(1, 2, 0).numpy())
                 panel.set_xticks([])
                 panel.set_yticks([])
+                panel.spines[:].set_visible(True)  # a full thin frame around every image
+                panel.spines[:].set_linewidth(0.5)
                 if c == 0:
                     panel.set_ylabel(label)
     norms = (adv - clean).flatten(1).norm(dim=1)

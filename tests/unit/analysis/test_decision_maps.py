@@ -42,7 +42,7 @@ def test_map_has_ticks_a_legend_and_says_the_agreement_is_on_the_plane() -> None
         assert [sign_f.get_title(), sign_g.get_title()] == ["sign f", "sign g"]
         share = 100 * dmap.agreement("f", "g")
         assert agree.get_title() == (
-            f"sign f = sign g\nagreement on this plane: {share:.1f}% (test set: 0.987)"
+            f"sign f = sign g\non this plane: {share:.1f}% (test set: 0.987)"
         )
         fig.canvas.draw()
         for ax in fig.axes:  # tick values on both axes, in plane coordinates
