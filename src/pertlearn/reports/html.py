@@ -21,7 +21,7 @@ from typing import Any
 from pertlearn.analysis.plotting import FORMATS, write_figure_files
 from pertlearn.atomic import write_text
 from pertlearn.experiments.config import ConfigError
-from pertlearn.experiments.rundir import read_run
+from pertlearn.experiments.rundir import FIGURES_DIR, read_run
 from pertlearn.experiments.store import format_cell
 from pertlearn.reports.figures import Figure, loss_curves_figure, plotted_metrics, sweep_figures
 
@@ -275,7 +275,8 @@ def run_report(run_dir: Path, files: FigureFiles | None = None) -> str:
 def figures_dir(page: Path) -> Path:
     """The folder of a report page's figure files: ``figures/`` beside ``report.html``,
     ``<stem>-figures/`` beside any other page name."""
-    return page.parent / ("figures" if page.name == "report.html" else f"{page.stem}-figures")
+    name = FIGURES_DIR if page.name == "report.html" else f"{page.stem}-figures"
+    return page.parent / name
 
 
 def write_report(directory: str | Path, out: str | Path | None = None) -> Path:
