@@ -419,6 +419,25 @@ def compute_theory(
     return TheoryReport(theory, metrics, scorers)
 
 
+def agreements_on_test(
+    theory: dict[str, Any], pairs: list[list[str]]
+) -> dict[tuple[str, str], float]:
+    """The test-set sign agreement of each pair ``[a, b]`` found anywhere in the ``theory``
+    document (key ``agree_a_b`` or ``agree_b_a``, at any depth)."""
+    found: dict[tuple[str, str], float] = {}
+    sections = [theory]
+    while sections:
+        section = sections.pop()
+        for key, value in section.items():
+            if isinstance(value, dict):
+                sections.append(value)
+                continue
+            for a, b in pairs:
+                if key in (f"agree_{a}_{b}", f"agree_{b}_{a}") and isinstance(value, float):
+                    found.setdefault((a, b), value)
+    return found
+
+
 def draw_maps(
     run: RunData,
     report: TheoryReport,
@@ -441,14 +460,7 @@ def draw_maps(
     )
     shares = {f"{a}={b}": dmap.agreement(a, b) for a, b in rows}
     shares.update({"f=fhat": dmap.agreement("f", "fhat"), "g=ghat": dmap.agreement("g", "ghat")})
-    on_test = {
-        (a, b): value
-        for a, b in rows
-        for section in report.theory.values()
-        if isinstance(section, dict)
-        for key in (f"agree_{a}_{b}", f"agree_{b}_{a}")
-        if isinstance(value := section.get(key), float)
-    }
+    on_test = agreements_on_test(report.theory, rows)
     path = plot_decision_map(
         dmap,
         Path(out_dir) / "decision_map.png",
