@@ -5,13 +5,13 @@ A plane is spanned by two orthonormal axes ``e1, e2`` (``(d,)`` each); the grid 
 the +1 and −1 training samples and orthonormalizes them (Gram–Schmidt); any two vectors can
 be given instead. :func:`decision_map` evaluates scorers (``(M, d) → (M,)``) on the grid and
 :func:`plot_decision_map` draws one panel per sign map, agreement panels for chosen pairs,
-and the training points projected onto the plane (PNG through matplotlib's Agg backend).
+and the training points projected onto the plane, with the plane coordinates as tick values and
+a legend, and writes it as PNG, PDF and SVG (:mod:`pertlearn.analysis.plotting`). The agreement
+a map prints is measured on the plotted plane, not on the test set.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,7 +102,7 @@ def decision_map(
     x = x_train.flatten(1)
     if axes is None:
         e1, e2 = default_axes(x, y_train)
-        names = axis_names or ("mean of +1 samples", "mean of −1 samples (⊥ part)")
+        names = axis_names or ("the +1 class mean", "the −1 class mean (⊥ part)")
     else:
         e1, e2 = orthonormal_axes(axes[0].to(x), axes[1].to(x))
         names = axis_names or ("axis 1", "axis 2 (⊥ part)")
@@ -121,91 +121,142 @@ def decision_map(
     return DecisionMap(coords, signs, points, y_train.detach(), (e1, e2), names)
 
 
+def plane_agreement_text(on_plane: float, on_test: float | None = None) -> str:
+    """``agreement on this plane: 99.4% (test set: 1.000)``: the share of the plotted grid
+    where two signs agree, and (when given) their agreement on the test set, which a map must
+    not be mistaken for."""
+    test = f" (test set: {on_test:.3f})" if on_test is not None else ""
+    return f"agreement on this plane: {100 * on_plane:.1f}%{test}"
+
+
 def draw_decision_map(
     dmap: DecisionMap,
     *,
     rows: Sequence[Sequence[str]],
     title: str,
     labels: Mapping[str, str] | None = None,
+    test_agreement: Mapping[tuple[str, str], float] | None = None,
 ) -> Any:
-    """Draw ``dmap`` as a matplotlib figure (Agg backend); the caller saves and closes it.
+    """Draw ``dmap`` as a matplotlib figure (Agg backend, :mod:`pertlearn.analysis.plotting`
+    style); the caller saves and closes it.
 
     ``rows``: names of sign maps per figure row; each row gets a last panel with the agreement
-    of its first two maps (blue: agree, red: disagree). ``labels``: display names (e.g.
-    ``{"fhat": "f̂"}``). Training points: × for label +1, ○ for −1.
+    of its first two maps on this plane (pale: agree, red: disagree), titled with that share
+    and, where ``test_agreement`` has the pair, the agreement measured on the test set.
+    ``labels``: display names (e.g. ``{"fhat": "f̂"}``). Both axes carry the plane
+    coordinates ``a, b`` of the grid inputs ``a e1 + b e2``; training points: × for label +1,
+    ○ for −1; a legend below the panels names every colour and marker.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
+    # lazy: matplotlib is heavy, and only drawing needs it (decision_map() does not)
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    from pertlearn.analysis.plotting import figure_style
 
     labels = dict(labels or {})
+    tests = dict(test_agreement or {})
     coords = dmap.coords.detach().cpu().double()
     lo, hi = coords[0].item(), coords[-1].item()
     pts = dmap.points.detach().cpu().double()
     ys = dmap.labels.detach().cpu()
-    sign_cmap = ListedColormap(["#f4a582", "#92c5de"])  # −1 orange, +1 blue
-    agree_cmap = ListedColormap(["#d6604d", "#e0f3f8"])  # disagree red, agree pale
+    colors = {"+1": "#92c5de", "-1": "#f4a582", "agree": "#f0f0f0", "disagree": "#d6604d"}
+    sign_cmap = ListedColormap([colors["-1"], colors["+1"]])
+    agree_cmap = ListedColormap([colors["disagree"], colors["agree"]])
+    point_colors = {"+1": "#08306b", "-1": "#67000d"}
     ncols = max(len(r) for r in rows) + 1
-    fig, axes = plt.subplots(
-        len(rows), ncols, figsize=(3.2 * ncols, 3.2 * len(rows)), squeeze=False
-    )
-    for i, row in enumerate(rows):
+    with figure_style():
+        fig, axes = plt.subplots(
+            len(rows),
+            ncols,
+            figsize=(3.2 * ncols, 3.5 * len(rows) + 1.2),
+            squeeze=False,
+            sharex=True,
+            sharey=True,
+            layout="constrained",
+        )
+        for i, row in enumerate(rows):
+            for j in range(ncols):
+                ax = axes[i][j]
+                ax.grid(False)
+                ax.spines[["top", "right"]].set_visible(True)
+                if j < len(row):
+                    name = row[j]
+                    image = dmap.signs[name].cpu().double().numpy()
+                    ax.imshow(
+                        image,
+                        origin="lower",
+                        extent=(lo, hi, lo, hi),
+                        cmap=sign_cmap,
+                        vmin=-1,
+                        vmax=1,
+                        interpolation="nearest",
+                    )
+                    ax.set_title(f"sign {labels.get(name, name)}")
+                elif len(row) >= 2:
+                    a, b = row[0], row[1]
+                    same = (dmap.signs[a] == dmap.signs[b]).cpu().double().numpy()
+                    ax.imshow(
+                        same,
+                        origin="lower",
+                        extent=(lo, hi, lo, hi),
+                        cmap=agree_cmap,
+                        vmin=0,
+                        vmax=1,
+                        interpolation="nearest",
+                    )
+                    pair = f"sign {labels.get(a, a)} = sign {labels.get(b, b)}"
+                    text = plane_agreement_text(float(same.mean()), tests.get((a, b)))
+                    ax.set_title(f"{pair}\n{text.removeprefix('agreement ')}")
+                else:
+                    ax.axis("off")
+                    continue
+                pos = ys > 0
+                ax.scatter(
+                    pts[pos, 0],
+                    pts[pos, 1],
+                    s=5,
+                    marker="x",
+                    c=point_colors["+1"],
+                    linewidths=0.5,
+                )
+                ax.scatter(
+                    pts[~pos, 0],
+                    pts[~pos, 1],
+                    s=5,
+                    marker="o",
+                    facecolors="none",
+                    edgecolors=point_colors["-1"],
+                    linewidths=0.5,
+                )
+                ax.set_xlim(lo, hi)
+                ax.set_ylim(lo, hi)
+                ax.set_aspect("auto")  # undo imshow's; figsize keeps panels square
+                ax.tick_params(labelbottom=True, labelleft=j == 0)
+            axes[i][0].set_ylabel(f"b, along {dmap.axis_names[1]}")
         for j in range(ncols):
-            ax = axes[i][j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if j < len(row):
-                name = row[j]
-                image = dmap.signs[name].cpu().double().numpy()
-                ax.imshow(
-                    image,
-                    origin="lower",
-                    extent=(lo, hi, lo, hi),
-                    cmap=sign_cmap,
-                    vmin=-1,
-                    vmax=1,
-                    interpolation="nearest",
-                )
-                ax.set_title(f"sign {labels.get(name, name)}", fontsize=10)
-            elif len(row) >= 2:
-                a, b = row[0], row[1]
-                same = (dmap.signs[a] == dmap.signs[b]).cpu().double().numpy()
-                share = same.mean()
-                ax.imshow(
-                    same,
-                    origin="lower",
-                    extent=(lo, hi, lo, hi),
-                    cmap=agree_cmap,
-                    vmin=0,
-                    vmax=1,
-                    interpolation="nearest",
-                )
-                ax.set_title(
-                    f"{labels.get(a, a)} = {labels.get(b, b)}: {100 * share:.1f}%", fontsize=10
-                )
-            else:
-                ax.axis("off")
-                continue
-            pos = ys > 0
-            ax.scatter(pts[pos, 0], pts[pos, 1], s=4, marker="x", c="#08306b", linewidths=0.5)
-            ax.scatter(
-                pts[~pos, 0],
-                pts[~pos, 1],
-                s=4,
+            axes[-1][j].set_xlabel(f"a, along {dmap.axis_names[0]}")
+        handles = [
+            Patch(facecolor=colors["+1"], edgecolor="0.5", label="sign +1"),
+            Patch(facecolor=colors["-1"], edgecolor="0.5", label="sign −1"),
+            Patch(facecolor=colors["agree"], edgecolor="0.5", label="signs agree"),
+            Patch(facecolor=colors["disagree"], edgecolor="0.5", label="signs disagree"),
+            Line2D(
+                [], [], marker="x", linestyle="", color=point_colors["+1"], label="training, y = +1"
+            ),
+            Line2D(
+                [],
+                [],
                 marker="o",
-                facecolors="none",
-                edgecolors="#67000d",
-                linewidths=0.5,
-            )
-            ax.set_xlim(lo, hi)
-            ax.set_ylim(lo, hi)
-        axes[i][0].set_ylabel(dmap.axis_names[1], fontsize=8)
-    for j in range(ncols):
-        axes[-1][j].set_xlabel(dmap.axis_names[0], fontsize=8)
-    fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
+                linestyle="",
+                markerfacecolor="none",
+                markeredgecolor=point_colors["-1"],
+                label="training, y = −1",
+            ),
+        ]
+        fig.suptitle(title)
+        fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False)
     return fig
 
 
@@ -216,21 +267,16 @@ def plot_decision_map(
     rows: Sequence[Sequence[str]],
     title: str,
     labels: Mapping[str, str] | None = None,
+    test_agreement: Mapping[tuple[str, str], float] | None = None,
 ) -> Path:
-    """Draw ``dmap`` (see :func:`draw_decision_map`) into the PNG ``path`` atomically."""
-    import matplotlib.pyplot as plt
+    """Draw ``dmap`` (see :func:`draw_decision_map`) and write it atomically as PNG, PDF and
+    SVG: ``path`` with its suffix replaced by ``.png``, ``.pdf`` and ``.svg``. Returns the PNG's
+    path (the others lie beside it)."""
+    # lazy: matplotlib is heavy, and only drawing needs it (decision_map() does not)
+    from pertlearn.analysis.plotting import render, write_figure_files
 
-    fig = draw_decision_map(dmap, rows=rows, title=title, labels=labels)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=100, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    finally:
-        plt.close(fig)
-    return path
+    fig = draw_decision_map(
+        dmap, rows=rows, title=title, labels=labels, test_agreement=test_agreement
+    )
+    return write_figure_files(render(fig), path.parent, path.stem)["png"]

@@ -3,7 +3,7 @@
 :func:`load_run` reads a run directory (config, tensors, f and g); :func:`compute_theory`
 evaluates the NeurIPS24 predictions (and, for one-hidden-layer networks, the ICLR24
 conditions and surrogate) against what the networks did; :func:`write_theory` writes
-``theory.json``, ``decision_map.png`` and adds the theory metrics to ``metrics.json``
+``theory.json``, ``decision_map.{png,pdf,svg}`` and adds the theory metrics to ``metrics.json``
 (every file atomically).
 
 Perturbations: the crafted perturbation of sample n is ``x_adv − base`` where ``base`` is the
@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from pertlearn.analysis.decision_maps import Scorer, decision_map, plot_decision_map
+from pertlearn.analysis.plotting import FORMATS
 from pertlearn.atomic import write_json
 from pertlearn.experiments.config import ModelConfig
 from pertlearn.experiments.rundir import read_metrics, read_run
@@ -411,6 +412,25 @@ def compute_theory(
     return TheoryReport(theory, metrics, scorers)
 
 
+def agreements_on_test(
+    theory: dict[str, Any], pairs: list[list[str]]
+) -> dict[tuple[str, str], float]:
+    """The test-set sign agreement of each pair ``[a, b]`` found anywhere in the ``theory``
+    document (key ``agree_a_b`` or ``agree_b_a``, at any depth)."""
+    found: dict[tuple[str, str], float] = {}
+    sections = [theory]
+    while sections:
+        section = sections.pop()
+        for key, value in section.items():
+            if isinstance(value, dict):
+                sections.append(value)
+                continue
+            for a, b in pairs:
+                if key in (f"agree_{a}_{b}", f"agree_{b}_{a}") and isinstance(value, float):
+                    found.setdefault((a, b), value)
+    return found
+
+
 def draw_maps(
     run: RunData,
     report: TheoryReport,
@@ -419,7 +439,7 @@ def draw_maps(
     resolution: int = 81,
     axes: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, Any]:
-    """Write ``decision_map.png`` into ``out_dir``; returns the grid agreement shares."""
+    """Write ``decision_map.{png,pdf,svg}`` into ``out_dir``; returns the grid agreement shares."""
     rows = [["f", "g"], ["fhat", "ghat"]]
     if "ftilde" in report.scorers:
         rows.append(["ftilde", "gtilde"])
@@ -433,19 +453,26 @@ def draw_maps(
     )
     shares = {f"{a}={b}": dmap.agreement(a, b) for a, b in rows}
     shares.update({"f=fhat": dmap.agreement("f", "fhat"), "g=ghat": dmap.agreement("g", "ghat")})
+    on_test = agreements_on_test(report.theory, rows)
     path = plot_decision_map(
         dmap,
         Path(out_dir) / "decision_map.png",
         rows=rows,
         labels=LABELS,
+        test_agreement=on_test,
         title=(
             f"{run.name}: signs of the networks (top) and of the theory's predictions on the "
             f"plane of {'the class means' if axes is None else 'the given axes'}\n"
-            "blue +1 / orange −1; right column: red where the two "
-            "disagree; × training +1, ○ training −1"
+            "right column: where the two signs agree on this plane (share of the plotted grid; "
+            "in brackets the agreement on the test set)"
         ),
     )
-    return {"file": path.name, "resolution": resolution, "grid_agreement": shares}
+    return {
+        "file": path.name,
+        "files": [path.with_suffix(f".{fmt}").name for fmt in FORMATS],
+        "resolution": resolution,
+        "grid_agreement": shares,
+    }
 
 
 def write_theory(
@@ -457,7 +484,7 @@ def write_theory(
     axes: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """Compute the theory of the run in ``run_dir`` and write ``theory.json``,
-    ``decision_map.png`` (``maps``) and the theory metrics into its ``metrics.json``.
+    ``decision_map.{png,pdf,svg}`` (``maps``) and the theory metrics into its ``metrics.json``.
     Returns the theory metrics."""
 
     run_dir = Path(run_dir)

@@ -346,9 +346,9 @@ cli.add_command(data_group)  # issue 5: `pertlearn data download|info`
 )
 @friendly_errors
 def theory_command(run_dir: Path, no_maps: bool, resolution: int, chunk_size: int) -> None:
-    """Write theory.json and decision_map.png into RUN_DIR and add the theory metrics to its
-    metrics.json: the NeurIPS24 kernel predictions (and for one-hidden-layer networks the
-    ICLR24 condition and surrogate) next to what f and g did."""
+    """Write theory.json and decision_map.{png,pdf,svg} into RUN_DIR and add the theory
+    metrics to its metrics.json: the NeurIPS24 kernel predictions (and for one-hidden-layer
+    networks the ICLR24 condition and surrogate) next to what f and g did."""
     from pertlearn.analysis.theory import write_theory
 
     metrics = write_theory(run_dir, chunk_size=chunk_size, maps=not no_maps, resolution=resolution)

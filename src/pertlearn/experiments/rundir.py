@@ -67,6 +67,22 @@ RUN_DIR_FILES = ("config.json", "metrics.json", "curves.json")
 OWN_FILE_SUFFIXES = (".json", ".safetensors", ".png", ".pdf", ".svg", ".html", ".csv")
 """Suffixes of the files pertlearn writes into a run directory (anything else is the user's)."""
 
+FIGURES_DIR = "figures"
+"""The folder of the figure files of ``pertlearn report`` (PNG, PDF, SVG) in a run directory."""
+
+
+def _is_own(entry: Path) -> bool:
+    """Whether ``entry`` of a run directory is one pertlearn writes: a plain file with one of
+    :data:`OWN_FILE_SUFFIXES`, or the :data:`FIGURES_DIR` folder holding only such files."""
+    if entry.is_symlink():
+        return False
+    if entry.is_dir():
+        return entry.name == FIGURES_DIR and all(
+            not child.is_symlink() and child.is_file() and child.suffix in OWN_FILE_SUFFIXES
+            for child in entry.iterdir()
+        )
+    return entry.suffix in OWN_FILE_SUFFIXES
+
 
 def is_run_dir(path: Path) -> bool:
     """Whether ``path`` is a run directory pertlearn wrote: it holds ``config.json``,
@@ -113,11 +129,7 @@ def check_target(out: Path, overwrite: bool) -> None:
             "curves.json written by pertlearn); refusing to replace it: choose another output "
             "directory"
         )
-    foreign = sorted(
-        entry.name
-        for entry in out.iterdir()
-        if entry.is_dir() or entry.is_symlink() or entry.suffix not in OWN_FILE_SUFFIXES
-    )
+    foreign = sorted(entry.name for entry in out.iterdir() if not _is_own(entry))
     if foreign:
         raise RunDirExistsError(
             f"run directory {str(out)!r} holds files pertlearn did not write ({foreign[0]!r}"

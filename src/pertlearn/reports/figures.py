@@ -1,67 +1,156 @@
-"""Figures for reports (matplotlib, Agg backend, PNG bytes).
+"""Figures for reports (matplotlib, Agg backend; PNG, PDF and SVG bytes).
 
 :func:`sweep_figures` draws the papers' kind of figure from a sweep's results table: a metric
 (accuracy of f and of g, agreement, the control g', theory metrics when present) against one
 swept parameter, mean over seeds with a band from the smallest to the largest seed value,
-one panel per combination of the other swept parameters. :func:`loss_curves_figure` draws the
-training-loss curves of a single run.
+one panel per combination of the other swept parameters. Axes carry the papers' symbols
+(d, m, N, ε, γ, η); where the budget ε changes along the x axis, a second axis on top gives
+the ε of every point. :func:`loss_curves_figure` draws the training-loss curves of a single
+run, one panel per network. Style and file formats: :mod:`pertlearn.analysis.plotting`.
 """
 
 from __future__ import annotations
 
-import io
 import math
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+from pertlearn.analysis.plotting import OKABE_ITO, figure_style, plt, render
 
 MAX_PANELS = 16
+MAX_EPS_LABELS = 12
+"""Above this many x values, the ε axis on top labels every other point."""
 
-# (metric, label, color, line style) in drawing order; other accuracy-like metrics follow.
-SERIES: tuple[tuple[str, str, str, str], ...] = (
-    ("f_acc_train", "f on D", "tab:blue", "-"),
-    ("f_acc_test", "f on test", "tab:blue", "--"),
-    ("g_acc_train", "g on D", "tab:red", "-"),
-    ("g_acc_test", "g on test", "tab:red", "--"),
-    ("agreement", "agreement f/g", "tab:green", "-"),
-    ("control_g_acc_train", "control g' on D", "tab:gray", "-"),
-    ("control_g_acc_test", "control g' on test", "tab:gray", "--"),
+
+@dataclass(frozen=True)
+class Series:
+    """How one metric is drawn: legend ``label``, ``color``, ``linestyle``, ``marker``;
+    ``hollow`` markers and a lower ``zorder`` let a series lying on another show both."""
+
+    key: str
+    label: str
+    color: str
+    linestyle: str
+    marker: str
+    hollow: bool = False
+    zorder: float = 3.0
+    linewidth: float = 1.5
+    markersize: float = 4.5
+
+
+# The known series in drawing order; f, g and the control differ in colour AND marker, train
+# and test in line style. The agreement line is wide, dash-dotted with large hollow markers and
+# drawn under g, so that g stays visible where the two coincide. Other accuracy-like metrics
+# follow in the remaining colours, dotted.
+SERIES: tuple[Series, ...] = (
+    Series("f_acc_train", "f, train (D)", OKABE_ITO["blue"], "-", "o"),
+    Series("f_acc_test", "f, test", OKABE_ITO["blue"], "--", "o", hollow=True),
+    Series("g_acc_train", "g, train (D)", OKABE_ITO["vermillion"], "-", "s", zorder=5),
+    Series("g_acc_test", "g, test", OKABE_ITO["vermillion"], "--", "s", hollow=True, zorder=5),
+    Series(
+        "agreement",
+        "agreement sign f = sign g (test)",
+        OKABE_ITO["bluish green"],
+        "-.",
+        "^",
+        hollow=True,
+        zorder=2,
+        linewidth=2.6,
+        markersize=8,
+    ),
+    Series("control_g_acc_train", "control g′, train (D)", "#555555", "-", "D", markersize=3.5),
+    Series(
+        "control_g_acc_test", "control g′, test", "#555555", "--", "D", hollow=True, markersize=3.5
+    ),
 )
+EXTRA_COLORS = tuple(OKABE_ITO[c] for c in ("reddish purple", "orange", "sky blue", "black"))
+EXTRA_MARKERS_CYCLE = ("v", "P", "X", "*", "<", ">", "h")
 EXTRA_MARKERS = ("acc", "agree", "theory", "cos", "hat", "pred")
 EXCLUDED = ("fit_acc", "majority", "degenerate", "seconds", "eps")
+
+PARAMETERS: dict[str, tuple[str, str]] = {
+    "data.dim": ("d", "input dimension"),
+    "data.n_train": ("N", "training samples"),
+    "data.n_noise": ("N_noise", "noise samples"),
+    "model.width": ("m", "hidden width"),
+    "model.slope": ("γ", "LeakyReLU slope"),
+    "attack.eps": ("ε", "perturbation budget"),
+    "attack.eps_per_sqrt_dim": ("ε/√d", "budget per √d"),
+    "attack.eps_per_dim": ("ε/d", "budget per d"),
+    "train_f.lr": ("η_f", "learning rate of f"),
+    "train_g.lr": ("η_g", "learning rate of g"),
+    "train_f.epochs": ("T_f", "epochs of f"),
+    "train_g.epochs": ("T_g", "epochs of g"),
+}
+"""Swept config key → (the papers' symbol, what it is); keys not listed are shown as is. In
+figures, the part after ``_`` is drawn as a subscript."""
+
+EPS_KEYS = ("eps", "attack.eps")
+"""Where a results row holds the resolved budget ε: the run's ``eps`` metric, else the swept
+``attack.eps``."""
 
 
 @dataclass
 class Figure:
-    """A rendered figure: ``title``, ``png`` bytes and a ``caption``."""
+    """A rendered figure: file stem ``name``, ``title``, ``files`` (format → bytes: png, pdf,
+    svg) and a ``caption``."""
 
+    name: str
     title: str
-    png: bytes
+    files: dict[str, bytes]
     caption: str
+
+    @property
+    def png(self) -> bytes:
+        """The PNG bytes (the format shown inside report.html)."""
+        return self.files["png"]
+
+
+def make_figure(name: str, title: str, fig: Any, caption: str) -> Figure:
+    """Render the matplotlib figure ``fig`` (and close it) into a :class:`Figure`."""
+    return Figure(name, title, render(fig), caption)
+
+
+def file_stem(text: str) -> str:
+    """A file name stem from a figure title: lower case, runs of other characters → ``-``."""
+    return re.sub(r"[^a-z0-9_.]+", "-", text.lower()).strip("-.") or "figure"
+
+
+def symbol(key: str, *, subscript: bool = False) -> str:
+    """The papers' symbol of a swept config key (``data.dim`` → ``d``), else the key. With
+    ``subscript``, ``η_f`` becomes matplotlib's ``η$_{f}$`` (a subscript f in figures)."""
+    if key not in PARAMETERS:
+        return key
+    sym = PARAMETERS[key][0]
+    if subscript and "_" in sym:
+        base, sub = sym.split("_", 1)
+        return f"{base}$_{{{sub}}}$"
+    return sym
+
+
+def axis_label(key: str, *, subscript: bool = False) -> str:
+    """An axis label: what the key is and its symbol (``input dimension d``), else the key."""
+    if key not in PARAMETERS:
+        return key
+    return f"{PARAMETERS[key][1]} {symbol(key, subscript=subscript)}"
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def plotted_metrics(rows: list[dict[str, Any]]) -> list[tuple[str, str, str | None, str]]:
+def plotted_metrics(rows: list[dict[str, Any]]) -> list[Series]:
     """The series to draw: the known ones present, then other metrics in [0, 1] whose names
     look like accuracies, agreements or theory predictions."""
     present: dict[str, list[Any]] = defaultdict(list)
     for row in rows:
         for key, value in row.items():
             present[key].append(value)
-    chosen: list[tuple[str, str, str | None, str]] = [
-        (key, label, color, style)
-        for key, label, color, style in SERIES
-        if any(_is_number(v) for v in present.get(key, []))
-    ]
-    known = {key for key, *_ in chosen}
+    chosen = [s for s in SERIES if any(_is_number(v) for v in present.get(s.key, []))]
+    known = {s.key for s in chosen}
+    extra = 0
     for key, values in present.items():
         if key in known or any(marker in key for marker in EXCLUDED):
             continue
@@ -69,19 +158,90 @@ def plotted_metrics(rows: list[dict[str, Any]]) -> list[tuple[str, str, str | No
             continue
         numbers = [v for v in values if _is_number(v)]
         if numbers and all(-1e-9 <= v <= 1 + 1e-9 for v in numbers):
-            chosen.append((key, key, None, ":"))
+            color = EXTRA_COLORS[extra % len(EXTRA_COLORS)]
+            marker = EXTRA_MARKERS_CYCLE[extra % len(EXTRA_MARKERS_CYCLE)]
+            chosen.append(Series(key, key, color, ":", marker, markersize=4))
+            extra += 1
     return chosen
-
-
-def _png(fig: Any) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return buffer.getvalue()
 
 
 def _fmt(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _eps_of(row: dict[str, Any]) -> float | None:
+    for key in EPS_KEYS:
+        if _is_number(row.get(key)):
+            return float(row[key])
+    return None
+
+
+def eps_per_x(rows: list[dict[str, Any]], x_key: str) -> dict[float, float] | None:
+    """x → the budget ε of the rows at that x, when every x has one ε and ε is not the same
+    everywhere (and x is not ε itself); else ``None``."""
+    if x_key in EPS_KEYS:
+        return None
+    found: dict[float, set[float]] = defaultdict(set)
+    for row in rows:
+        eps = _eps_of(row)
+        if eps is None or not _is_number(row.get(x_key)):
+            return None
+        found[float(row[x_key])].add(round(eps, 12))
+    if not found or any(len(v) != 1 for v in found.values()):
+        return None
+    per_x = {x: next(iter(v)) for x, v in found.items()}
+    return per_x if len(set(per_x.values())) > 1 else None
+
+
+def _constant_eps(rows: list[dict[str, Any]]) -> float | None:
+    values = {round(e, 12) for row in rows if (e := _eps_of(row)) is not None}
+    return next(iter(values)) if len(values) == 1 else None
+
+
+def _draw_series(panel: Any, subset: list[dict[str, Any]], x_key: str, series: Series) -> None:
+    groups: dict[float, list[float]] = defaultdict(list)
+    for row in subset:
+        value = row.get(series.key)
+        if isinstance(value, int | float) and _is_number(value):
+            groups[float(row[x_key])].append(float(value))
+    if not groups:
+        return
+    xs = sorted(groups)
+    means = [sum(groups[x]) / len(groups[x]) for x in xs]
+    panel.plot(
+        xs,
+        means,
+        linestyle=series.linestyle,
+        color=series.color,
+        marker=series.marker,
+        markersize=series.markersize,
+        markerfacecolor="white" if series.hollow else series.color,
+        markeredgecolor=series.color,
+        linewidth=series.linewidth,
+        zorder=series.zorder,
+        label=series.label,
+    )
+    if any(len(groups[x]) > 1 for x in xs):
+        panel.fill_between(
+            xs,
+            [min(groups[x]) for x in xs],
+            [max(groups[x]) for x in xs],
+            color=series.color,
+            alpha=0.12,
+            linewidth=0,
+            zorder=1,
+        )
+
+
+def _eps_axis(panel: Any, eps: dict[float, float]) -> None:
+    """A second x axis on top of ``panel`` with the budget ε at every plotted x."""
+    top = panel.secondary_xaxis("top")
+    xs = sorted(eps)
+    step = 1 if len(xs) <= MAX_EPS_LABELS else 2
+    top.set_xticks(xs, labels=[f"{eps[x]:.3g}" if i % step == 0 else "" for i, x in enumerate(xs)])
+    top.tick_params(axis="x", labelsize=7, labelrotation=45 if len(xs) > 5 else 0)
+    top.minorticks_off()
+    top.set_xlabel("budget ε at each point", fontsize=8)
 
 
 def sweep_figures(
@@ -126,87 +286,136 @@ def sweep_figures(
         if not all(_is_number(x) for x in raw_xs):
             notes.append(f"no figure over {x_key}: its values are not numbers")
             continue
-        xs_all = [float(x) for x in raw_xs if x is not None]
-        ncols = min(len(facets), 2 if len(facets) <= 4 else 4)
-        nrows = math.ceil(len(facets) / ncols)
-        fig, grid = plt.subplots(
-            nrows, ncols, figsize=(5.2 * ncols, 3.6 * nrows), squeeze=False, sharey=True
+        fig, eps_shown = draw_sweep_figure(rows, series, axis, x_key, other_keys, facets)
+        figures.append(
+            make_figure(
+                file_stem(f"metrics vs {x_key}"),
+                f"metrics vs {x_key}",
+                fig,
+                _sweep_caption(rows, axis, x_key, eps_shown),
+            )
         )
-        positive = [x for x in xs_all if x > 0]
-        log_x = len(positive) == len(xs_all) and max(positive) / min(positive) >= 50
+    return figures, notes
+
+
+def draw_sweep_figure(
+    rows: list[dict[str, Any]],
+    series: list[Series],
+    axis: list[str],
+    x_key: str,
+    other_keys: list[str],
+    facets: list[tuple[Any, ...]],
+) -> tuple[Any, bool]:
+    """Draw ``series`` against ``x_key`` (the first key of the sweep ``axis``), one panel per
+    combination ``facets`` of the values of ``other_keys``; the caller renders and closes the
+    matplotlib figure. Returns it and whether a panel got the top axis of budgets ε."""
+    xs_all = [float(row[x_key]) for row in rows]
+    ncols = min(len(facets), 2 if len(facets) <= 4 else 4)
+    nrows = math.ceil(len(facets) / ncols)
+    positive = [x for x in xs_all if x > 0]
+    log_x = len(positive) == len(xs_all) and max(positive) / min(positive) >= 50
+    eps_shown = False
+    with figure_style():
+        fig, grid = plt.subplots(
+            nrows,
+            ncols,
+            figsize=(4.6 * ncols, 3.4 * nrows + 0.9),
+            squeeze=False,
+            sharey=True,
+            layout="constrained",
+        )
         for index, panel in enumerate(grid.flat):
             if index >= len(facets):
                 panel.axis("off")
                 continue
             facet = facets[index]
             subset = [row for row in rows if tuple(row.get(k) for k in other_keys) == tuple(facet)]
-            for key, label, color, style in series:
-                groups: dict[float, list[float]] = defaultdict(list)
-                for row in subset:
-                    value = row.get(key)
-                    if isinstance(value, int | float) and _is_number(value):
-                        groups[float(row[x_key])].append(float(value))
-                if not groups:
-                    continue
-                xs = sorted(groups)
-                means = [sum(groups[x]) / len(groups[x]) for x in xs]
-                line = panel.plot(
-                    xs, means, style, color=color, marker="o", markersize=3, label=label
-                )[0]
-                if any(len(groups[x]) > 1 for x in xs):
-                    panel.fill_between(
-                        xs,
-                        [min(groups[x]) for x in xs],
-                        [max(groups[x]) for x in xs],
-                        color=line.get_color(),
-                        alpha=0.15,
-                        linewidth=0,
-                    )
+            for one in series:
+                _draw_series(panel, subset, x_key, one)
             if log_x:
                 panel.set_xscale("log")
             panel.set_ylim(-0.02, 1.02)
-            panel.axhline(0.5, color="black", linewidth=0.5, alpha=0.4)
-            panel.grid(alpha=0.3)
-            title = ", ".join(f"{k}={_fmt(v)}" for k, v in zip(other_keys, facet, strict=True))
-            panel.set_title(title or x_key, fontsize=9)
-            paired = f" (with {', '.join(axis[1:])})" if len(axis) > 1 else ""
-            panel.set_xlabel(f"{x_key}{paired}", fontsize=9)
+            panel.axhline(0.5, color="black", linewidth=0.8, linestyle=":", alpha=0.6, zorder=0)
+            eps = eps_per_x(subset, x_key)
+            if eps is not None:
+                _eps_axis(panel, eps)
+                eps_shown = True
+            title = ", ".join(
+                f"{symbol(k, subscript=True)} = {_fmt(v)}"
+                for k, v in zip(other_keys, facet, strict=True)
+            )
+            if title:
+                panel.set_title(title)
+            paired = [k for k in axis[1:] if k not in EPS_KEYS or eps is None]
+            with_paired = (
+                f" (with {', '.join(symbol(k, subscript=True) for k in paired)})" if paired else ""
+            )
+            panel.set_xlabel(f"{axis_label(x_key, subscript=True)}{with_paired}")
             if index % ncols == 0:
-                panel.set_ylabel("accuracy / agreement", fontsize=9)
+                panel.set_ylabel("accuracy / agreement (fraction)")
         handles, labels = grid.flat[0].get_legend_handles_labels()
-        fig.legend(
-            handles,
-            labels,
-            loc="lower center",
-            ncol=min(len(labels), 4),
-            fontsize=8,
-            bbox_to_anchor=(0.5, 1.0),
-        )
-        fig.tight_layout()
-        seeds = sorted({row.get("seed") for row in rows}, key=str)
-        caption = (
-            f"Metrics against {x_key}; mean over seeds {', '.join(map(str, seeds))}"
-            + (" (band: min to max over seeds)" if len(seeds) > 1 else "")
-            + (f"; x is the zipped axis {' + '.join(axis)}" if len(axis) > 1 else "")
-            + ". Horizontal line: chance (0.5)."
-        )
-        figures.append(Figure(f"metrics vs {x_key}", _png(fig), caption))
-    return figures, notes
+        fig.legend(handles, labels, loc="outside upper center", ncol=4, frameon=False)
+    return fig, eps_shown
+
+
+def _sweep_caption(rows: list[dict[str, Any]], axis: list[str], x_key: str, eps_shown: bool) -> str:
+    seeds = sorted({row.get("seed") for row in rows}, key=str)
+    constant = _constant_eps(rows)
+    return (
+        f"Metrics against {axis_label(x_key)} ({x_key}); mean over seeds "
+        f"{', '.join(map(str, seeds))}"
+        + (" (band: min to max over seeds)" if len(seeds) > 1 else "")
+        + (f"; x is the zipped axis {' + '.join(axis)}" if len(axis) > 1 else "")
+        + ("; top axis: the budget ε of each point" if eps_shown else "")
+        + (f"; budget ε = {constant:.3g} throughout" if constant is not None else "")
+        + ". Dotted horizontal line: chance (0.5)."
+    )
 
 
 def loss_curves_figure(curves: dict[str, dict[str, Any]]) -> Figure | None:
-    """Training loss per epoch of every network of one run (``curves.json``)."""
-    if not curves:
+    """Training loss per epoch of every network of one run (``curves.json``), one panel per
+    network (:func:`draw_loss_curves`); ``None`` when no network has a loss curve."""
+    fig = draw_loss_curves(curves)
+    if fig is None:
         return None
-    fig, panel = plt.subplots(figsize=(6.4, 3.8))
-    for name, curve in curves.items():
-        losses = curve.get("loss", [])
-        if losses:
-            panel.plot(range(1, len(losses) + 1), losses, label=name)
-    panel.set_xlabel("epoch")
-    panel.set_ylabel("training loss")
-    panel.set_xscale("log")
-    panel.grid(alpha=0.3)
-    panel.legend(fontsize=8)
-    fig.tight_layout()
-    return Figure("training loss", _png(fig), "Mean training loss per epoch of each network.")
+    return make_figure(
+        "training-loss",
+        "training loss",
+        fig,
+        "Mean training loss per epoch, one panel per network (each on its own y axis).",
+    )
+
+
+def draw_loss_curves(curves: dict[str, dict[str, Any]]) -> Any | None:
+    """The matplotlib figure of :func:`loss_curves_figure`: one panel per network with its own
+    y axis, since the losses differ by orders of magnitude (f's identity loss falls far below
+    zero) and a shared axis would flatten all but one. The caller renders and closes it."""
+    drawn = {name: curve.get("loss", []) for name, curve in curves.items() if curve.get("loss")}
+    if not drawn:
+        return None
+    ncols = min(len(drawn), 3)
+    nrows = math.ceil(len(drawn) / ncols)
+    colors = [OKABE_ITO[c] for c in ("blue", "vermillion", "black", "reddish purple", "orange")]
+    titles = {"f": "f", "g": "g"}
+    with figure_style():
+        fig, grid = plt.subplots(
+            nrows,
+            ncols,
+            figsize=(3.6 * ncols, 2.9 * nrows),
+            squeeze=False,
+            layout="constrained",
+        )
+        for index, panel in enumerate(grid.flat):
+            if index >= len(drawn):
+                panel.axis("off")
+                continue
+            name, losses = list(drawn.items())[index]
+            panel.plot(
+                range(1, len(losses) + 1), losses, color=colors[index % len(colors)], label=name
+            )
+            panel.set_xscale("log")
+            panel.set_title(titles.get(name, f"control g′ ({name})"))
+            panel.set_xlabel("epoch")
+            if index % ncols == 0:
+                panel.set_ylabel("training loss (mean over samples)")
+    return fig

@@ -1,5 +1,7 @@
-"""``report.html``: one self-contained page (figures as base64 PNG, inline CSS, no scripts or
-external resources) for a sweep directory or a single run directory."""
+"""``report.html``: one page (figures as base64 PNG, inline CSS, no scripts or external
+resources) for a sweep directory or a single run directory. Every figure is also written as
+PNG, PDF and SVG files into a folder beside the page (``figures/`` for ``report.html``), which
+the page links to; the page itself shows everything without them."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import csv
 import html
 import io
 import json
+import os
 import platform
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -15,9 +18,10 @@ from importlib.metadata import version as metadata_version
 from pathlib import Path
 from typing import Any
 
+from pertlearn.analysis.plotting import FORMATS, write_figure_files
 from pertlearn.atomic import write_text
 from pertlearn.experiments.config import ConfigError
-from pertlearn.experiments.rundir import read_run
+from pertlearn.experiments.rundir import FIGURES_DIR, read_run
 from pertlearn.experiments.store import format_cell
 from pertlearn.reports.figures import Figure, loss_curves_figure, plotted_metrics, sweep_figures
 
@@ -29,6 +33,7 @@ table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1em; }
 th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: right; }
 th { background: #f3f3f3; } td.l, th.l { text-align: left; }
 figure { margin: 1em 0; } figcaption { font-size: 0.85em; color: #555; }
+figcaption a { margin-right: 0.6em; }
 img { max-width: 100%; height: auto; border: 1px solid #eee; }
 pre { background: #f7f7f7; padding: 0.6em; overflow: auto; max-height: 30em; font-size: 0.8em; }
 .scroll { overflow-x: auto; }
@@ -60,12 +65,47 @@ def html_table(rows: list[dict[str, Any]], columns: list[str], left: int = 0) ->
     )
 
 
-def figure_html(figure: Figure) -> str:
+def figure_html(figure: Figure, links: dict[str, str] | None = None) -> str:
+    """The figure as an inline PNG with its caption and, when given, links (format → href) to
+    its files."""
     data = base64.b64encode(figure.png).decode("ascii")
+    files = "".join(
+        f'<a href="{_esc(href)}">{_esc(fmt.upper())}</a>' for fmt, href in (links or {}).items()
+    )
     return (
         f'<figure><img alt="{_esc(figure.title)}" src="data:image/png;base64,{data}">'
-        f"<figcaption>{_esc(figure.caption)}</figcaption></figure>"
+        f"<figcaption>{_esc(figure.caption)}"
+        + (f'<br><span class="muted">files: {files}</span>' if files else "")
+        + "</figcaption></figure>"
     )
+
+
+class FigureFiles:
+    """Writes every figure of one report as ``directory/<name>.{png,pdf,svg}`` (atomically;
+    a name taken earlier in the same report gets ``-2``, ``-3``, ...) and gives its HTML with
+    links relative to the page in ``page_dir``."""
+
+    def __init__(self, directory: Path, page_dir: Path) -> None:
+        self.directory = directory
+        self.href = Path(os.path.relpath(directory, page_dir)).as_posix()
+        self.written: dict[str, Path] = {}
+
+    def html(self, figure: Figure) -> str:
+        """Write ``figure``'s files and return its HTML (:func:`figure_html`) with links."""
+        name, n = figure.name, 1
+        while any(f"{name}.{fmt}" in self.written for fmt in FORMATS):
+            n += 1
+            name = f"{figure.name}-{n}"
+        paths = write_figure_files(figure.files, self.directory, name)
+        links = {}
+        for fmt, path in paths.items():
+            self.written[path.name] = path
+            links[fmt] = f"{self.href}/{path.name}"
+        return figure_html(figure, links)
+
+
+def _figure_html(figure: Figure, files: FigureFiles | None) -> str:
+    return files.html(figure) if files is not None else figure_html(figure)
 
 
 def _pre_json(payload: Any) -> str:
@@ -125,8 +165,9 @@ def _csv_link(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return f'<p><a download="results.csv" href="data:text/csv;base64,{data}">results.csv</a></p>'
 
 
-def sweep_report(root: Path) -> str:
-    """The HTML of the report of the sweep directory ``root``."""
+def sweep_report(root: Path, files: FigureFiles | None = None) -> str:
+    """The HTML of the report of the sweep directory ``root``; with ``files``, every figure is
+    also written as files and linked."""
     from pertlearn.experiments.store import SweepStore, collect_results, columns_of
 
     store = SweepStore(root)
@@ -143,10 +184,10 @@ def sweep_report(root: Path) -> str:
         f"Swept: {_esc(', '.join(swept) or 'nothing')}; fingerprint "
         f"{_esc(manifest.get('fingerprint'))}.</p>",
         "<h2>Figures</h2>",
-        *[figure_html(f) for f in figures],
+        *[_figure_html(f, files) for f in figures],
         *[f'<p class="note">{_esc(n)}</p>' for n in notes],
     ]
-    metrics = [key for key, *_ in plotted_metrics(rows)]
+    metrics = [series.key for series in plotted_metrics(rows)]
     if rows:
         sections += [
             "<h2>Mean over seeds</h2>",
@@ -192,8 +233,9 @@ def sweep_report(root: Path) -> str:
     return _page(f"Sweep {manifest.get('name')}", sections)
 
 
-def run_report(run_dir: Path) -> str:
-    """The HTML of the report of a single run directory."""
+def run_report(run_dir: Path, files: FigureFiles | None = None) -> str:
+    """The HTML of the report of a single run directory; with ``files``, every figure is also
+    written as files and linked."""
     record = read_run(run_dir)
     metrics = record.metrics
     sections = [
@@ -206,7 +248,7 @@ def run_report(run_dir: Path) -> str:
     if curves is not None:
         figure = loss_curves_figure(curves)
         if figure is not None:
-            sections += ["<h2>Training</h2>", figure_html(figure)]
+            sections += ["<h2>Training</h2>", _figure_html(figure, files)]
     from pertlearn.reports.run_figures import decision_map, sample_grid
 
     for title, make in (("Decision map", decision_map), ("Samples", sample_grid)):
@@ -216,7 +258,7 @@ def run_report(run_dir: Path) -> str:
             sections.append(f'<p class="note">{title} not drawn: {_esc(err)}</p>')
             continue
         if extra is not None:
-            sections += [f"<h2>{title}</h2>", figure_html(extra)]
+            sections += [f"<h2>{title}</h2>", _figure_html(extra, files)]
     sections += [
         "<h2>Config</h2>",
         _pre_json(record.config),
@@ -230,19 +272,28 @@ def run_report(run_dir: Path) -> str:
     return _page(f"Run {record.name} ({run_dir.name})", sections)
 
 
+def figures_dir(page: Path) -> Path:
+    """The folder of a report page's figure files: ``figures/`` beside ``report.html``,
+    ``<stem>-figures/`` beside any other page name."""
+    name = FIGURES_DIR if page.name == "report.html" else f"{page.stem}-figures"
+    return page.parent / name
+
+
 def write_report(directory: str | Path, out: str | Path | None = None) -> Path:
     """Write ``report.html`` for a sweep directory (``sweep.json``) or a run directory
-    (``metrics.json``) atomically; return its path (default ``directory/report.html``)."""
+    (``metrics.json``) atomically, with every figure also as PNG, PDF and SVG in
+    :func:`figures_dir`; return the page's path (default ``directory/report.html``)."""
     directory = Path(directory)
+    target = Path(out) if out is not None else directory / "report.html"
+    files = FigureFiles(figures_dir(target), target.parent)
     if (directory / "sweep.json").exists():
-        page = sweep_report(directory)
+        page = sweep_report(directory, files)
     elif (directory / "metrics.json").exists():
-        page = run_report(directory)
+        page = run_report(directory, files)
     else:
         raise ConfigError(
             f"{str(directory)!r} is neither a sweep directory (sweep.json) nor a run directory "
             "(metrics.json)"
         )
-    target = Path(out) if out is not None else directory / "report.html"
     write_text(target, page)
     return target

@@ -8,9 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from pertlearn.analysis import decision_maps
+from pertlearn.analysis.plotting import figure_style
 from pertlearn.analysis.theory import load_run
 from pertlearn.experiments.rundir import read_run
-from pertlearn.reports.figures import Figure, _png, plt
+from pertlearn.reports.figures import Figure, make_figure, plt
 
 GRID = 160
 IMAGE_SHAPES = {784: (1, 28, 28), 3072: (3, 32, 32)}
@@ -31,14 +32,26 @@ def decision_map(run_dir: Path) -> Figure | None:
     dmap = decision_maps.decision_map(
         {"f": run.f, "g": run.g}, run.x_train, run.y_train, resolution=GRID
     )
-    title = "Decision map on the plane of the class means"
-    fig = decision_maps.draw_decision_map(dmap, rows=[["f", "g"]], title=title)
+    on_plane = dmap.agreement("f", "g")
+    value = record.metrics.get("agreement")
+    on_test = float(value) if isinstance(value, int | float) else None
+    title = (
+        "Decision map of f and g on the plane of the class means\n"
+        + decision_maps.plane_agreement_text(on_plane, on_test)
+    )
+    fig = decision_maps.draw_decision_map(
+        dmap,
+        rows=[["f", "g"]],
+        title=title,
+        test_agreement={("f", "g"): on_test} if on_test is not None else None,
+    )
     caption = (
         f"sign f, sign g and their agreement on the plane through the origin spanned by the "
-        f"class means; training points projected (×: +1, ○: −1). f and g agree on "
-        f"{dmap.agreement('f', 'g'):.1%} of the plotted plane."
+        f"class means (a, b: coordinates along its two orthonormal axes); training points "
+        f"projected (×: +1, ○: −1). f and g agree on {on_plane:.1%} of the plotted plane"
+        + (f" and on {on_test:.1%} of the test set." if on_test is not None else ".")
     )
-    return Figure("decision map", _png(fig), caption)
+    return make_figure("decision-map", "decision map", fig, caption)
 
 
 def sample_grid(run_dir: Path, count: int = 8) -> Figure | None:
@@ -64,26 +77,30 @@ def sample_grid(run_dir: Path, count: int = 8) -> Figure | None:
         "adversarial": adv[:count],
         "perturbation": (adv - clean)[:count],
     }
-    fig, grid = plt.subplots(3, count, figsize=(1.4 * count, 4.6), squeeze=False)
-    for r, (label, images) in enumerate(rows.items()):
-        for c in range(count):
-            image = images[c].double()
-            low, high = float(image.min()), float(image.max())
-            scaled = (image - low) / (high - low) if high > low else image * 0
-            panel = grid[r][c]
-            if scaled.shape[0] == 1:
-                panel.imshow(scaled[0].numpy(), cmap="gray", vmin=0, vmax=1)
-            else:
-                panel.imshow(scaled.permute(1, 2, 0).numpy())
-            panel.set_xticks([])
-            panel.set_yticks([])
-            if c == 0:
-                panel.set_ylabel(label, fontsize=8)
-    fig.tight_layout()
+    with figure_style():
+        fig, grid = plt.subplots(
+            3, count, figsize=(1.4 * count, 4.6), squeeze=False, layout="constrained"
+        )
+        for r, (label, images) in enumerate(rows.items()):
+            for c in range(count):
+                image = images[c].double()
+                low, high = float(image.min()), float(image.max())
+                scaled = (image - low) / (high - low) if high > low else image * 0
+                panel = grid[r][c]
+                if scaled.shape[0] == 1:
+                    panel.imshow(scaled[0].numpy(), cmap="gray", vmin=0, vmax=1)
+                else:
+                    panel.imshow(scaled.permute(1, 2, 0).numpy())
+                panel.set_xticks([])
+                panel.set_yticks([])
+                panel.spines[:].set_visible(True)  # a full thin frame around every image
+                panel.spines[:].set_linewidth(0.5)
+                if c == 0:
+                    panel.set_ylabel(label)
     norms = (adv - clean).flatten(1).norm(dim=1)
     caption = (
         f"First {count} training inputs, their adversarial versions and the perturbations "
         f"(each image min–max scaled; mean L2 norm of the perturbation "
         f"{float(norms.mean()):.3g})."
     )
-    return Figure("samples", _png(fig), caption)
+    return make_figure("samples", "samples", fig, caption)

@@ -69,4 +69,5 @@ def test_plot_writes_a_png(tmp_path) -> None:
     path = plot_decision_map(dmap, tmp_path / "maps" / "m.png", rows=[["f", "g"]], title="t")
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
-    assert [p.name for p in path.parent.iterdir()] == ["m.png"]  # no temp file left
+    # PDF and SVG beside the PNG, no temp file left
+    assert sorted(p.name for p in path.parent.iterdir()) == ["m.pdf", "m.png", "m.svg"]

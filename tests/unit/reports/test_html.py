@@ -58,7 +58,11 @@ def test_report_is_self_contained(sweep_dir: Path) -> None:
     assert len(images) == 2 and all(i.startswith(PNG_MAGIC) for i in images)
     # Nothing to fetch: no scripts, stylesheets or remote URLs.
     assert "<script" not in page and "<link" not in page
-    assert not re.search(r'(src|href)="(?!data:)', page)
+    assert not re.search(r'src="(?!data:)', page)
+    # The only other links: the figure files written beside the page, relative and present.
+    links = re.findall(r'href="(?!data:)([^"]+)"', page)
+    assert links and all(link.startswith("figures/") for link in links)
+    assert all((sweep_dir / link).is_file() for link in links)
     for text in ("data.dim", "model.width", "g_acc_train", "agreement", "Versions", "torch"):
         assert text in page
     manifest = json.loads((sweep_dir / "sweep.json").read_text())
