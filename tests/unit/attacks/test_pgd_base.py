@@ -51,7 +51,7 @@ def test_bf16_attack_stays_in_the_ball_and_fools_like_fp32(cls: type[PgdL2]) -> 
     eps = 2.0 if cls is PgdL2 else 0.3
     exact = cls(eps, steps=20, clip=(0.0, 1.0))
     low = cls(eps, steps=20, clip=(0.0, 1.0), precision="bf16")
-    x_exact = exact(model, x, target)
+    exact(model, x, target)
     x_low = low(model, x, target)
     assert x_low.dtype == torch.float32
     assert float(x_low.min()) >= 0.0 and float(x_low.max()) <= 1.0

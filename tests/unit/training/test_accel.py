@@ -26,7 +26,7 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUD
 def test_check_precision_accepts_the_three_and_rejects_fp16_on_the_cpu() -> None:
     check_precision("fp32", "cpu")
     check_precision("bf16", "cpu")
-    with pytest.raises(ValueError, match="fp16.*needs a CUDA device.*bf16"):
+    with pytest.raises(ValueError, match=r"fp16.*needs a CUDA device.*bf16"):
         check_precision("fp16", "cpu")
     with pytest.raises(ValueError, match="precision must be one of fp32, bf16, fp16"):
         check_precision("fp8", "cpu")
