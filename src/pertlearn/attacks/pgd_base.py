@@ -21,7 +21,13 @@ from typing import Any, Literal
 import torch
 from torch import Generator, Tensor, nn
 
-from pertlearn.attacks.base import Attack, target_hits
+from pertlearn.attacks.base import Attack
+from pertlearn.training.accel import (
+    FP16_ATTACK_LOSS_SCALE,
+    PRECISIONS,
+    autocast,
+    check_precision,
+)
 from pertlearn.training.losses import predict
 
 Clip = tuple[float, float] | None
@@ -162,6 +168,12 @@ class TargetedPGD(Attack):
             (default ``5 * steps``).
         noise_std: standard deviation σ of the gradient-averaging noise, ``>= 0`` (default 0).
         eot_samples: noisy copies per gradient with ``noise_std > 0``, ``>= 1`` (default 1).
+        precision: ``"fp32"`` (default, exact), ``"bf16"`` or ``"fp16"`` (CUDA only): the
+            model's forward passes run under :func:`torch.autocast`; the inputs, iterates and
+            perturbations stay in their own dtype, the outputs are cast back to it before the
+            objective, so the input gradient arrives in full precision. Under fp16 the
+            objective is scaled by :data:`~pertlearn.training.accel.FP16_ATTACK_LOSS_SCALE`
+            before the backward pass (and the gradient unscaled) so it does not underflow.
 
     ``restarts`` and ``noise_std`` need the ``generator`` passed to the call. After each call,
     :attr:`last_success` holds per sample whether the returned input succeeds (``(N,)`` bool)
@@ -185,6 +197,7 @@ class TargetedPGD(Attack):
         max_steps: int | None = None,
         noise_std: float = 0.0,
         eot_samples: int = 1,
+        precision: str = "fp32",
     ) -> None:
         if not eps > 0:  # also rejects NaN
             raise ValueError(f"{self.name}: eps must be positive, got {eps}")
@@ -230,6 +243,11 @@ class TargetedPGD(Attack):
                 f"{self.name}: eot_samples = {self.eot_samples} averages gradients over noisy "
                 "copies; set noise_std > 0 or eot_samples = 1"
             )
+        if precision not in PRECISIONS:
+            raise ValueError(
+                f"{self.name}: precision must be one of {', '.join(PRECISIONS)}, got {precision!r}"
+            )
+        self.precision = precision
         self.last_fooling_rate: float | None = None
         self.last_success: Tensor | None = None
 
@@ -284,11 +302,29 @@ class TargetedPGD(Attack):
 
     # ------------------------------------------------------------------ loop
 
+    def forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """The model's outputs at ``x`` (``(N, ...)``) computed in :attr:`precision` and
+        returned in ``x``'s dtype (fp32: the plain call)."""
+        if self.precision == "fp32":
+            return model(x)
+        with autocast(self.precision, x.device):
+            outputs = model(x)
+        return outputs.to(x.dtype)
+
+    def _input_grad(self, objective: torch.Tensor, x_in: torch.Tensor) -> torch.Tensor:
+        """``∇_x Σ objective`` for the leaf ``x_in``, loss-scaled under fp16."""
+        if self.precision != "fp16":
+            (grad,) = torch.autograd.grad(objective.sum(), x_in)
+            return grad
+        (grad,) = torch.autograd.grad(objective.sum() * FP16_ATTACK_LOSS_SCALE, x_in)
+        return grad / FP16_ATTACK_LOSS_SCALE
+
     def perturb(
         self, model: nn.Module, x: Tensor, target: Tensor, *, generator: Generator | None = None
     ) -> Tensor:
         """Adversarial inputs of the shape of ``x`` (see the class docstring)."""
         self.check_input(x)
+        check_precision(self.precision, x.device, f"{self.name}: precision")
         if x.shape[0] == 0:
             return x.clone()
         if generator is None and (self.restarts or self.noise_std):
@@ -303,9 +339,9 @@ class TargetedPGD(Attack):
         record: _Record | None = None
         for idx in torch.arange(x.shape[0], device=x.device).split(size):
             # The clean objective as the plain attack has always computed it.
-            clean = self.target_loss(model, x[idx], target[idx]).detach()
+            clean = self.objective(self.forward(model, x[idx]), target[idx]).detach()
             with torch.no_grad():
-                success = self.success(self._hits(model(x[idx]), target[idx]))
+                success = self.success(self._hits(self.forward(model, x[idx]), target[idx]))
             if record is None:
                 record = _Record(
                     best=x.clone(),
@@ -324,7 +360,8 @@ class TargetedPGD(Attack):
             for idx in todo.split(size):
                 self._descend(model, x[idx], starts[idx], target[idx], idx, record, generator)
         x_adv = record.best
-        self.last_success = self.success(target_hits(model, x_adv, target))
+        with torch.no_grad():
+            self.last_success = self.success(self._hits(self.forward(model, x_adv), target))
         self.last_fooling_rate = self.last_success.double().mean().item()
         return x_adv
 
@@ -347,20 +384,20 @@ class TargetedPGD(Attack):
         if self.noise_std == 0:
             x_in = x_adv.detach().requires_grad_(True)
             with torch.enable_grad():
-                outputs = model(x_in)
+                outputs = self.forward(model, x_in)
                 objective = self.objective(outputs, target)
-                (grad,) = torch.autograd.grad(objective.sum(), x_in)
+                grad = self._input_grad(objective, x_in)
             return objective.detach(), grad, outputs.detach()
         with torch.no_grad():
-            outputs = model(x_adv)
+            outputs = self.forward(model, x_adv)
             objective = self.objective(outputs, target)
         copies = self.eot_samples
         repeated = x_adv.detach().repeat(copies, *([1] * (x_adv.ndim - 1)))
         noise = draw("normal", tuple(repeated.shape), generator, repeated)
         noisy = (repeated + self.noise_std * noise).requires_grad_(True)
         with torch.enable_grad():
-            noisy_objective = self.objective(model(noisy), target.repeat(copies))
-            (grad,) = torch.autograd.grad(noisy_objective.sum(), noisy)
+            noisy_objective = self.objective(self.forward(model, noisy), target.repeat(copies))
+            grad = self._input_grad(noisy_objective, noisy)
         return objective, grad.view(copies, *x_adv.shape).mean(dim=0), outputs
 
     def _descend(
@@ -383,7 +420,7 @@ class TargetedPGD(Attack):
                 objective, grad, outputs = self._objective_and_grad(model, x_adv, target, generator)
             else:
                 with torch.no_grad():
-                    outputs = model(x_adv)
+                    outputs = self.forward(model, x_adv)
                     objective = self.objective(outputs, target)
             record.offer(idx, x_adv, objective, self.success(self._hits(outputs, target)))
             if done == limit:
@@ -406,6 +443,8 @@ class TargetedPGD(Attack):
             extra += f", until_fooled=True, max_steps={self.max_steps}"
         if self.noise_std:
             extra += f", noise_std={self.noise_std:g}, eot_samples={self.eot_samples}"
+        if self.precision != "fp32":
+            extra += f", precision={self.precision!r}"
         return (
             f"{type(self).__name__}(eps={self.eps:g}, steps={self.steps}, "
             f"step_size={self.step_size:g}, clip={self.clip}, loss={self.loss!r}{extra})"

@@ -26,6 +26,7 @@ from pertlearn.experiments.config import ModelConfig
 from pertlearn.models import OneHiddenNet, TwoLayerNet
 from pertlearn.seeding import stage_generator
 from pertlearn.training import TrainConfig, TrainResult, fit
+from pertlearn.training.fast import fast_fit, supports_fast_fit
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -62,16 +63,23 @@ def train_fresh(
     device: torch.device,
     progress: bool = False,
     stage: str | None = None,
+    fast: bool = False,
 ) -> tuple[nn.Module, TrainResult]:
     """Stage *train*: a fresh binary model for inputs ``x`` ``(N, d)``, initialised from the
     stage ``init_{stage}`` of ``seed`` (``stage`` defaults to ``name``) in ``x``'s dtype, trained
     on ``(x, y)`` (``y`` ``(N,)`` ±1) by :func:`~pertlearn.training.fit` with mini-batches drawn
-    from the stage ``batches_{stage}``."""
+    from the stage ``batches_{stage}``. ``fast``: train with the explicit-gradient
+    :func:`~pertlearn.training.fast.fast_fit` instead where it applies
+    (:func:`~pertlearn.training.fast.supports_fast_fit`: the same numbers to float tolerance,
+    the schedule kept on the device on CUDA)."""
     stage = stage or name
     init = stage_generator(seed, f"init_{stage}")
     model = build_model(model_config, x.shape[1], init, x.dtype).to(device)
     batches = stage_generator(seed, f"batches_{stage}")
-    history = fit(model, x, y, train_config, generator=batches, name=name, progress=progress)
+    if fast and supports_fast_fit(model, x, y, train_config):
+        history = fast_fit(model, x, y, train_config, name=name, progress=progress)
+    else:
+        history = fit(model, x, y, train_config, generator=batches, name=name, progress=progress)
     return model, history
 
 

@@ -7,8 +7,9 @@ rule), :mod:`~pertlearn.training.divergence` (:class:`TrainingDivergedError`),
 :mod:`~pertlearn.training.trainer` (:func:`fit`, autograd), :mod:`~pertlearn.training.fast`
 (explicit gradients for the papers' networks, with ``fast_kernels``, ``fast_incremental`` and
 ``fast_schedule``), :mod:`~pertlearn.training.minibatch` (image classifiers, with
-``checkpoint``) and :mod:`~pertlearn.training.adversarial` (PGD adversarial training, robust
-accuracy).
+``checkpoint``), :mod:`~pertlearn.training.adversarial` (PGD adversarial training, robust
+accuracy) and :mod:`~pertlearn.training.accel` (mixed precision, channels last, generators on
+the data's device, memory-probed batch sizes: docs/gpu.md).
 """
 
 from pertlearn.training.adversarial import AdversarialConfig, Perturb, robust_accuracy

@@ -24,15 +24,23 @@ from pertlearn.atomic import atomic_path, write_json
 CHECKPOINT = "checkpoint.safetensors"
 CHECKPOINT_META = "checkpoint.json"
 
+_LATER_DEFAULTS: dict[str, Any] = {
+    "adversarial": None,
+    "precision": "fp32",
+    "channels_last": "off",
+    "compile": False,
+}
+
 
 def fingerprint(config: BaseModel, name: str, x: torch.Tensor, model: nn.Module) -> str:
     """A short hash of the training settings, the network's name, the data's shape and the
-    model's tensor shapes: a checkpoint resumes only the run that wrote it. Settings left at
-    None that older versions did not have (``adversarial``) are left out, so their
-    checkpoints still resume."""
+    model's tensor shapes: a checkpoint resumes only the run that wrote it. Settings left
+    at the defaults that older versions did not have (``adversarial``, ``precision``,
+    ``channels_last``, ``compile``) are left out, so their checkpoints still resume."""
     settings = config.model_dump()
-    if settings.get("adversarial", 0) is None:
-        del settings["adversarial"]
+    for key, default in _LATER_DEFAULTS.items():
+        if key in settings and settings[key] == default:
+            del settings[key]
     shapes = [list(t.shape) for t in model.state_dict().values()]
     text = json.dumps([settings, name, list(x.shape), shapes], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

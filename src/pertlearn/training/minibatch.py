@@ -13,6 +13,13 @@ With ``checkpoint_dir`` it writes a checkpoint after every epoch
 (:mod:`pertlearn.training.checkpoint`) and a later call with the same arguments resumes after
 the last finished epoch, so a killed run loses at most one epoch and continues with the same
 random numbers.
+
+Paper-scale options (:mod:`pertlearn.training.accel`; the defaults compute exactly as before):
+``precision`` (autocast to bf16/fp16, fp16 with a gradient scaler), ``channels_last`` and
+``compile``. Batches are drawn from the data where it lies: with ``x`` on CUDA the shuffle and
+the augmentation come from a generator on the device, seeded once per epoch from the CPU
+generator (:func:`~pertlearn.training.accel.epoch_generator`), so no batch goes through the
+host.
 """
 
 from __future__ import annotations
@@ -28,6 +35,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from tqdm.auto import tqdm
 
+from pertlearn.training.accel import (
+    ChannelsLast,
+    Precision,
+    autocast,
+    check_precision,
+    epoch_generator,
+    grad_scaler,
+    to_channels_last,
+    use_channels_last,
+)
 from pertlearn.training.adversarial import AdversarialConfig, Perturb, adversarial_batch
 from pertlearn.training.checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from pertlearn.training.config import TrainResult
@@ -68,6 +85,14 @@ class MinibatchConfig(BaseModel):
     adversarial: AdversarialConfig | None = Field(
         None, description="PGD adversarial training (each mini-batch replaced by its attack)"
     )
+    precision: Precision = Field(
+        "fp32",
+        description="fp32 (exact), bf16 or fp16 (CUDA only) autocast of the forward passes",
+    )
+    channels_last: ChannelsLast = Field(
+        "off", description="channels-last memory format: off, on, or auto (on for CUDA)"
+    )
+    compile: bool = Field(False, description="torch.compile the training forward pass")
 
 
 @dataclass
@@ -99,12 +124,13 @@ class MinibatchResult(TrainResult):
 def random_crop_flip(x: torch.Tensor, generator: torch.Generator, padding: int = 4) -> torch.Tensor:
     """CIFAR augmentation on a batch ``(B, C, H, W)``: zero-pad by ``padding``, crop a random
     ``H×W`` window per image, flip each image horizontally with probability 1/2. Randomness
-    comes from ``generator`` (on the CPU)."""
+    comes from ``generator``, drawn on its own device (best: ``x``'s)."""
     b, _, h, w = x.shape
     padded = F.pad(x, (padding, padding, padding, padding))
-    oy = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(x.device)
-    ox = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(x.device)
-    flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+    where = generator.device
+    oy = torch.randint(0, 2 * padding + 1, (b,), generator=generator, device=where).to(x.device)
+    ox = torch.randint(0, 2 * padding + 1, (b,), generator=generator, device=where).to(x.device)
+    flip = (torch.rand(b, generator=generator, device=where) < 0.5).to(x.device)
     rows = oy[:, None] + torch.arange(h, device=x.device)  # (B, H)
     cols = torch.arange(w, device=x.device).expand(b, w)
     cols = torch.where(flip[:, None], cols.flip(1), cols) + ox[:, None]  # (B, W)
@@ -115,15 +141,22 @@ def random_crop_flip(x: torch.Tensor, generator: torch.Generator, padding: int =
 
 @torch.no_grad()
 def evaluate_accuracy(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int = 1000,
+    precision: Precision = "fp32",
 ) -> float:
-    """Share of ``x`` (``(N, ...)``) whose argmax logit equals ``y`` (``(N,)``), in eval mode."""
+    """Share of ``x`` (``(N, ...)``) whose argmax logit equals ``y`` (``(N,)``), in eval mode,
+    with the forward passes in ``precision``."""
     was_training = model.training
     model.eval()
     try:
         correct = 0
         for xb, yb in zip(x.split(batch_size), y.split(batch_size), strict=True):
-            correct += int((model(xb).argmax(1) == yb).sum())
+            with autocast(precision, xb.device):
+                logits = model(xb)
+            correct += int((logits.argmax(1) == yb).sum())
         return correct / max(x.shape[0], 1)
     finally:
         model.train(was_training)
@@ -155,6 +188,17 @@ def _check_arguments(
         )
 
 
+@dataclass
+class _Step:
+    """How one training step runs: the forward callable (the model or its compiled form),
+    the autocast precision, the fp16 gradient scaler and the channels-last switch."""
+
+    forward: nn.Module | Any
+    precision: Precision
+    scaler: torch.amp.GradScaler | None
+    channels_last: bool
+
+
 def _train_epoch(
     model: nn.Module,
     x: torch.Tensor,
@@ -164,26 +208,37 @@ def _train_epoch(
     generator: torch.Generator,
     perturb: Perturb | None,
     bar: Any,
+    step: _Step,
 ) -> tuple[float, float]:
     """One shuffled pass over ``x`` (``(N, ...)``), one SGD step per mini-batch (augmented, then
     replaced by its adversarial examples under adversarial training); returns the mean loss
-    and the accuracy on the batches trained on."""
+    and the accuracy on the batches trained on. Shuffle and augmentation draw from
+    :func:`epoch_generator` on ``x``'s device; the attack's random starts from ``generator``."""
     n = x.shape[0]
-    order = torch.randperm(n, generator=generator).to(x.device)
+    data_gen = epoch_generator(generator, x.device)
+    order = torch.randperm(n, generator=data_gen, device=data_gen.device).to(x.device)
     total_loss = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device, dtype=torch.long)
     for first in range(0, n, config.batch_size):
         idx = order[first : first + config.batch_size]
         xb, yb = x[idx], y[idx]
         if config.augment:
-            xb = random_crop_flip(xb, generator)
+            xb = random_crop_flip(xb, data_gen)
+        if step.channels_last:
+            xb = to_channels_last(xb)
         if perturb is not None:
             xb = adversarial_batch(model, xb, yb, perturb, generator)
         optimizer.zero_grad(set_to_none=True)
-        logits = model(xb)
-        loss = F.cross_entropy(logits, yb)
-        loss.backward()
-        optimizer.step()
+        with autocast(step.precision, xb.device):
+            logits = step.forward(xb)
+            loss = F.cross_entropy(logits.float(), yb)
+        if step.scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            step.scaler.scale(loss).backward()
+            step.scaler.step(optimizer)
+            step.scaler.update()
         total_loss += loss.detach() * idx.numel()
         correct += (logits.detach().argmax(1) == yb).sum()
         bar.update(1)
@@ -216,9 +271,19 @@ def fit_minibatch(
     :class:`TrainingDivergedError` when the loss becomes NaN/infinite or the weights overflow.
     """
     _check_arguments(x, y, config, x_val, y_val, perturb, name)
+    check_precision(config.precision, x.device, f"{name}: precision")
     if generator is None:
         generator = torch.Generator().manual_seed(0)
     y = y.long()
+    channels_last = use_channels_last(config.channels_last, x.device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    step = _Step(
+        forward=torch.compile(model) if config.compile else model,
+        precision=config.precision,
+        scaler=grad_scaler(config.precision, x.device),
+        channels_last=channels_last,
+    )
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(
         params,
@@ -262,7 +327,7 @@ def fit_minibatch(
         for epoch in range(start, config.epochs):
             lr = optimizer.param_groups[0]["lr"]
             epoch_loss, train_acc = _train_epoch(
-                model, x, y, config, optimizer, generator, perturb, bar
+                model, x, y, config, optimizer, generator, perturb, bar, step
             )
             check_epoch(name, epoch + 1, lr, epoch_loss, params, margin_loss=False)
             result.losses.append(epoch_loss)
@@ -270,7 +335,9 @@ def fit_minibatch(
             result.lr.append(lr)
             if x_val is not None and y_val is not None:
                 result.val_acc.append(
-                    evaluate_accuracy(model, x_val, y_val.long(), config.eval_batch_size)
+                    evaluate_accuracy(
+                        model, x_val, y_val.long(), config.eval_batch_size, config.precision
+                    )
                 )
             result.epochs_run = epoch + 1
             if scheduler is not None:

@@ -81,6 +81,11 @@ class IclrArtificialConfig(ExperimentConfig):
     degenerate_threshold: float = Field(
         0.95, gt=0.5, le=1, description="g is degenerate when one sign exceeds this share"
     )
+    fast_train: bool = Field(
+        False,
+        description="train f, g and the control with the explicit-gradient trainer "
+        "(same numbers to float tolerance; the fast path on CUDA at paper scale)",
+    )
 
     @model_validator(mode="after")
     def _margin_losses(self) -> IclrArtificialConfig:
@@ -122,7 +127,9 @@ def run_iclr_artificial(config: IclrArtificialConfig, *, progress: bool = False)
     if isinstance(attack, TargetedPGD):
         attack.check_input(x_noise)  # e.g. an L0 budget above d, or noise outside the range
 
-    train = partial(train_fresh, seed=seed, device=device, progress=progress)
+    train = partial(
+        train_fresh, seed=seed, device=device, progress=progress, fast=config.fast_train
+    )
 
     # 1. f on the natural data.
     f, f_history = train("f", config.model, x_train, y_train, config.train_f)

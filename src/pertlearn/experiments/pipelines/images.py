@@ -18,6 +18,12 @@ strings; for the natural scenarios ``fooling_rate_per_source_class`` groups by t
 
 Pixels stay in ``[0, 1]`` (the models normalize internally), so attacks clip to ``(0, 1)``
 unless ``attack.options.clip`` says otherwise.
+
+Paper scale on a GPU (docs/gpu.md): ``train_f`` / ``train_g`` take ``precision``,
+``channels_last`` and ``compile``; ``craft_precision`` runs the crafting attack's forward
+passes in bf16/fp16; ``craft_batch_size = "auto"`` attacks as many images at once as half the
+free CUDA memory holds (a fixed :data:`CPU_CRAFT_BATCH` on the CPU) and records the size in the
+metric ``craft_batch_size``.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from pertlearn.experiments.stages import CONTROL_STAGE, DTYPES
 from pertlearn.metrics import predictions
 from pertlearn.models.cnn import build_image_model
 from pertlearn.seeding import resolve_device, stage_generator
+from pertlearn.training.accel import Precision, probe_batch_size
 from pertlearn.training.adversarial import AdversarialConfig, Perturb, robust_accuracy
 from pertlearn.training.minibatch import MinibatchConfig, MinibatchResult, fit_minibatch
 
@@ -109,12 +116,21 @@ class RobustEvalConfig(StrictModel):
     n_test: int = Field(1000, ge=1, description="test images attacked (the first n_test)")
 
 
-def untargeted_attack(name: str, eps: float, steps: int, step_size: float | None = None) -> Perturb:
+def untargeted_attack(
+    name: str,
+    eps: float,
+    steps: int,
+    step_size: float | None = None,
+    precision: Precision = "fp32",
+) -> Perturb:
     """An untargeted registry attack clipped to the pixel range [0, 1], as a callable
-    ``(model, x, y, generator) -> x_adv`` (Madry et al. arXiv:1706.06083 eq. 2.1)."""
+    ``(model, x, y, generator) -> x_adv`` (Madry et al. arXiv:1706.06083 eq. 2.1), its forward
+    passes in ``precision``."""
     options: dict[str, Any] = {"steps": steps, "targeted": False, "clip": (0.0, 1.0)}
     if step_size is not None:
         options["step_size"] = step_size
+    if precision != "fp32":
+        options["precision"] = precision
     attack = make_attack(name, eps, **options)
 
     def perturb(
@@ -130,7 +146,25 @@ def adversarial_perturb(config: MinibatchConfig) -> Perturb | None:
     adv: AdversarialConfig | None = config.adversarial
     if adv is None:
         return None
-    return untargeted_attack(adv.attack, adv.eps, adv.steps, adv.step_size)
+    return untargeted_attack(adv.attack, adv.eps, adv.steps, adv.step_size, config.precision)
+
+
+CPU_CRAFT_BATCH = 1000
+"""Images generated and attacked at once on the CPU with ``craft_batch_size = "auto"``."""
+
+
+def resolve_craft_batch(
+    setting: int | Literal["auto"], model: nn.Module, sample: torch.Tensor, precision: Precision
+) -> int:
+    """The craft batch size: ``setting`` when a number; for ``"auto"``, :data:`CPU_CRAFT_BATCH`
+    on the CPU, and on CUDA what half the free memory holds for the attack's forward and
+    input-backward pass of ``model`` on images like ``sample`` (``(1, C, H, W)``), measured by
+    :func:`~pertlearn.training.accel.probe_batch_size`."""
+    if setting != "auto":
+        return setting
+    if sample.device.type != "cuda":
+        return CPU_CRAFT_BATCH
+    return probe_batch_size(model, sample, precision=precision)
 
 
 class ImagesConfig(ExperimentConfig):
@@ -148,7 +182,13 @@ class ImagesConfig(ExperimentConfig):
     attack: AttackConfig = Field(default_factory=lambda: AttackConfig(name="pgd_l2", eps=2.0))
     scenario: Literal["natural_rand", "natural_det", "uniform"] = "natural_rand"
     controls: list[Literal["unperturbed_inputs"]] = Field(default_factory=list)
-    craft_batch_size: int = Field(1000, ge=1, description="images generated/attacked per batch")
+    craft_batch_size: int | Literal["auto"] = Field(
+        1000,
+        description="images generated/attacked per batch (>= 1), or auto: from CUDA memory",
+    )
+    craft_precision: Precision = Field(
+        "fp32", description="fp32, bf16 or fp16 (CUDA) autocast of the crafting attack"
+    )
     checkpoint_dir: str | None = Field(None, description="resumable per-epoch checkpoints")
     degenerate_threshold: float = Field(
         0.95, gt=0, le=1, description="g is degenerate when one class exceeds this share"
@@ -156,6 +196,14 @@ class ImagesConfig(ExperimentConfig):
     robust_eval: RobustEvalConfig | None = Field(
         None, description="also measure f's and g's accuracy under an untargeted attack"
     )
+
+    @model_validator(mode="after")
+    def _craft_batch(self) -> ImagesConfig:
+        if self.craft_batch_size != "auto" and self.craft_batch_size < 1:
+            raise ValueError(
+                f"craft_batch_size must be at least 1 or 'auto', got {self.craft_batch_size}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _known_attacks(self) -> ImagesConfig:
@@ -288,6 +336,13 @@ def run_images(
     # 2.-3. targets and the adversarial set, crafted in batches.
     options = dict(config.attack.options)
     options.setdefault("clip", (0.0, 1.0))
+    if cfg.craft_precision != "fp32":
+        options.setdefault("precision", cfg.craft_precision)
+    craft_batch = resolve_craft_batch(
+        cfg.craft_batch_size, f, x_train[:1], options.get("precision", "fp32")
+    )
+    if cfg.craft_batch_size == "auto" and device.type == "cuda":
+        options.setdefault("batch_size", craft_batch)  # one attack chunk per craft batch
     eps = config.eps
     attack: Attack = make_attack(config.attack.name, eps, **options)
     attack_gen = stage_generator(seed, "attack")
@@ -296,13 +351,12 @@ def run_images(
     if scenario == "uniform":
         n_adv = config.data.n_noise
         y_adv = torch.randint(0, num_classes, (n_adv,), generator=targets_gen).to(device)
-        batches = noise_batches(n_adv, in_shape, cfg.craft_batch_size, seed)
+        batches = noise_batches(n_adv, in_shape, craft_batch, seed)
     else:
         n_adv = x_train.shape[0]
         y_adv = draw_image_targets(scenario, y_train, num_classes, targets_gen)
         batches = [
-            (s, min(cfg.craft_batch_size, n_adv - s), attack_gen)
-            for s in range(0, n_adv, cfg.craft_batch_size)
+            (s, min(craft_batch, n_adv - s), attack_gen) for s in range(0, n_adv, craft_batch)
         ]
 
     def clean_batch(start: int, size: int, generator: torch.Generator) -> torch.Tensor:
@@ -355,6 +409,8 @@ def run_images(
     if scenario != "uniform":
         metrics["fooling_rate_per_source_class"] = per_class_hit_rates(fooled, y_train, num_classes)
     metrics["g_degenerate"] = metrics["g_majority_share"] > config.degenerate_threshold
+    if cfg.craft_batch_size == "auto":
+        metrics["craft_batch_size"] = craft_batch
     if config.robust_eval is not None:
         robust = config.robust_eval
         perturb = untargeted_attack(robust.attack, robust.eps, robust.steps)
@@ -370,9 +426,7 @@ def run_images(
     if "unperturbed_inputs" in config.controls:
         if scenario == "uniform":
             clean_inputs = torch.empty_like(x_adv)
-            for start, size, generator in noise_batches(
-                n_adv, in_shape, cfg.craft_batch_size, seed
-            ):
+            for start, size, generator in noise_batches(n_adv, in_shape, craft_batch, seed):
                 clean_inputs[start : start + size] = clean_batch(start, size, generator)
         else:
             clean_inputs = x_train
