@@ -29,4 +29,16 @@ class DataError(ValueError):
     """A data set is missing, corrupt or refused; the message is one line naming the file."""
 
 
-__all__ = ["ConfigError", "DataError", "RunDirError", "RunDirExistsError", "TrainingDivergedError"]
+class MissingExtraError(ImportError):
+    """An optional feature needs a package that is not installed; the message is one line
+    naming the ``pip install 'pertlearn[EXTRA]'`` command."""
+
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "MissingExtraError",
+    "RunDirError",
+    "RunDirExistsError",
+    "TrainingDivergedError",
+]

@@ -10,10 +10,22 @@ from typing import Any, TypeVar
 
 import click
 
-from pertlearn.errors import ConfigError, RunDirExistsError, TrainingDivergedError
+from pertlearn.errors import (
+    ConfigError,
+    MissingExtraError,
+    RunDirExistsError,
+    TrainingDivergedError,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
-EXPECTED_ERRORS = (ConfigError, RunDirExistsError, TrainingDivergedError, ValueError, OSError)
+EXPECTED_ERRORS = (
+    ConfigError,
+    MissingExtraError,
+    RunDirExistsError,
+    TrainingDivergedError,
+    ValueError,
+    OSError,
+)
 
 
 def is_out_of_memory(err: BaseException) -> bool:

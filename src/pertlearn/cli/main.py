@@ -52,6 +52,17 @@ def format_summary(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_stage_seconds(stage_seconds: dict[str, float]) -> str:
+    """The one-line time per stage of a run, e.g. ``stages: data 0.0s · train f 1.2s · ...``
+    (empty without timings)."""
+    if not stage_seconds:
+        return ""
+    parts = [
+        f"{stage.replace('_', ' ')} {seconds:.1f}s" for stage, seconds in stage_seconds.items()
+    ]
+    return "stages: " + " · ".join(parts)
+
+
 LOW_HIT_RATE = 0.5
 """Below this share of adversarial examples at their target, the summary warns."""
 
@@ -163,6 +174,9 @@ def run_command(
     if theory:
         result.metrics.update(write_theory(out))
     click.echo(format_summary(result.metrics))
+    stages = format_stage_seconds(result.stage_seconds)
+    if stages:
+        click.echo(stages)
     click.echo(f"\nrun directory: {out}")
 
 

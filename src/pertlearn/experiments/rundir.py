@@ -2,8 +2,10 @@
 
 Layout::
 
-    config.json           resolved config, resolved ε and device, package/torch/python versions
-    metrics.json          the metrics contract (README)
+    config.json           resolved config (``device`` as resolved, e.g. ``"cpu"`` for ``"auto"``),
+                          resolved ε, device and the requested device, package versions
+    metrics.json          the metrics contract (docs/metrics.md) and ``stage_seconds``, the wall
+                          time of each stage (not a metric: never compared or hashed)
     curves.json           training-loss curves of every network
     f.safetensors, g.safetensors, control_random.safetensors   weights (state dicts)
     tensors.safetensors   x_train, y_train, x_test, y_test, y_adv, x_adv, g_inputs, and
@@ -49,6 +51,8 @@ class RunOutput(Protocol):
     def tensors(self) -> dict[str, torch.Tensor]: ...
     @property
     def device(self) -> str: ...
+    @property
+    def stage_seconds(self) -> dict[str, float]: ...
 
 
 def versions() -> dict[str, str]:
@@ -66,6 +70,9 @@ RUN_DIR_FILES = ("config.json", "metrics.json", "curves.json")
 
 OWN_FILE_SUFFIXES = (".json", ".safetensors", ".png", ".pdf", ".svg", ".html", ".csv")
 """Suffixes of the files pertlearn writes into a run directory (anything else is the user's)."""
+
+TRACKING_DIRS = ("tensorboard", "mlruns")
+"""Folders an experiment-tracking export (``--log``) writes into a run or sweep directory."""
 
 
 def is_run_dir(path: Path) -> bool:
@@ -116,7 +123,9 @@ def check_target(out: Path, overwrite: bool) -> None:
     foreign = sorted(
         entry.name
         for entry in out.iterdir()
-        if entry.is_dir() or entry.is_symlink() or entry.suffix not in OWN_FILE_SUFFIXES
+        if entry.is_symlink()
+        or (entry.is_dir() and entry.name not in TRACKING_DIRS)
+        or (not entry.is_dir() and entry.suffix not in OWN_FILE_SUFFIXES)
     )
     if foreign:
         raise RunDirExistsError(
@@ -154,13 +163,20 @@ def write_run_dir(result: RunOutput, out: Path, *, overwrite: bool = False) -> P
         write_json(
             tmp / "config.json",
             {
-                "config": config.model_dump(mode="json"),
-                "resolved": {"eps": config.eps, "device": result.device},
+                # The device the run used, so that a rerun from this file reproduces it (and
+                # hashes to the same run id); what the config asked for stays beside it.
+                "config": {**config.model_dump(mode="json"), "device": result.device},
+                "resolved": {
+                    "eps": config.eps,
+                    "device": result.device,
+                    "device_requested": config.device,
+                },
                 "versions": versions(),
                 "created": datetime.now(UTC).isoformat(timespec="seconds"),
             },
         )
-        write_json(tmp / "metrics.json", result.metrics)
+        timings = {"stage_seconds": result.stage_seconds} if result.stage_seconds else {}
+        write_json(tmp / "metrics.json", {**result.metrics, **timings})
         write_json(
             tmp / "curves.json",
             {

@@ -21,6 +21,7 @@ from pertlearn.training import fast as explicit  # module attributes, so tests c
 from pertlearn.training.config import TrainConfig, TrainResult
 from pertlearn.training.divergence import TrainingDivergedError, check_epoch
 from pertlearn.training.losses import margin_loss_derivative, per_sample_loss
+from pertlearn.training.progress import finish_bar
 from pertlearn.training.schedule import PlateauScheduler, stop_by_tolerance
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingDivergedError", "fit"]
@@ -87,8 +88,9 @@ def fit(
             previous = epoch_loss
             if progress and epoch % max(1, config.epochs // 100) == 0:
                 bar.set_postfix(loss=f"{epoch_loss:.4g}", refresh=False)
+        finish_bar(bar, result.epochs_run, config.epochs)
     finally:
-        bar.close()
+        bar.close()  # no-op after finish_bar; closes the bar when training raised
     result.final_lr = optimizer.param_groups[0]["lr"]
     model.eval()
     return result
