@@ -33,7 +33,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from pertlearn.atomic import write_json
-from pertlearn.errors import RunDirError, RunDirExistsError
+from pertlearn.errors import RunDirError, RunDirExistsError, cli_worded
 
 
 class RunOutput(Protocol):
@@ -110,9 +110,10 @@ def check_target(out: Path, overwrite: bool) -> None:
         check_writable(out)
         return
     if not overwrite:
-        raise RunDirExistsError(
-            f"run directory {str(out)!r} already exists; choose another output directory "
-            "or overwrite it (overwrite=True, --overwrite)"
+        exists = f"run directory {str(out)!r} already exists"
+        raise cli_worded(
+            RunDirExistsError(f"{exists}; choose another output directory or pass overwrite=True"),
+            f"{exists}; choose another --out or pass --overwrite",
         )
     if out.is_symlink() or not is_run_dir(out):
         raise RunDirExistsError(

@@ -65,7 +65,7 @@ def check_trackers(names: Sequence[str]) -> list[Tracker]:
         if name not in TRACKERS:
             raise ValueError(f"unknown tracker {name!r}; choose one of {', '.join(TRACKERS)}")
         if name not in chosen:
-            chosen.append(name)  # type: ignore[arg-type]  # checked against TRACKERS above
+            chosen.append(name)
     for name in chosen:
         if importlib.util.find_spec(_PACKAGES[name]) is None:
             raise MissingExtraError(

@@ -65,10 +65,12 @@ def fit(
     result = TrainResult(loss_weights=weights)
 
     model.train()
-    bar = tqdm(range(config.epochs), desc=f"train {name}", disable=not progress, leave=False)
+    # Updated by hand, not iterated: iterating closes the bar on an early stop before
+    # finish_bar can show where it stopped.
+    bar = tqdm(total=config.epochs, desc=f"train {name}", disable=not progress, leave=False)
     previous = math.inf
     try:
-        for epoch in bar:
+        for epoch in range(config.epochs):
             lr = optimizer.param_groups[0]["lr"]
             if full_batch:
                 epoch_loss = _full_batch_step(model, x, y, optimizer, margin, weights, lr)
@@ -79,6 +81,7 @@ def fit(
             check_epoch(name, epoch + 1, lr, epoch_loss, params)
             result.losses.append(epoch_loss)
             result.epochs_run = epoch + 1
+            bar.update()
             if scheduler is not None:
                 scheduler.step(epoch_loss)
             if config.stop_tol is not None and stop_by_tolerance(
