@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 import pertlearn
 from pertlearn.experiments.stages import StageClock
 
@@ -46,3 +48,16 @@ def test_binary_pipelines_time_each_stage_outside_their_metrics() -> None:
     )
     stages = pertlearn.run(iclr).stage_seconds
     assert list(stages) == ["data", "train_f", "craft", "train_g", "controls", "evaluate"]
+
+
+def test_the_craft_stage_has_a_bar_only_when_progress_is_on(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = pertlearn.load_config(
+        preset="quickstart", overrides=[*SMALL, "data.n_train=30", "data.n_test=30"]
+    )
+    pertlearn.run(config)
+    assert capsys.readouterr().err == ""
+    pertlearn.run(config, progress=True)
+    err = capsys.readouterr().err
+    assert "craft (gradient_step)" in err and "train g" in err
