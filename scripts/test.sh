@@ -3,7 +3,8 @@
 # Extra arguments go to pytest, e.g. scripts/test.sh -m "not slow" or scripts/test.sh -n 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh test,ray
+# tensorboard and mlflow: the experiment-tracking tests read exports back with the real libraries
+scripts/setup.sh test,ray,tensorboard,mlflow
 # Headless Chromium renders report.html in tests/unit/reports/test_html.py (Debian's package; skipped there
 # when it cannot be installed).
 if ! command -v chromium >/dev/null 2>&1; then

@@ -69,7 +69,7 @@ def write_spec_toml(path: Path, spec: dict[str, Any]) -> Path:
 
 
 def run_metrics(sweep_dir: Path) -> dict[str, dict[str, Any]]:
-    """``run id → metrics`` (without the wall time) of every complete run of a sweep dir."""
+    """``run id → metrics`` (without the wall times) of every complete run of a sweep dir."""
     runs = sweep_dir / "runs"
     out = {}
     for run in sorted(runs.iterdir()):
@@ -77,5 +77,6 @@ def run_metrics(sweep_dir: Path) -> dict[str, dict[str, Any]]:
             continue
         metrics = json.loads((run / "metrics.json").read_text())
         metrics.pop("seconds", None)
+        metrics.pop("stage_seconds", None)
         out[run.name] = metrics
     return out

@@ -7,6 +7,7 @@ Quick use::
     result = pertlearn.run(config)
     print(result.metrics["g_acc_test"], result.metrics["agreement"])
     result.save("runs/my-run")
+    pertlearn.export_run("runs/my-run", to=["tensorboard"])  # needs pertlearn[tensorboard]
 
 The names below are loaded on first use (PEP 562), so that ``import pertlearn`` and the
 command line's help and listings do not import torch.
@@ -21,6 +22,7 @@ from pertlearn.errors import ConfigError, TrainingDivergedError
 
 if TYPE_CHECKING:
     from pertlearn.experiments import ExperimentConfig, Result, load_config, run
+    from pertlearn.reports.tracking import export_run, export_sweep
     from pertlearn.training import TrainConfig
 
     __version__: str
@@ -30,6 +32,8 @@ _LAZY = {
     "Result": "pertlearn.experiments",
     "load_config": "pertlearn.experiments",
     "run": "pertlearn.experiments",
+    "export_run": "pertlearn.reports.tracking",
+    "export_sweep": "pertlearn.reports.tracking",
     "TrainConfig": "pertlearn.training",
 }
 
@@ -40,6 +44,8 @@ __all__ = [
     "TrainConfig",
     "TrainingDivergedError",
     "__version__",
+    "export_run",
+    "export_sweep",
     "load_config",
     "run",
 ]

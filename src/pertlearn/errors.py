@@ -7,6 +7,23 @@ live here so that the command line can catch them without importing torch.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+E = TypeVar("E", bound=BaseException)
+
+
+def cli_worded(err: E, message: str) -> E:
+    """``err`` carrying the command line's wording of its message (flags such as ``--out``
+    where ``str(err)`` names keyword arguments such as ``out=``); the CLI prints
+    ``cli_message(err)``, Python callers see ``str(err)``."""
+    err.cli_message = message  # type: ignore[attr-defined]
+    return err
+
+
+def cli_message(err: BaseException) -> str:
+    """The message the command line prints for ``err``: its CLI wording when it has one."""
+    return str(getattr(err, "cli_message", None) or err)
+
 
 class ConfigError(ValueError):
     """A config is invalid; the message is one line naming the key and the fix."""
@@ -29,4 +46,18 @@ class DataError(ValueError):
     """A data set is missing, corrupt or refused; the message is one line naming the file."""
 
 
-__all__ = ["ConfigError", "DataError", "RunDirError", "RunDirExistsError", "TrainingDivergedError"]
+class MissingExtraError(ImportError):
+    """An optional feature needs a package that is not installed; the message is one line
+    naming the ``pip install 'pertlearn[EXTRA]'`` command."""
+
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "MissingExtraError",
+    "RunDirError",
+    "RunDirExistsError",
+    "TrainingDivergedError",
+    "cli_message",
+    "cli_worded",
+]

@@ -26,11 +26,18 @@ def stage_generator(seed: int, stage: str, device: str | torch.device = "cpu") -
     return generator
 
 
+def resolved_device_name(device: str) -> str:
+    """The device name a run on this machine uses: ``"auto"`` becomes ``"cuda"`` when CUDA is
+    available, else ``"cpu"`` (as :func:`resolve_device` decides); any other name is returned
+    unchanged (not validated)."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
 def resolve_device(device: str) -> torch.device:
     """Turn ``"auto"`` into CUDA when available, else CPU; validate anything else."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
+    resolved = torch.device(resolved_device_name(device))
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(
             f"device {device!r} was requested but CUDA is not available; use device='cpu' or 'auto'"

@@ -32,7 +32,9 @@ def sweep_metrics(workdir: Path) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for row in rows:
         key = f"seed={row['seed']},lr_f={row['train_f.lr']},lr_g={row['train_g.lr']}"
-        out[key] = {k: v for k, v in row.items() if k not in IGNORED and k != "run_id"}
+        out[key] = {
+            k: v for k, v in row.items() if k.split(".")[0] not in IGNORED and k != "run_id"
+        }
     return dict(sorted(out.items()))
 
 

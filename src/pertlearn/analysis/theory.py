@@ -24,6 +24,7 @@ from torch import nn
 from pertlearn.analysis.decision_maps import Scorer, decision_map, plot_decision_map
 from pertlearn.analysis.plotting import FORMATS
 from pertlearn.atomic import write_json
+from pertlearn.errors import cli_worded
 from pertlearn.experiments.config import ModelConfig
 from pertlearn.experiments.rundir import read_metrics, read_run
 from pertlearn.experiments.stages import build_model
@@ -96,12 +97,11 @@ def check_theory_applies(config: Any) -> None:
     run (``neurips`` or ``iclr_artificial`` pipeline) with saved tensors, and for
     one-hidden-layer networks a LeakyReLU slope in (0, 1)."""
     if config.pipeline not in ("neurips", "iclr_artificial"):
-        raise ValueError(
-            "--theory covers the binary pipelines (neurips, iclr_artificial), "
-            f"not {config.pipeline}"
-        )
+        covers = f"covers the binary pipelines (neurips, iclr_artificial), not {config.pipeline}"
+        raise cli_worded(ValueError(f"the theory {covers}"), f"--theory {covers}")
     if not config.save_tensors:
-        raise ValueError("--theory needs the run's tensors: set save_tensors = true")
+        tensors = "needs the run's tensors: set save_tensors = true"
+        raise cli_worded(ValueError(f"the theory {tensors}"), f"--theory {tensors}")
     for model in (config.model, config.model_g or config.model):
         if model.name == "one_hidden" and not 0 < model.slope < 1:
             raise ValueError(

@@ -10,10 +10,23 @@ from typing import Any, TypeVar
 
 import click
 
-from pertlearn.errors import ConfigError, RunDirExistsError, TrainingDivergedError
+from pertlearn.errors import (
+    ConfigError,
+    MissingExtraError,
+    RunDirExistsError,
+    TrainingDivergedError,
+    cli_message,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
-EXPECTED_ERRORS = (ConfigError, RunDirExistsError, TrainingDivergedError, ValueError, OSError)
+EXPECTED_ERRORS = (
+    ConfigError,
+    MissingExtraError,
+    RunDirExistsError,
+    TrainingDivergedError,
+    ValueError,
+    OSError,
+)
 
 
 def is_out_of_memory(err: BaseException) -> bool:
@@ -40,7 +53,8 @@ def friendly_errors(command: F) -> F:
             os.dup2(devnull, sys.stdout.fileno())
             sys.exit(1)
         except EXPECTED_ERRORS as err:
-            fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
+            text = cli_message(err)
+            fail(text.splitlines()[0] if text else type(err).__name__)
         except (MemoryError, RuntimeError) as err:
             if not isinstance(err, MemoryError) and not is_out_of_memory(err):
                 raise

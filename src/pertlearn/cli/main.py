@@ -52,6 +52,17 @@ def format_summary(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_stage_seconds(stage_seconds: dict[str, float]) -> str:
+    """The one-line time per stage of a run, e.g. ``stages: data 0.0s · train f 1.2s · ...``
+    (empty without timings)."""
+    if not stage_seconds:
+        return ""
+    parts = [
+        f"{stage.replace('_', ' ')} {seconds:.1f}s" for stage, seconds in stage_seconds.items()
+    ]
+    return "stages: " + " · ".join(parts)
+
+
 LOW_HIT_RATE = 0.5
 """Below this share of adversarial examples at their target, the summary warns."""
 
@@ -95,6 +106,40 @@ def reading_notes(metrics: dict[str, Any]) -> list[str]:
     return notes
 
 
+TRACKER_CHOICES = ("tensorboard", "mlflow")
+"""The ``--log`` choices (:mod:`pertlearn.reports.tracking`; kept here so that ``--help`` does
+not import it)."""
+
+
+def log_options(command: Any) -> Any:
+    """``--log NAME`` (repeatable) and ``--log-dir DIR`` of ``run`` and ``sweep``."""
+    command = click.option(
+        "--log-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Where --log writes tensorboard/ and mlruns/ (default: the output directory).",
+    )(command)
+    return click.option(
+        "--log",
+        "trackers",
+        multiple=True,
+        type=click.Choice(TRACKER_CHOICES),
+        help="Also export config, curves and metrics to tensorboard or mlflow (repeatable; "
+        "needs pip install 'pertlearn[tensorboard]' / 'pertlearn[mlflow]').",
+    )(command)
+
+
+def echo_log_hints(trackers: tuple[str, ...], log_dir: Path) -> None:
+    """How to look at what ``--log`` wrote, on stderr."""
+    if "tensorboard" in trackers:
+        click.echo(f"tensorboard: tensorboard --logdir {log_dir / 'tensorboard'}", err=True)
+    if "mlflow" in trackers:
+        click.echo(
+            f"mlflow: MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri "
+            f"{log_dir / 'mlruns'}",
+            err=True,
+        )
+
+
 @cli.command("run")
 @click.argument("config_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--preset", help="Base preset (default: quickstart when no CONFIG_FILE is given).")
@@ -121,6 +166,7 @@ def reading_notes(metrics: dict[str, Any]) -> list[str]:
     help="Image data directory (same as --set data.data_dir=...; default $PERTLEARN_DATA).",
 )
 @click.option("--theory", is_flag=True, help="Also write theory.json and decision maps.")
+@log_options
 @friendly_errors
 def run_command(
     config_file: Path | None,
@@ -134,6 +180,8 @@ def run_command(
     quiet: bool,
     data_dir: Path | None = None,
     theory: bool = False,
+    trackers: tuple[str, ...] = (),
+    log_dir: Path | None = None,
 ) -> None:
     """Run one experiment from a preset and/or a TOML CONFIG_FILE, and write its run directory."""
     # lazy: the pipelines and the run directory import torch; --help and presets must not
@@ -152,6 +200,11 @@ def run_command(
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / f"{config.name}-seed{config.seed}-{stamp}"
     check_target(out, overwrite)
+    if trackers:
+        # lazy: the exporter reads run directories (torch); checked before the run
+        from pertlearn.reports.tracking import check_trackers, export_run
+
+        check_trackers(trackers)
     if theory:
         # lazy: the theory imports matplotlib; a run without --theory does not need it
         from pertlearn.analysis.theory import check_theory_applies, write_theory
@@ -163,6 +216,12 @@ def run_command(
     if theory:
         result.metrics.update(write_theory(out))
     click.echo(format_summary(result.metrics))
+    stages = format_stage_seconds(result.stage_seconds)
+    if stages:
+        click.echo(stages)
+    if trackers:
+        export_run(out, trackers, log_dir=log_dir)
+        echo_log_hints(trackers, log_dir or out)
     click.echo(f"\nrun directory: {out}")
 
 
@@ -209,6 +268,7 @@ def presets_command(show: str | None, scale: str) -> None:
 @click.option("--dry-run", is_flag=True, help="Validate and list the configurations; run nothing.")
 @click.option("--list", "list_presets", is_flag=True, help="List the sweep presets.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@log_options
 @friendly_errors
 def sweep_command(
     spec: str | None,
@@ -220,6 +280,8 @@ def sweep_command(
     dry_run: bool,
     list_presets: bool,
     quiet: bool,
+    trackers: tuple[str, ...] = (),
+    log_dir: Path | None = None,
     **executor_options: Any,
 ) -> None:
     """Run the sweep SPEC (a TOML file or a sweep preset name) into a resumable directory.
@@ -241,6 +303,11 @@ def sweep_command(
     from pertlearn.experiments.sweeps import load_sweep
 
     sweep = load_sweep(spec, scale=scale, overrides=list(overrides))
+    if trackers:
+        # lazy: only --log needs the exporter; checked before any run
+        from pertlearn.reports.tracking import check_trackers, export_sweep
+
+        check_trackers(trackers)
     if dry_run:
         points = sweep.points()
         for point in points:
@@ -267,6 +334,10 @@ def sweep_command(
         )
         sys.exit(128 + stop.signum)
     click.echo(summary.line())
+    if trackers:
+        exported = export_sweep(out, trackers, log_dir=log_dir, experiment=sweep.name)
+        click.echo(f"exported {exported} run(s) to {', '.join(trackers)}", err=True)
+        echo_log_hints(trackers, log_dir or out)
     click.echo(f"sweep directory: {out}  (pertlearn results {out}; pertlearn report {out})")
     if summary.skipped_failed:
         click.echo(
@@ -324,6 +395,33 @@ def report_command(run_dir: Path, out: Path | None) -> None:
 
     path = write_report(run_dir, out)
     click.echo(f"report: {path}")
+
+
+@cli.command("export")
+@click.argument("path", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option(
+    "--to",
+    "trackers",
+    multiple=True,
+    required=True,
+    type=click.Choice(TRACKER_CHOICES),
+    help="Tracker to export to (repeatable).",
+)
+@click.option(
+    "--log-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write tensorboard/ and mlruns/ (default: PATH).",
+)
+@friendly_errors
+def export_command(path: Path, trackers: tuple[str, ...], log_dir: Path | None) -> None:
+    """Export a finished run directory, or every complete run of a sweep directory, to
+    TensorBoard and/or MLflow: config, per-epoch curves and final metrics."""
+    from pertlearn.reports.tracking import check_trackers, export_any
+
+    check_trackers(trackers)
+    count = export_any(path, trackers, log_dir=log_dir)
+    click.echo(f"exported {count} run(s) to {', '.join(trackers)}")
+    echo_log_hints(trackers, log_dir or path)
 
 
 cli.add_command(data_group)  # issue 5: `pertlearn data download|info`

@@ -36,7 +36,7 @@ from pertlearn.experiments.pipelines.neurips import (
     scores,
 )
 from pertlearn.experiments.result import Result
-from pertlearn.experiments.stages import CONTROL_STAGE, DTYPES, build_model
+from pertlearn.experiments.stages import CONTROL_STAGE, DTYPES, StageClock, build_model
 from pertlearn.models import OneHiddenNet, TwoLayerNet
 from pertlearn.seeding import resolve_device, stage_generator
 from pertlearn.training import TrainConfig, TrainingDivergedError, TrainResult, fit
@@ -194,35 +194,47 @@ def run_many(configs: Sequence[ExperimentConfig], *, progress: bool = False) -> 
     """Run every config and return their results in order (see the module docstring).
 
     The result of each config equals ``run(config)`` to float tolerance, except
-    ``metrics["seconds"]``, which is the batch's wall time divided by the number of batched
-    configs. A diverging training raises :class:`TrainingDivergedError` naming the config.
+    ``metrics["seconds"]`` and ``stage_seconds``, which are the batch's wall times divided by
+    the number of batched configs (f and the controls train together: one
+    ``train_f_and_controls`` stage). A diverging training raises
+    :class:`TrainingDivergedError` naming the config.
     """
     results: list[Result | None] = [None] * len(configs)
     batchable = [(i, c) for i, c in enumerate(configs) if can_batch(c)]
     indices = [i for i, _ in batchable]
     start = time.perf_counter()
-    states = _build_runs([c for _, c in batchable])
+    clock = StageClock()
+    with clock("data"):
+        states = _build_runs([c for _, c in batchable])
 
     # f and the control (which does not depend on f): every distinct network once, together.
-    _controls(states)
-    jobs = _unique(state.f for state in states)
-    jobs += _unique(state.control for state in states if state.control is not None)
-    _train_jobs(jobs, progress)
+    with clock("train_f_and_controls"):
+        _controls(states)
+        jobs = _unique(state.f for state in states)
+        jobs += _unique(state.control for state in states if state.control is not None)
+        _train_jobs(jobs, progress)
     _raise_first_error(states, indices, only_f=True)
 
     # Attacks against the trained f, then every distinct g, together.
-    _attack(states)
-    _train_jobs(_unique(state.g for state in states), progress)
+    with clock("craft"):
+        _attack(states)
+    with clock("train_g"):
+        _train_jobs(_unique(state.g for state in states), progress)
     _raise_first_error(states, indices)
 
     finished = []
-    for state in states:
-        g_inputs = state.g.x
-        finished.append((state, g_inputs, _metrics(state, g_inputs)))
-    share = (time.perf_counter() - start) / max(1, len(states))
+    with clock("evaluate"):
+        for state in states:
+            g_inputs = state.g.x
+            finished.append((state, g_inputs, _metrics(state, g_inputs)))
+    count = max(1, len(states))
+    share = (time.perf_counter() - start) / count
+    stage_shares = {stage: seconds / count for stage, seconds in clock.ordered().items()}
     for i, (state, g_inputs, metrics) in zip(indices, finished, strict=True):
         metrics["seconds"] = share
-        results[i] = _result(state, g_inputs, metrics)
+        result = _result(state, g_inputs, metrics)
+        result.stage_seconds = dict(stage_shares)
+        results[i] = result
     for i, config in enumerate(configs):
         if results[i] is None:
             results[i] = run(config, progress=progress)

@@ -133,7 +133,11 @@ class ExperimentConfig(StrictModel):
     description: str = ""
     pipeline: str = "neurips"
     seed: int = Field(0, ge=0, lt=2**63)
-    device: str = Field("cpu", description="cpu, cuda, cuda:N or auto (CUDA when available)")
+    device: str = Field(
+        "auto",
+        description="auto (CUDA when available, else CPU), cpu, cuda or cuda:N; run ids and "
+        "config.json use the resolved device",
+    )
     dtype: Literal["float32", "float64"] = "float32"
     save_tensors: bool = Field(True, description="write data and crafted inputs to the run dir")
 

@@ -46,7 +46,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pertlearn.errors import ConfigError
+from pertlearn.errors import ConfigError, cli_worded
 from pertlearn.experiments.config_tree import apply_overrides, deep_merge, read_toml
 
 if TYPE_CHECKING:
@@ -324,14 +324,20 @@ def load_config(
     base = tree.pop("preset", None)
     file_scale = tree.pop("scale", None)
     if preset is not None and base is not None and preset != base:
-        raise ConfigError(f"the config file names preset {base!r} but --preset is {preset!r}")
+        named = f"the config file names preset {base!r} but"
+        raise cli_worded(
+            ConfigError(f"{named} preset={preset!r} was passed"), f"{named} --preset is {preset!r}"
+        )
     base = preset or base or (None if source is not None else "quickstart")
     base_tree: dict[str, Any] | None = None
     if base is not None:
         base_tree = preset_tree(base, scale or file_scale or "cpu")
         tree = deep_merge(base_tree, tree)
     elif scale is not None:
-        raise ConfigError("--scale needs a preset: --preset NAME, or preset = NAME in the file")
+        raise cli_worded(
+            ConfigError("scale needs a preset: pass preset=NAME, or set preset = NAME in the file"),
+            "--scale needs a preset: --preset NAME, or preset = NAME in the file",
+        )
     # lazy: the pipelines import torch; listing presets (and bad names) must not
     from pertlearn.experiments.pipelines import validate_config
 

@@ -18,7 +18,9 @@ from pertlearn.training import TrainResult
 class Result:
     """Everything one run produced. ``metrics`` follows the metrics contract
     (docs/metrics.md); ``models`` and ``curves`` are keyed by network (``f``, ``g`` and each
-    control); ``tensors`` holds the data and the crafted inputs."""
+    control); ``tensors`` holds the data and the crafted inputs; ``stage_seconds`` the wall
+    time of each stage (``data``, ``train_f``, ``craft``, ``train_g``, ``controls``,
+    ``evaluate``), written into ``metrics.json`` beside the metrics, not part of them."""
 
     config: ExperimentConfig
     metrics: dict[str, Any]
@@ -26,6 +28,7 @@ class Result:
     curves: dict[str, TrainResult]
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
     device: str = "cpu"
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     def save(self, out: str | Path, *, overwrite: bool = False) -> Path:
         """Write the run directory ``out`` atomically (:func:`write_run_dir`); an existing

@@ -2,8 +2,10 @@
 
 Layout::
 
-    config.json           resolved config, resolved ε and device, package/torch/python versions
-    metrics.json          the metrics contract (README)
+    config.json           resolved config (``device`` as resolved, e.g. ``"cpu"`` for ``"auto"``),
+                          resolved ε, device and the requested device, package versions
+    metrics.json          the metrics contract (docs/metrics.md) and ``stage_seconds``, the wall
+                          time of each stage (not a metric: never compared or hashed)
     curves.json           training-loss curves of every network
     f.safetensors, g.safetensors, control_random.safetensors   weights (state dicts)
     tensors.safetensors   x_train, y_train, x_test, y_test, y_adv, x_adv, g_inputs, and
@@ -31,7 +33,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from pertlearn.atomic import write_json
-from pertlearn.errors import RunDirError, RunDirExistsError
+from pertlearn.errors import RunDirError, RunDirExistsError, cli_worded
 
 
 class RunOutput(Protocol):
@@ -49,6 +51,8 @@ class RunOutput(Protocol):
     def tensors(self) -> dict[str, torch.Tensor]: ...
     @property
     def device(self) -> str: ...
+    @property
+    def stage_seconds(self) -> dict[str, float]: ...
 
 
 def versions() -> dict[str, str]:
@@ -70,16 +74,23 @@ OWN_FILE_SUFFIXES = (".json", ".safetensors", ".png", ".pdf", ".svg", ".html", "
 FIGURES_DIR = "figures"
 """The folder of the figure files of ``pertlearn report`` (PNG, PDF, SVG) in a run directory."""
 
+TRACKING_DIRS = ("tensorboard", "mlruns")
+"""Folders an experiment-tracking export (``--log``) writes into a run or sweep directory."""
+
 
 def _is_own(entry: Path) -> bool:
     """Whether ``entry`` of a run directory is one pertlearn writes: a plain file with one of
-    :data:`OWN_FILE_SUFFIXES`, or the :data:`FIGURES_DIR` folder holding only such files."""
+    :data:`OWN_FILE_SUFFIXES`, the :data:`FIGURES_DIR` folder holding only such files, or a
+    folder of an experiment-tracking export (:data:`TRACKING_DIRS`)."""
     if entry.is_symlink():
         return False
     if entry.is_dir():
-        return entry.name == FIGURES_DIR and all(
-            not child.is_symlink() and child.is_file() and child.suffix in OWN_FILE_SUFFIXES
-            for child in entry.iterdir()
+        return entry.name in TRACKING_DIRS or (
+            entry.name == FIGURES_DIR
+            and all(
+                not child.is_symlink() and child.is_file() and child.suffix in OWN_FILE_SUFFIXES
+                for child in entry.iterdir()
+            )
         )
     return entry.suffix in OWN_FILE_SUFFIXES
 
@@ -119,9 +130,10 @@ def check_target(out: Path, overwrite: bool) -> None:
         check_writable(out)
         return
     if not overwrite:
-        raise RunDirExistsError(
-            f"run directory {str(out)!r} already exists; choose another output directory "
-            "or overwrite it (overwrite=True, --overwrite)"
+        exists = f"run directory {str(out)!r} already exists"
+        raise cli_worded(
+            RunDirExistsError(f"{exists}; choose another output directory or pass overwrite=True"),
+            f"{exists}; choose another --out or pass --overwrite",
         )
     if out.is_symlink() or not is_run_dir(out):
         raise RunDirExistsError(
@@ -166,13 +178,20 @@ def write_run_dir(result: RunOutput, out: Path, *, overwrite: bool = False) -> P
         write_json(
             tmp / "config.json",
             {
-                "config": config.model_dump(mode="json"),
-                "resolved": {"eps": config.eps, "device": result.device},
+                # The device the run used, so that a rerun from this file reproduces it (and
+                # hashes to the same run id); what the config asked for stays beside it.
+                "config": {**config.model_dump(mode="json"), "device": result.device},
+                "resolved": {
+                    "eps": config.eps,
+                    "device": result.device,
+                    "device_requested": config.device,
+                },
                 "versions": versions(),
                 "created": datetime.now(UTC).isoformat(timespec="seconds"),
             },
         )
-        write_json(tmp / "metrics.json", result.metrics)
+        timings = {"stage_seconds": result.stage_seconds} if result.stage_seconds else {}
+        write_json(tmp / "metrics.json", {**result.metrics, **timings})
         write_json(
             tmp / "curves.json",
             {

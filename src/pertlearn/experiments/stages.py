@@ -17,8 +17,13 @@ Controls are named by what they train g' on (one table, docs/architecture.md):
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from pertlearn.attacks import Attack
 from pertlearn.data import balanced_signs, random_signs
@@ -91,8 +96,61 @@ def binary_targets(rule: str, n: int, seed: int, dtype: torch.dtype) -> torch.Te
 
 
 def craft(
-    attack: Attack, f: nn.Module, x: torch.Tensor, targets: torch.Tensor, seed: int
+    attack: Attack,
+    f: nn.Module,
+    x: torch.Tensor,
+    targets: torch.Tensor,
+    seed: int,
+    *,
+    progress: bool = False,
 ) -> torch.Tensor:
     """Stage *craft*: adversarial inputs ``attack(f, x, targets)``, same shape as ``x``, with
-    the attack's randomness from the stage ``attack``."""
-    return attack(f, x, targets, generator=stage_generator(seed, "attack"))
+    the attack's randomness from the stage ``attack``. ``progress``: a bar on stderr counting
+    the ``N`` crafted inputs (one attack call over the whole set, so it moves once, at the
+    end, and shows how long the stage took meanwhile)."""
+    with tqdm(
+        total=x.shape[0],
+        desc=f"craft ({attack.name})",
+        unit="input",
+        disable=not progress,
+        leave=False,
+    ) as bar:
+        x_adv = attack(f, x, targets, generator=stage_generator(seed, "attack"))
+        bar.update(x.shape[0])
+    return x_adv
+
+
+STAGE_NAMES = (
+    "data",
+    "train_f",
+    "train_f_and_controls",
+    "craft",
+    "train_g",
+    "controls",
+    "evaluate",
+)
+"""The stages :class:`StageClock` times in a run, in the order they are reported
+(``metrics.json``'s ``stage_seconds``; a batched sweep run trains f and its controls together
+as ``train_f_and_controls``)."""
+
+
+class StageClock:
+    """Wall time per stage of one run: ``with clock("train_f"): ...`` adds the block's seconds
+    to ``clock.seconds["train_f"]`` (a stage timed twice adds up). The times are reported
+    beside the metrics, never part of them or of a run id."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def ordered(self) -> dict[str, float]:
+        """The seconds per stage in the order of :data:`STAGE_NAMES` (other names last)."""
+        rank = {name: i for i, name in enumerate(STAGE_NAMES)}
+        return dict(sorted(self.seconds.items(), key=lambda item: rank.get(item[0], len(rank))))
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from pertlearn.atomic import atomic_path, write_bytes, write_json
+from pertlearn.errors import cli_worded
 from pertlearn.experiments.config import ConfigError
 from pertlearn.experiments.rundir import CorruptFileError, read_json_object, read_run
 from pertlearn.experiments.sweeps import Point, Sweep
@@ -74,30 +75,37 @@ class SweepStore:
         if not self.root.exists():
             return
         if not self.root.is_dir():
-            raise SweepDirError(
-                f"sweep directory {str(self.root)!r} is a file; choose another --out"
+            problem = f"sweep directory {str(self.root)!r} is a file"
+            raise cli_worded(
+                SweepDirError(f"{problem}; choose another sweep directory"),
+                f"{problem}; choose another --out",
             )
         try:
             manifest = self.read_manifest()
         except CorruptFileError as err:
             if points is not None and self._holds_only(points):
                 return
-            raise SweepDirError(
-                f"{err}; it names the sweep this directory holds: restore it, or choose "
-                "another --out"
+            problem = f"{err}; it names the sweep this directory holds: restore it, or choose"
+            raise cli_worded(
+                SweepDirError(f"{problem} another sweep directory"), f"{problem} another --out"
             ) from None
         if manifest is None:
             if any(not p.name.startswith(".") for p in self.root.iterdir()):
-                raise SweepDirError(
-                    f"{str(self.root)!r} is not empty and holds no {SWEEP_FILE}; "
-                    "choose a new or empty --out directory"
+                problem = f"{str(self.root)!r} is not empty and holds no {SWEEP_FILE}"
+                raise cli_worded(
+                    SweepDirError(f"{problem}; choose a new or empty sweep directory"),
+                    f"{problem}; choose a new or empty --out directory",
                 )
             return
         if manifest.get("fingerprint") != sweep.fingerprint:
-            raise SweepDirError(
+            problem = (
                 f"sweep directory {str(self.root)!r} holds the runs of another sweep "
                 f"({manifest.get('name')!r}, fingerprint {manifest.get('fingerprint')}; this one "
-                f"is {sweep.name!r}, {sweep.fingerprint}); choose another --out"
+                f"is {sweep.name!r}, {sweep.fingerprint})"
+            )
+            raise cli_worded(
+                SweepDirError(f"{problem}; choose another sweep directory"),
+                f"{problem}; choose another --out",
             )
 
     def _holds_only(self, points: list[Point]) -> bool:

@@ -55,6 +55,7 @@ from pertlearn.experiments.config import (
 )
 from pertlearn.experiments.pipelines import validate_config
 from pertlearn.experiments.presets import SCALES, preset_tree, sweep_presets
+from pertlearn.seeding import resolved_device_name
 
 SPEC_KEYS = {"name", "description", "preset", "scale", "config", "seeds", "base", "grid", "zip"}
 SPEC_KEYS |= {"report"}
@@ -67,8 +68,12 @@ def canonical_json(payload: Any) -> str:
 
 def config_hash(config: ExperimentConfig) -> str:
     """A stable 16-hex-digit id of a resolved config: SHA-256 of its canonical JSON, leaving
-    out the cosmetic ``name`` and ``description``. Equal configs give equal ids on any machine."""
+    out the cosmetic ``name`` and ``description``, with ``device = "auto"`` resolved for this
+    machine (:func:`~pertlearn.seeding.resolved_device_name`: a CPU run and a CUDA run give
+    different numbers, so they get different ids). Equal configs give equal ids on any machine
+    with the same device; the config saved in a run's ``config.json`` hashes to the same id."""
     payload = config.model_dump(mode="json", exclude={"name", "description"})
+    payload["device"] = resolved_device_name(payload["device"])
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:16]
 
 

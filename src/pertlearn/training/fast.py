@@ -35,6 +35,7 @@ from pertlearn.training.divergence import TrainingDivergedError, diverged_messag
 from pertlearn.training.fast_kernels import BatchedNetworks
 from pertlearn.training.fast_schedule import BatchedTrainResult, DeviceSchedule, HostSchedule
 from pertlearn.training.losses import MARGIN_LOSSES
+from pertlearn.training.progress import finish_bar
 
 __all__ = [
     "FAST_MODELS",
@@ -189,9 +190,11 @@ def fit_batched(
                     bar.set_postfix(loss=f"{schedule.last_loss(stop):.4g}", refresh=False)
                 if finished:
                     break
+            outcome = schedule.outcome(nets.loss_weights)
+            finish_bar(bar, max(outcome.epochs_run, default=epochs), epochs)
         finally:
-            bar.close()
-        return schedule.outcome(nets.loss_weights)
+            bar.close()  # no-op after finish_bar; closes the bar when training raised
+        return outcome
 
 
 def fast_fit(

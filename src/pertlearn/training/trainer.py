@@ -21,6 +21,7 @@ from pertlearn.training import fast as explicit  # module attributes, so tests c
 from pertlearn.training.config import TrainConfig, TrainResult
 from pertlearn.training.divergence import TrainingDivergedError, check_epoch
 from pertlearn.training.losses import margin_loss_derivative, per_sample_loss
+from pertlearn.training.progress import finish_bar
 from pertlearn.training.schedule import PlateauScheduler, stop_by_tolerance
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingDivergedError", "fit"]
@@ -64,10 +65,12 @@ def fit(
     result = TrainResult(loss_weights=weights)
 
     model.train()
-    bar = tqdm(range(config.epochs), desc=f"train {name}", disable=not progress, leave=False)
+    # Updated by hand, not iterated: iterating closes the bar on an early stop before
+    # finish_bar can show where it stopped.
+    bar = tqdm(total=config.epochs, desc=f"train {name}", disable=not progress, leave=False)
     previous = math.inf
     try:
-        for epoch in bar:
+        for epoch in range(config.epochs):
             lr = optimizer.param_groups[0]["lr"]
             if full_batch:
                 epoch_loss = _full_batch_step(model, x, y, optimizer, margin, weights, lr)
@@ -78,6 +81,7 @@ def fit(
             check_epoch(name, epoch + 1, lr, epoch_loss, params)
             result.losses.append(epoch_loss)
             result.epochs_run = epoch + 1
+            bar.update()
             if scheduler is not None:
                 scheduler.step(epoch_loss)
             if config.stop_tol is not None and stop_by_tolerance(
@@ -87,8 +91,9 @@ def fit(
             previous = epoch_loss
             if progress and epoch % max(1, config.epochs // 100) == 0:
                 bar.set_postfix(loss=f"{epoch_loss:.4g}", refresh=False)
+        finish_bar(bar, result.epochs_run, config.epochs)
     finally:
-        bar.close()
+        bar.close()  # no-op after finish_bar; closes the bar when training raised
     result.final_lr = optimizer.param_groups[0]["lr"]
     model.eval()
     return result

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pertlearn.cli.main import format_summary, reading_notes
+from pertlearn.cli.main import format_stage_seconds, format_summary, reading_notes
 
 
 def test_tiny_eps_binary_run_gets_notes_not_warnings() -> None:
@@ -38,3 +38,9 @@ def test_a_closed_pipe_prints_no_error() -> None:
     command = f"{sys.executable} -m pertlearn presets | head -1"
     done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
     assert done.stdout.startswith("quickstart") and done.stderr == ""
+
+
+def test_stage_times_are_one_line_in_run_order() -> None:
+    line = format_stage_seconds({"data": 0.04, "train_f": 1.25, "craft": 0.3, "evaluate": 0.0})
+    assert line == "stages: data 0.0s · train f 1.2s · craft 0.3s · evaluate 0.0s"
+    assert format_stage_seconds({}) == ""

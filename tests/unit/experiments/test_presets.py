@@ -67,8 +67,10 @@ CONTROL_NAMES = {"neurips": "random_l2_noise", "iclr_artificial": "unperturbed_i
 def per_pipeline_shape(recorded: dict[str, Any]) -> dict[str, Any]:
     """The recorded trees predate per-pipeline configs: the images pipeline's ``images`` table
     became top-level keys (``batch_size`` → ``craft_batch_size``) and the control
-    ``control_random`` is named by what it is. Comparison only."""
+    ``control_random`` is named by what it is. Presets no longer set ``device``: every config
+    defaults to ``"auto"`` (CUDA when available, else the CPU). Comparison only."""
     tree = copy.deepcopy(recorded)
+    tree.pop("device", None)
     pipeline = tree.get("pipeline", "neurips")
     images = tree.pop("images", None)
     if images is not None:
@@ -102,6 +104,12 @@ def test_sweep_preset_equals_the_recorded_spec(name: str, scale: str) -> None:
     for table in ("grid", "zip"):  # the axis order decides the point order and fingerprint
         assert list(spec.get(table, {})) == list(recorded.get(table, {}))
     assert preset.summary == RECORDED["sweeps"][name]["summary"]
+
+
+def test_no_preset_hard_codes_a_device() -> None:
+    for name in presets():
+        for scale in SCALES:
+            assert "device" not in preset_tree(name, scale), (name, scale)
 
 
 def test_the_l0_budget_is_a_rule_in_the_data() -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import pertlearn.experiments.batched as batched
+from pertlearn.errors import cli_message
 from pertlearn.experiments import IclrArtificialConfig
 from pertlearn.experiments.config import ConfigError, ExperimentConfig
 from pertlearn.experiments.execution import chunks, driver, run_sweep
@@ -105,8 +106,9 @@ def test_chunks_leave_other_pipelines_alone() -> None:
 
 
 def test_batch_size_must_be_positive(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="--batch-size"):
+    with pytest.raises(ConfigError, match=r"^batch_size must be at least 1") as caught:
         run_sweep(parse_sweep(tiny_spec()), tmp_path / "s", batch_size=0)
+    assert cli_message(caught.value).startswith("--batch-size must be at least 1")
     assert not (tmp_path / "s").exists()
 
 

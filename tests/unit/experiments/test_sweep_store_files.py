@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from pertlearn.errors import cli_message
 from pertlearn.experiments.execution import run_sweep
 from pertlearn.experiments.store import (
     CorruptFileError,
@@ -132,8 +133,11 @@ def test_corrupt_sweep_json_is_named(sweep_dir: Path, tmp_path: Path) -> None:
     assert result.stderr.startswith(f"error: {manifest}: not valid JSON (Expecting value")
     # Runs of another sweep: refused, naming the file; nothing moved.
     other = parse_sweep(tiny_spec(zip={"data.dim": [5]}, grid={"model.width": [6]}))
-    with pytest.raises(SweepDirError, match=rf"{manifest}: not valid JSON.*choose another --out"):
+    with pytest.raises(
+        SweepDirError, match=rf"{manifest}: not valid JSON.*choose another sweep directory"
+    ) as caught:
         run_sweep(other, sweep_dir)
+    assert cli_message(caught.value).endswith("choose another --out")
     assert manifest.read_text() == "" and not (sweep_dir / "corrupt").exists()
 
 

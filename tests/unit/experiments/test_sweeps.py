@@ -16,6 +16,7 @@ from pertlearn.experiments.execution import run_sweep
 from pertlearn.experiments.presets import PRESETS, load_config
 from pertlearn.experiments.store import SweepDirError
 from pertlearn.experiments.sweeps import config_hash, load_sweep, parse_sweep, sweep_presets
+from pertlearn.seeding import resolved_device_name
 from sweep_support import tiny_spec, write_spec_toml
 
 NEURIPS_KINDS = ("dim", "dim-logistic", "width", "slope", "n", "eps", "epochs-f", "epochs-g", "lr")
@@ -62,6 +63,7 @@ def test_config_hash_is_sha256_of_canonical_config_without_cosmetics() -> None:
     config = load_config(preset="quickstart", overrides=["model.width=7"])
     payload = config.model_dump(mode="json")
     del payload["name"], payload["description"]
+    payload["device"] = resolved_device_name("auto")  # "auto" hashes as what it runs on
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     assert config_hash(config) == hashlib.sha256(text.encode()).hexdigest()[:16]
     renamed = config.model_copy(update={"name": "other", "description": "x"})

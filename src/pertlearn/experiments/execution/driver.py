@@ -17,6 +17,7 @@ from typing import Literal
 from tqdm.auto import tqdm
 
 from pertlearn.attacks import ATTACKS, make_attack
+from pertlearn.errors import cli_worded
 from pertlearn.experiments.config import AttackConfig, ConfigError
 from pertlearn.experiments.execution.base import SweepExecutor
 from pertlearn.experiments.execution.chunking import BATCH_SIZE, chunks
@@ -160,14 +161,21 @@ def _check_arguments(
 ) -> None:
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
+    # Python terms in the message, the command line's flags in its CLI wording.
     if workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {workers}")
+        message = f"must be at least 1, got {workers}"
+        raise cli_worded(ConfigError(f"workers {message}"), f"--workers {message}")
     if batch_size < 1:
-        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+        message = f"must be at least 1, got {batch_size}"
+        raise cli_worded(ConfigError(f"batch_size {message}"), f"--batch-size {message}")
     if threads is not None and threads < 1:
-        raise ConfigError(f"--threads must be at least 1, got {threads}")
+        message = f"must be at least 1, got {threads}"
+        raise cli_worded(ConfigError(f"threads {message}"), f"--threads {message}")
     if cpus_per_task <= 0 or gpus_per_task < 0:
-        raise ConfigError("--cpus-per-task must be positive and --gpus-per-task non-negative")
+        raise cli_worded(
+            ConfigError("cpus_per_task must be positive and gpus_per_task non-negative"),
+            "--cpus-per-task must be positive and --gpus-per-task non-negative",
+        )
 
 
 def run_sweep(

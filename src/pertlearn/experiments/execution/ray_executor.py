@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from pertlearn.errors import cli_worded
 from pertlearn.experiments.config import ConfigError
 from pertlearn.experiments.execution.base import OutcomeHandler, unit_args
 from pertlearn.experiments.execution.outcome import Outcome
@@ -23,7 +24,13 @@ from pertlearn.experiments.execution.worker import execute_chunk
 from pertlearn.experiments.store import SweepStore
 from pertlearn.experiments.sweeps import Point
 
-RAY_MISSING = "--executor ray needs Ray: pip install 'pertlearn[ray]' (or scripts/setup.sh ray)"
+RAY_MISSING = "needs Ray: pip install 'pertlearn[ray]' (or scripts/setup.sh ray)"
+"""Why the Ray executor cannot run (after ``executor='ray'`` / ``--executor ray``)."""
+
+
+def ray_missing() -> ConfigError:
+    """The error for a missing Ray, in Python terms and in the command line's."""
+    return cli_worded(ConfigError(f"executor='ray' {RAY_MISSING}"), f"--executor ray {RAY_MISSING}")
 
 
 def require_ray() -> None:
@@ -31,7 +38,7 @@ def require_ray() -> None:
     try:
         import ray  # noqa: F401  (an optional extra)
     except ImportError:
-        raise ConfigError(RAY_MISSING) from None
+        raise ray_missing() from None
 
 
 def check_ray_address(address: str, timeout: float = 10.0) -> None:
@@ -43,10 +50,11 @@ def check_ray_address(address: str, timeout: float = 10.0) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as err:
-        raise ConfigError(
+        problem = (
             f"no Ray cluster answers at {address} ({err.strerror or err}); start one with "
-            "`ray start --head` or fix --address"
-        ) from None
+            "`ray start --head` or fix"
+        )
+        raise cli_worded(ConfigError(f"{problem} address"), f"{problem} --address") from None
 
 
 @contextmanager
@@ -88,7 +96,7 @@ class RayExecutor:
         try:
             import ray  # an optional extra
         except ImportError:
-            raise ConfigError(RAY_MISSING) from None
+            raise ray_missing() from None
         if ray.is_initialized():
             return False
         options: dict[str, Any] = {"log_to_driver": False}
@@ -96,10 +104,14 @@ class RayExecutor:
             try:
                 ray.init(address=self.address, **options)
             except ConnectionError as err:
-                raise ConfigError(
-                    f"Ray: {_first_line(err, 'cannot connect')}; check --address, and for a "
-                    "cluster with token authentication set RAY_AUTH_MODE=token and its token "
-                    "(README, Sweeps)"
+                problem = f"Ray: {_first_line(err, 'cannot connect')}; check"
+                advice = (
+                    "and for a cluster with token authentication set RAY_AUTH_MODE=token and "
+                    "its token (README, Sweeps)"
+                )
+                raise cli_worded(
+                    ConfigError(f"{problem} address, {advice}"),
+                    f"{problem} --address, {advice}",
                 ) from None
         else:
             ray.init(num_cpus=self.num_cpus, include_dashboard=False, **options)

@@ -35,7 +35,14 @@ from pertlearn.attacks import ATTACKS, TargetedPGD, fooling_rate, make_attack
 from pertlearn.data import SYNTHETIC
 from pertlearn.experiments.config import AttackConfig, ExperimentConfig, ModelConfig, StrictModel
 from pertlearn.experiments.result import Result
-from pertlearn.experiments.stages import CONTROL_STAGE, DTYPES, binary_targets, craft, train_fresh
+from pertlearn.experiments.stages import (
+    CONTROL_STAGE,
+    DTYPES,
+    StageClock,
+    binary_targets,
+    craft,
+    train_fresh,
+)
 from pertlearn.metrics import accuracy, agreement, majority_share
 from pertlearn.seeding import resolve_device, stage_generator
 from pertlearn.training import TrainConfig
@@ -109,6 +116,7 @@ def attack_options(config: IclrArtificialConfig) -> dict[str, Any]:
 def run_iclr_artificial(config: IclrArtificialConfig, *, progress: bool = False) -> Result:
     """Run the ICLR24 artificial experiment described by ``config`` (module docstring)."""
     start = time.perf_counter()
+    clock = StageClock()
     device = resolve_device(config.device)
     dtype = DTYPES[config.dtype]
     seed = config.seed
@@ -120,10 +128,11 @@ def run_iclr_artificial(config: IclrArtificialConfig, *, progress: bool = False)
     def sample(n: int, stage: str) -> Any:
         return SYNTHETIC[data.name](n, data.dim, stage_generator(seed, stage), dtype=dtype)
 
-    x_train, y_train = (t.to(device) for t in sample(data.n_train, "data_train"))
-    x_test = sample(data.n_test, "data_test")[0].to(device)
-    x_noise = sample(data.n_noise, "data_noise")[0].to(device)
-    y_adv = binary_targets(config.targets, data.n_noise, seed, dtype).to(device)
+    with clock("data"):
+        x_train, y_train = (t.to(device) for t in sample(data.n_train, "data_train"))
+        x_test = sample(data.n_test, "data_test")[0].to(device)
+        x_noise = sample(data.n_noise, "data_noise")[0].to(device)
+        y_adv = binary_targets(config.targets, data.n_noise, seed, dtype).to(device)
     if isinstance(attack, TargetedPGD):
         attack.check_input(x_noise)  # e.g. an L0 budget above d, or noise outside the range
 
@@ -132,43 +141,48 @@ def run_iclr_artificial(config: IclrArtificialConfig, *, progress: bool = False)
     )
 
     # 1. f on the natural data.
-    f, f_history = train("f", config.model, x_train, y_train, config.train_f)
+    with clock("train_f"):
+        f, f_history = train("f", config.model, x_train, y_train, config.train_f)
     # 2.-3. the noise, perturbed towards its targets against f.
-    x_adv = craft(attack, f, x_noise, y_adv, seed)
+    with clock("craft"):
+        x_adv = craft(attack, f, x_noise, y_adv, seed, progress=progress)
     # 4. g on the perturbed noise only.
     g_model_config = config.model_g or config.model
-    g, g_history = train("g", g_model_config, x_adv, y_adv, config.train_g)
+    with clock("train_g"):
+        g, g_history = train("g", g_model_config, x_adv, y_adv, config.train_g)
 
     models: dict[str, nn.Module] = {"f": f, "g": g}
     curves = {"f": f_history, "g": g_history}
-    metrics: dict[str, Any] = {
-        "f_acc_train": accuracy(f, x_train, y_train),
-        "g_acc_train": accuracy(g, x_train, y_train),
-        "agreement": agreement(f, g, x_test),
-        "fooling_rate": fooling_rate(f, x_adv, y_adv),
-        "g_fit_acc": accuracy(g, x_adv, y_adv),
-        "g_majority_share": majority_share(g, x_test),
-        "eps": eps,
-        "f_epochs": f_history.epochs_run,
-        "g_epochs": g_history.epochs_run,
-    }
-    metrics["g_degenerate"] = metrics["g_majority_share"] > config.degenerate_threshold
+    with clock("evaluate"):
+        metrics: dict[str, Any] = {
+            "f_acc_train": accuracy(f, x_train, y_train),
+            "g_acc_train": accuracy(g, x_train, y_train),
+            "agreement": agreement(f, g, x_test),
+            "fooling_rate": fooling_rate(f, x_adv, y_adv),
+            "g_fit_acc": accuracy(g, x_adv, y_adv),
+            "g_majority_share": majority_share(g, x_test),
+            "eps": eps,
+            "f_epochs": f_history.epochs_run,
+            "g_epochs": g_history.epochs_run,
+        }
+        metrics["g_degenerate"] = metrics["g_majority_share"] > config.degenerate_threshold
 
     # 5. control g': the same noise and targets, without the perturbation.
     if "unperturbed_inputs" in config.controls:
-        control, control_history = train(
-            "unperturbed_inputs",
-            g_model_config,
-            x_noise,
-            y_adv,
-            config.train_g,
-            stage=CONTROL_STAGE,
-        )
-        models["unperturbed_inputs"] = control
-        curves["unperturbed_inputs"] = control_history
-        metrics["control_g_acc_train"] = accuracy(control, x_train, y_train)
-        metrics["control_fit_acc"] = accuracy(control, x_noise, y_adv)
-        metrics["control_agreement"] = agreement(f, control, x_test)
+        with clock("controls"):
+            control, control_history = train(
+                "unperturbed_inputs",
+                g_model_config,
+                x_noise,
+                y_adv,
+                config.train_g,
+                stage=CONTROL_STAGE,
+            )
+            models["unperturbed_inputs"] = control
+            curves["unperturbed_inputs"] = control_history
+            metrics["control_g_acc_train"] = accuracy(control, x_train, y_train)
+            metrics["control_fit_acc"] = accuracy(control, x_noise, y_adv)
+            metrics["control_agreement"] = agreement(f, control, x_test)
 
     metrics["seconds"] = time.perf_counter() - start
     tensors = {
@@ -179,4 +193,12 @@ def run_iclr_artificial(config: IclrArtificialConfig, *, progress: bool = False)
         "y_adv": y_adv,
         "x_adv": x_adv,
     }
-    return Result(config, metrics, models, curves, tensors, device=str(device))
+    return Result(
+        config,
+        metrics,
+        models,
+        curves,
+        tensors,
+        device=str(device),
+        stage_seconds=clock.ordered(),
+    )

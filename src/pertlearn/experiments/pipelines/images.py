@@ -45,7 +45,7 @@ from pertlearn.data.catalogue import DATASETS
 from pertlearn.experiments.config import AttackConfig, ExperimentConfig, StrictModel
 from pertlearn.experiments.image_data import image_split
 from pertlearn.experiments.result import Result
-from pertlearn.experiments.stages import CONTROL_STAGE, DTYPES
+from pertlearn.experiments.stages import CONTROL_STAGE, DTYPES, StageClock
 from pertlearn.metrics import predictions
 from pertlearn.models.cnn import build_image_model
 from pertlearn.seeding import resolve_device, stage_generator
@@ -276,16 +276,18 @@ def run_images(
     to logits ``(N, K)``.
     """
     start_time = time.perf_counter()
+    clock = StageClock()
     device = resolve_device(config.device)
     dtype = DTYPES[config.dtype]
     seed = config.seed
     cfg = config
-    split = image_split(config.data, seed, binary=False, center=False, dtype=dtype)
-    info = split.info
-    num_classes = len(split.classes)
-    in_shape = info.shape
-    x_train, y_train = split.x_train.to(device), split.y_train.to(device)
-    x_test, y_test = split.x_test.to(device), split.y_test.to(device)
+    with clock("data"):
+        split = image_split(config.data, seed, binary=False, center=False, dtype=dtype)
+        info = split.info
+        num_classes = len(split.classes)
+        in_shape = info.shape
+        x_train, y_train = split.x_train.to(device), split.y_train.to(device)
+        x_test, y_test = split.x_test.to(device), split.y_test.to(device)
     ckpt_root = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
     eval_batch = max(cfg.train_f.eval_batch_size, 1)
 
@@ -331,114 +333,127 @@ def run_images(
         return model, history
 
     # 1. f on the clean training images.
-    f, f_history = train("f", config.model, x_train, y_train, cfg.train_f)
+    with clock("train_f"):
+        f, f_history = train("f", config.model, x_train, y_train, cfg.train_f)
 
     # 2.-3. targets and the adversarial set, crafted in batches.
-    options = dict(config.attack.options)
-    options.setdefault("clip", (0.0, 1.0))
-    if cfg.craft_precision != "fp32":
-        options.setdefault("precision", cfg.craft_precision)
-    craft_batch = resolve_craft_batch(
-        cfg.craft_batch_size, f, x_train[:1], options.get("precision", "fp32")
-    )
-    if cfg.craft_batch_size == "auto" and device.type == "cuda":
-        options.setdefault("batch_size", craft_batch)  # one attack chunk per craft batch
-    eps = config.eps
-    attack: Attack = make_attack(config.attack.name, eps, **options)
-    attack_gen = stage_generator(seed, "attack")
-    targets_gen = stage_generator(seed, "targets")
-    scenario = cfg.scenario
-    if scenario == "uniform":
-        n_adv = config.data.n_noise
-        y_adv = torch.randint(0, num_classes, (n_adv,), generator=targets_gen).to(device)
-        batches = noise_batches(n_adv, in_shape, craft_batch, seed)
-    else:
-        n_adv = x_train.shape[0]
-        y_adv = draw_image_targets(scenario, y_train, num_classes, targets_gen)
-        batches = [
-            (s, min(craft_batch, n_adv - s), attack_gen) for s in range(0, n_adv, craft_batch)
-        ]
-
-    def clean_batch(start: int, size: int, generator: torch.Generator) -> torch.Tensor:
-        if scenario == "uniform":
-            return make_noise(size, in_shape, generator).to(device=device, dtype=dtype)
-        return x_train[start : start + size]
-
-    x_adv = torch.empty((n_adv, *in_shape), dtype=dtype, device=device)
-    bar = _bar(n_adv, f"attack ({config.attack.name})", progress)
-    for start, size, generator in batches:
-        clean = clean_batch(start, size, generator)
-        x_adv[start : start + size] = attack(
-            f, clean, y_adv[start : start + size], generator=attack_gen
+    with clock("craft"):
+        options = dict(config.attack.options)
+        options.setdefault("clip", (0.0, 1.0))
+        if cfg.craft_precision != "fp32":
+            options.setdefault("precision", cfg.craft_precision)
+        craft_batch = resolve_craft_batch(
+            cfg.craft_batch_size, f, x_train[:1], options.get("precision", "fp32")
         )
-        bar.update(size)
-    bar.close()
+        if cfg.craft_batch_size == "auto" and device.type == "cuda":
+            options.setdefault("batch_size", craft_batch)  # one attack chunk per craft batch
+        eps = config.eps
+        attack: Attack = make_attack(config.attack.name, eps, **options)
+        attack_gen = stage_generator(seed, "attack")
+        targets_gen = stage_generator(seed, "targets")
+        scenario = cfg.scenario
+        if scenario == "uniform":
+            n_adv = config.data.n_noise
+            y_adv = torch.randint(0, num_classes, (n_adv,), generator=targets_gen).to(device)
+            batches = noise_batches(n_adv, in_shape, craft_batch, seed)
+        else:
+            n_adv = x_train.shape[0]
+            y_adv = draw_image_targets(scenario, y_train, num_classes, targets_gen)
+            batches = [
+                (s, min(craft_batch, n_adv - s), attack_gen) for s in range(0, n_adv, craft_batch)
+            ]
 
-    # Fooling check (ICLR24 arXiv:2402.10470, image experiments): does f predict the target on the
-    # adversarial set?
-    predicted_adv = predictions(f, x_adv, eval_batch)
-    fooled = predicted_adv == y_adv
+        def clean_batch(start: int, size: int, generator: torch.Generator) -> torch.Tensor:
+            if scenario == "uniform":
+                return make_noise(size, in_shape, generator).to(device=device, dtype=dtype)
+            return x_train[start : start + size]
+
+        x_adv = torch.empty((n_adv, *in_shape), dtype=dtype, device=device)
+        bar = _bar(n_adv, f"attack ({config.attack.name})", progress)
+        for start, size, generator in batches:
+            clean = clean_batch(start, size, generator)
+            x_adv[start : start + size] = attack(
+                f, clean, y_adv[start : start + size], generator=attack_gen
+            )
+            bar.update(size)
+        bar.close()
+
+        # Fooling check (ICLR24 arXiv:2402.10470, image experiments): does f predict the
+        # target on the adversarial set?
+        predicted_adv = predictions(f, x_adv, eval_batch)
+        fooled = predicted_adv == y_adv
 
     # 4. a fresh g on the adversarial set only.
     g_model_config = config.model_g or config.model
-    g, g_history = train("g", g_model_config, x_adv, y_adv, cfg.train_g)
-    f_test_pred = predictions(f, x_test, eval_batch)
-    g_test_pred = predictions(g, x_test, eval_batch)
-    counts = torch.bincount(g_test_pred, minlength=num_classes)
+    with clock("train_g"):
+        g, g_history = train("g", g_model_config, x_adv, y_adv, cfg.train_g)
+    with clock("evaluate"):
+        f_test_pred = predictions(f, x_test, eval_batch)
+        g_test_pred = predictions(g, x_test, eval_batch)
+        counts = torch.bincount(g_test_pred, minlength=num_classes)
 
-    metrics: dict[str, Any] = {
-        "f_acc_train": _accuracy(f, x_train, y_train, eval_batch),
-        "f_acc_test": (f_test_pred == y_test).double().mean().item(),
-        "g_acc_train": _accuracy(g, x_train, y_train, eval_batch),
-        "g_acc_test": (g_test_pred == y_test).double().mean().item(),
-        "g_best_acc_test": g_history.best_val_acc,
-        "g_best_epoch": g_history.best_epoch,
-        "agreement": (f_test_pred == g_test_pred).double().mean().item(),
-        "chance": 1.0 / num_classes,
-        "fooling_rate": fooled.double().mean().item(),
-        "fooling_rate_per_class": per_class_hit_rates(fooled, y_adv, num_classes),
-        "g_fit_acc": _accuracy(g, x_adv, y_adv, eval_batch),
-        "g_majority_share": int(counts.max().item()) / max(x_test.shape[0], 1),
-        "eps": eps,
-        "scenario": scenario,
-        "num_classes": num_classes,
-        "n_train": x_train.shape[0],
-        "n_test": x_test.shape[0],
-        "n_adv": n_adv,
-    }
-    if scenario != "uniform":
-        metrics["fooling_rate_per_source_class"] = per_class_hit_rates(fooled, y_train, num_classes)
-    metrics["g_degenerate"] = metrics["g_majority_share"] > config.degenerate_threshold
-    if cfg.craft_batch_size == "auto":
-        metrics["craft_batch_size"] = craft_batch
-    if config.robust_eval is not None:
-        robust = config.robust_eval
-        perturb = untargeted_attack(robust.attack, robust.eps, robust.steps)
-        x_eval, y_eval = x_test[: robust.n_test], y_test[: robust.n_test]
-        for key, model in (("f", f), ("g", g)):
-            metrics[f"{key}_robust_acc"] = robust_accuracy(
-                model, x_eval, y_eval, perturb, eval_batch, stage_generator(seed, "robust_eval")
+        metrics: dict[str, Any] = {
+            "f_acc_train": _accuracy(f, x_train, y_train, eval_batch),
+            "f_acc_test": (f_test_pred == y_test).double().mean().item(),
+            "g_acc_train": _accuracy(g, x_train, y_train, eval_batch),
+            "g_acc_test": (g_test_pred == y_test).double().mean().item(),
+            "g_best_acc_test": g_history.best_val_acc,
+            "g_best_epoch": g_history.best_epoch,
+            "agreement": (f_test_pred == g_test_pred).double().mean().item(),
+            "chance": 1.0 / num_classes,
+            "fooling_rate": fooled.double().mean().item(),
+            "fooling_rate_per_class": per_class_hit_rates(fooled, y_adv, num_classes),
+            "g_fit_acc": _accuracy(g, x_adv, y_adv, eval_batch),
+            "g_majority_share": int(counts.max().item()) / max(x_test.shape[0], 1),
+            "eps": eps,
+            "scenario": scenario,
+            "num_classes": num_classes,
+            "n_train": x_train.shape[0],
+            "n_test": x_test.shape[0],
+            "n_adv": n_adv,
+        }
+        if scenario != "uniform":
+            metrics["fooling_rate_per_source_class"] = per_class_hit_rates(
+                fooled, y_train, num_classes
             )
+        metrics["g_degenerate"] = metrics["g_majority_share"] > config.degenerate_threshold
+        if cfg.craft_batch_size == "auto":
+            metrics["craft_batch_size"] = craft_batch
+        if config.robust_eval is not None:
+            robust = config.robust_eval
+            perturb = untargeted_attack(robust.attack, robust.eps, robust.steps)
+            x_eval, y_eval = x_test[: robust.n_test], y_test[: robust.n_test]
+            for key, model in (("f", f), ("g", g)):
+                metrics[f"{key}_robust_acc"] = robust_accuracy(
+                    model, x_eval, y_eval, perturb, eval_batch, stage_generator(seed, "robust_eval")
+                )
+
     models: dict[str, nn.Module] = {"f": f, "g": g}
     curves: dict[str, Any] = {"f": f_history, "g": g_history}
 
     # Control g': the same inputs without the perturbation, the same targets.
     if "unperturbed_inputs" in config.controls:
-        if scenario == "uniform":
-            clean_inputs = torch.empty_like(x_adv)
-            for start, size, generator in noise_batches(n_adv, in_shape, craft_batch, seed):
-                clean_inputs[start : start + size] = clean_batch(start, size, generator)
-        else:
-            clean_inputs = x_train
-        control, control_history = train(
-            "unperturbed_inputs", g_model_config, clean_inputs, y_adv, cfg.train_g, CONTROL_STAGE
-        )
-        del clean_inputs
-        models["unperturbed_inputs"] = control
-        curves["unperturbed_inputs"] = control_history
-        metrics["control_g_acc_train"] = _accuracy(control, x_train, y_train, eval_batch)
-        metrics["control_g_acc_test"] = _accuracy(control, x_test, y_test, eval_batch)
-        metrics["control_g_best_acc_test"] = control_history.best_val_acc
+        with clock("controls"):
+            if scenario == "uniform":
+                clean_inputs = torch.empty_like(x_adv)
+                for start, size, generator in noise_batches(n_adv, in_shape, craft_batch, seed):
+                    clean_inputs[start : start + size] = clean_batch(start, size, generator)
+            else:
+                clean_inputs = x_train
+            control, control_history = train(
+                "unperturbed_inputs",
+                g_model_config,
+                clean_inputs,
+                y_adv,
+                cfg.train_g,
+                CONTROL_STAGE,
+            )
+            del clean_inputs
+            models["unperturbed_inputs"] = control
+            curves["unperturbed_inputs"] = control_history
+            metrics["control_g_acc_train"] = _accuracy(control, x_train, y_train, eval_batch)
+            metrics["control_g_acc_test"] = _accuracy(control, x_test, y_test, eval_batch)
+            metrics["control_g_best_acc_test"] = control_history.best_val_acc
 
     metrics["seconds"] = time.perf_counter() - start_time
     tensors = {
@@ -449,7 +464,15 @@ def run_images(
         "y_adv": y_adv,
         "x_adv": x_adv,
     }
-    return Result(config, metrics, models, curves, tensors, device=str(device))
+    return Result(
+        config,
+        metrics,
+        models,
+        curves,
+        tensors,
+        device=str(device),
+        stage_seconds=clock.ordered(),
+    )
 
 
 def _bar(total: int, desc: str, enabled: bool) -> Any:

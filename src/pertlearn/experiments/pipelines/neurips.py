@@ -33,6 +33,7 @@ from pertlearn.experiments.result import Result
 from pertlearn.experiments.stages import (
     CONTROL_STAGE,
     DTYPES,
+    StageClock,
     binary_targets,
     craft,
     train_fresh,
@@ -214,62 +215,72 @@ def control_scores(
 def run_neurips(config: NeuripsConfig, *, progress: bool = False) -> Result:
     """Run the NeurIPS24 binary pipeline described by ``config``."""
     start = time.perf_counter()
+    clock = StageClock()
     device = resolve_device(config.device)
     dtype = DTYPES[config.dtype]
     seed = config.seed
 
-    x_train, y_train = (
-        t.to(device) for t in make_dataset(config, config.data.n_train, "data_train", dtype)
-    )
-    x_test, y_test = (
-        t.to(device) for t in make_dataset(config, config.data.n_test, "data_test", dtype)
-    )
+    with clock("data"):
+        x_train, y_train = (
+            t.to(device) for t in make_dataset(config, config.data.n_train, "data_train", dtype)
+        )
+        x_test, y_test = (
+            t.to(device) for t in make_dataset(config, config.data.n_test, "data_test", dtype)
+        )
     train = partial(train_fresh, seed=seed, device=device, progress=progress)
 
     # 1. f on the clean data.
-    f, f_history = train("f", config.model, x_train, y_train, config.train_f)
+    with clock("train_f"):
+        f, f_history = train("f", config.model, x_train, y_train, config.train_f)
     # 2. target labels, 3. adversarial examples against f.
-    y_adv = draw_targets(config, y_train)
-    eps = config.eps
-    attack = make_attack(config.attack.name, eps, **config.attack.options)
-    x_adv = craft(attack, f, x_train, y_adv, seed)
-    perturbation = x_adv - x_train
-    g_inputs = perturbation if config.scenario == "perturbation_only" else x_adv
+    with clock("craft"):
+        y_adv = draw_targets(config, y_train)
+        eps = config.eps
+        attack = make_attack(config.attack.name, eps, **config.attack.options)
+        x_adv = craft(attack, f, x_train, y_adv, seed, progress=progress)
+        perturbation = x_adv - x_train
+        g_inputs = perturbation if config.scenario == "perturbation_only" else x_adv
     # 4. a fresh g on the adversarial set only.
     g_model_config = config.model_g or config.model
-    g, g_history = train("g", g_model_config, g_inputs, y_adv, config.train_g)
+    with clock("train_g"):
+        g, g_history = train("g", g_model_config, g_inputs, y_adv, config.train_g)
 
     models: dict[str, nn.Module] = {"f": f, "g": g}
     curves = {"f": f_history, "g": g_history}
     data = (x_train, y_train, x_test, y_test)
-    metrics = scores(config, f, g, data, x_adv=x_adv, y_adv=y_adv, g_inputs=g_inputs)
+    with clock("evaluate"):
+        metrics = scores(config, f, g, data, x_adv=x_adv, y_adv=y_adv, g_inputs=g_inputs)
 
     # 5. control: the same training on random perturbations of the same norm, same targets.
     if "random_l2_noise" in config.controls:
-        noise = RandomL2(eps)(f, x_train, y_adv, generator=stage_generator(seed, "control_noise"))
-        control_inputs = noise - x_train if config.scenario == "perturbation_only" else noise
-        control, control_history = train(
-            "random_l2_noise",
-            g_model_config,
-            control_inputs,
-            y_adv,
-            config.train_g,
-            stage=CONTROL_STAGE,
-        )
-        models["random_l2_noise"] = control
-        curves["random_l2_noise"] = control_history
-        metrics.update(control_scores(control, data, inputs=control_inputs, y_adv=y_adv))
+        with clock("controls"):
+            noise = RandomL2(eps)(
+                f, x_train, y_adv, generator=stage_generator(seed, "control_noise")
+            )
+            control_inputs = noise - x_train if config.scenario == "perturbation_only" else noise
+            control, control_history = train(
+                "random_l2_noise",
+                g_model_config,
+                control_inputs,
+                y_adv,
+                config.train_g,
+                stage=CONTROL_STAGE,
+            )
+            models["random_l2_noise"] = control
+            curves["random_l2_noise"] = control_history
+            metrics.update(control_scores(control, data, inputs=control_inputs, y_adv=y_adv))
 
     # 6. leakage control: the clean inputs with the target labels (no perturbation at all).
     if "mislabeled_clean" in config.controls:
-        leak, leak_history = train(
-            "mislabeled_clean", g_model_config, x_train, y_adv, config.train_g
-        )
-        models["mislabeled_clean"] = leak
-        curves["mislabeled_clean"] = leak_history
-        metrics["mislabeled_clean_acc_train"] = accuracy(leak, x_train, y_train)
-        metrics["mislabeled_clean_acc_test"] = accuracy(leak, x_test, y_test)
-        metrics["mislabeled_clean_fit_acc"] = accuracy(leak, x_train, y_adv)
+        with clock("controls"):
+            leak, leak_history = train(
+                "mislabeled_clean", g_model_config, x_train, y_adv, config.train_g
+            )
+            models["mislabeled_clean"] = leak
+            curves["mislabeled_clean"] = leak_history
+            metrics["mislabeled_clean_acc_train"] = accuracy(leak, x_train, y_train)
+            metrics["mislabeled_clean_acc_test"] = accuracy(leak, x_test, y_test)
+            metrics["mislabeled_clean_fit_acc"] = accuracy(leak, x_train, y_adv)
 
     metrics["seconds"] = time.perf_counter() - start
     tensors = {
@@ -281,4 +292,12 @@ def run_neurips(config: NeuripsConfig, *, progress: bool = False) -> Result:
         "x_adv": x_adv,
         "g_inputs": g_inputs,
     }
-    return Result(config, metrics, models, curves, tensors, device=str(device))
+    return Result(
+        config,
+        metrics,
+        models,
+        curves,
+        tensors,
+        device=str(device),
+        stage_seconds=clock.ordered(),
+    )

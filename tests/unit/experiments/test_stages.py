@@ -1,0 +1,63 @@
+"""Stage timings: every long stage of a run is timed, in stage order, beside the metrics."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import pertlearn
+from pertlearn.experiments.stages import StageClock
+
+SMALL = ["data.dim=8", "model.width=8", "train_f.epochs=20", "train_g.epochs=20"]
+
+
+def test_a_stage_timed_twice_adds_up_and_stages_come_in_run_order() -> None:
+    clock = StageClock()
+    with clock("controls"):
+        time.sleep(0.01)
+    with clock("data"):
+        pass
+    with clock("controls"):
+        time.sleep(0.01)
+    assert list(clock.ordered()) == ["data", "controls"]
+    assert clock.seconds["controls"] >= 0.02
+
+
+def test_binary_pipelines_time_each_stage_outside_their_metrics() -> None:
+    neurips = pertlearn.load_config(
+        preset="quickstart",
+        overrides=[*SMALL, "data.n_train=40", "data.n_test=40", "controls=['random_l2_noise']"],
+    )
+    result = pertlearn.run(neurips)
+    assert list(result.stage_seconds) == [
+        "data",
+        "train_f",
+        "craft",
+        "train_g",
+        "controls",
+        "evaluate",
+    ]
+    assert all(seconds >= 0 for seconds in result.stage_seconds.values())
+    assert "stage_seconds" not in result.metrics
+    assert sum(result.stage_seconds.values()) <= result.metrics["seconds"]
+
+    iclr = pertlearn.load_config(
+        preset="iclr-artificial-l2-uniform",
+        overrides=[*SMALL, "data.n_train=20", "data.n_test=20", "data.n_noise=40"],
+    )
+    stages = pertlearn.run(iclr).stage_seconds
+    assert list(stages) == ["data", "train_f", "craft", "train_g", "controls", "evaluate"]
+
+
+def test_the_craft_stage_has_a_bar_only_when_progress_is_on(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = pertlearn.load_config(
+        preset="quickstart", overrides=[*SMALL, "data.n_train=30", "data.n_test=30"]
+    )
+    pertlearn.run(config)
+    assert capsys.readouterr().err == ""
+    pertlearn.run(config, progress=True)
+    err = capsys.readouterr().err
+    assert "craft (gradient_step)" in err and "train g" in err
