@@ -298,6 +298,28 @@ def sweep_figures(
     return figures, notes
 
 
+def panel_grid(
+    count: int, ncols: int, panel_size: tuple[float, float], *, extra_height: float = 0.0, **kw: Any
+) -> tuple[Any, list[Any]]:
+    """A constrained-layout figure of ``count`` panels (axes) in ``ncols`` columns, each
+    ``panel_size`` inches (width, height), plus ``extra_height`` inches for captions; cells past
+    ``count`` are switched off. ``kw`` goes to :func:`matplotlib.pyplot.subplots`."""
+    nrows = math.ceil(count / ncols)
+    width, height = panel_size
+    fig, grid = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(width * ncols, height * nrows + extra_height),
+        squeeze=False,
+        layout="constrained",
+        **kw,
+    )
+    cells = list(grid.flat)
+    for unused in cells[count:]:
+        unused.axis("off")
+    return fig, cells[:count]
+
+
 def draw_sweep_figure(
     rows: list[dict[str, Any]],
     series: list[Series],
@@ -311,24 +333,12 @@ def draw_sweep_figure(
     matplotlib figure. Returns it and whether a panel got the top axis of budgets ε."""
     xs_all = [float(row[x_key]) for row in rows]
     ncols = min(len(facets), 2 if len(facets) <= 4 else 4)
-    nrows = math.ceil(len(facets) / ncols)
     positive = [x for x in xs_all if x > 0]
     log_x = len(positive) == len(xs_all) and max(positive) / min(positive) >= 50
     eps_shown = False
     with figure_style():
-        fig, grid = plt.subplots(
-            nrows,
-            ncols,
-            figsize=(4.6 * ncols, 3.4 * nrows + 0.9),
-            squeeze=False,
-            sharey=True,
-            layout="constrained",
-        )
-        for index, panel in enumerate(grid.flat):
-            if index >= len(facets):
-                panel.axis("off")
-                continue
-            facet = facets[index]
+        fig, panels = panel_grid(len(facets), ncols, (4.6, 3.4), extra_height=0.9, sharey=True)
+        for index, (facet, panel) in enumerate(zip(facets, panels, strict=True)):
             subset = [row for row in rows if tuple(row.get(k) for k in other_keys) == tuple(facet)]
             for one in series:
                 _draw_series(panel, subset, x_key, one)
@@ -353,7 +363,7 @@ def draw_sweep_figure(
             panel.set_xlabel(f"{axis_label(x_key, subscript=True)}{with_paired}")
             if index % ncols == 0:
                 panel.set_ylabel("accuracy / agreement (fraction)")
-        handles, labels = grid.flat[0].get_legend_handles_labels()
+        handles, labels = panels[0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside upper center", ncol=4, frameon=False)
     return fig, eps_shown
 
@@ -393,23 +403,12 @@ def draw_loss_curves(curves: dict[str, dict[str, Any]]) -> Any | None:
     drawn = {name: curve.get("loss", []) for name, curve in curves.items() if curve.get("loss")}
     if not drawn:
         return None
-    ncols = min(len(drawn), 3)
-    nrows = math.ceil(len(drawn) / ncols)
     colors = [OKABE_ITO[c] for c in ("blue", "vermillion", "black", "reddish purple", "orange")]
     titles = {"f": "f", "g": "g"}
     with figure_style():
-        fig, grid = plt.subplots(
-            nrows,
-            ncols,
-            figsize=(3.6 * ncols, 2.9 * nrows),
-            squeeze=False,
-            layout="constrained",
-        )
-        for index, panel in enumerate(grid.flat):
-            if index >= len(drawn):
-                panel.axis("off")
-                continue
-            name, losses = list(drawn.items())[index]
+        ncols = min(len(drawn), 3)
+        fig, panels = panel_grid(len(drawn), ncols, (3.6, 2.9))
+        for index, ((name, losses), panel) in enumerate(zip(drawn.items(), panels, strict=True)):
             panel.plot(
                 range(1, len(losses) + 1), losses, color=colors[index % len(colors)], label=name
             )
