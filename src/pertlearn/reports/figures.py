@@ -31,6 +31,7 @@ SERIES: tuple[tuple[str, str, str, str], ...] = (
     ("agreement", "agreement f/g", "tab:green", "-"),
     ("control_g_acc_train", "control g' on D", "tab:gray", "-"),
     ("control_g_acc_test", "control g' on test", "tab:gray", "--"),
+    ("mislabeled_clean_acc_test", "mislabeled_clean g' on test", "tab:brown", "--"),
 )
 EXTRA_MARKERS = ("acc", "agree", "theory", "cos", "hat", "pred")
 EXCLUDED = ("fit_acc", "majority", "degenerate", "seconds", "eps")
