@@ -172,7 +172,8 @@ class ImagesConfig(ExperimentConfig):
     """The ``images`` pipeline's config (module docstring). ``train_f`` / ``train_g``: the
     mini-batch training of f and of g (and of the control). ``craft_batch_size``: images
     generated and attacked at once. ``checkpoint_dir``: per-epoch checkpoints of every network
-    (sub-folders ``f``, ``g``, ``unperturbed_inputs``) so a killed run resumes."""
+    (sub-folders ``f``, ``g``, ``unperturbed_inputs``, ``mislabeled_clean``) so a killed run
+    resumes. ``construction``: scenarios ``robust`` / ``non_robust`` only."""
 
     pipeline: Literal["images"] = "images"
     data: ImageDataConfig = Field(default_factory=ImageDataConfig)
