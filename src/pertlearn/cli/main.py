@@ -72,7 +72,13 @@ def reading_notes(metrics: dict[str, Any]) -> list[str]:
     notes: list[str] = []
     fooling, fit = metrics.get("fooling_rate"), metrics.get("g_fit_acc")
     classes = metrics.get("num_classes")
-    if classes is not None and isinstance(fooling, float) and fooling < LOW_HIT_RATE:
+    constructed = metrics.get("scenario") in ("robust", "non_robust")
+    if constructed and isinstance(fooling, float) and fooling < LOW_HIT_RATE:
+        notes.append(
+            f"warning: f gives only {fooling:.0%} of the constructed images the label of the "
+            "image they were matched to; raise construction.steps or construction.step_size"
+        )
+    elif classes is not None and isinstance(fooling, float) and fooling < LOW_HIT_RATE:
         notes.append(
             f"warning: only {fooling:.0%} of the adversarial examples reach their target; g's "
             "accuracy says little until most do (raise attack.eps, or attack.options "

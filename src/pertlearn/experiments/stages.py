@@ -9,9 +9,12 @@ Controls are named by what they train g' on (one table, docs/architecture.md):
 ============================  ==============================================================
 ``random_l2_noise``           (binary) random perturbations of the same L2 norm ε, same targets
 ``unperturbed_inputs``        g's inputs without the perturbation, same targets (the ICLR24
-                              noise control; on natural images: clean images, target labels)
-``mislabeled_clean``          (binary) the clean training inputs with the target labels: what
-                              leaks through the images themselves, without any perturbation
+                              noise control; on natural images: clean images, target labels;
+                              D_R / D_NR: the start points with g's labels)
+``mislabeled_clean``          the clean inputs g's inputs were made from, with g's labels: what
+                              leaks through the inputs themselves, without any perturbation
+                              (neurips: the training inputs; iclr_artificial: the noise;
+                              images: the training images, or D_R / D_NR's start images)
 ============================  ==============================================================
 """
 

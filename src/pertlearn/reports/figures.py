@@ -64,6 +64,15 @@ SERIES: tuple[Series, ...] = (
     Series(
         "control_g_acc_test", "control g′, test", "#555555", "--", "D", hollow=True, markersize=3.5
     ),
+    Series(
+        "mislabeled_clean_acc_test",
+        "mislabeled_clean g′, test",
+        OKABE_ITO["sky blue"],
+        "--",
+        "v",
+        hollow=True,
+        markersize=3.5,
+    ),
 )
 EXTRA_COLORS = tuple(OKABE_ITO[c] for c in ("reddish purple", "orange", "sky blue", "black"))
 EXTRA_MARKERS_CYCLE = ("v", "P", "X", "*", "<", ">", "h")

@@ -16,6 +16,19 @@ def test_images_run_with_a_low_hit_rate_is_warned() -> None:
     assert note.startswith("warning: only 30% of the adversarial examples reach their target")
 
 
+def test_a_construction_f_does_not_label_as_matched_is_warned() -> None:
+    metrics = {"f_acc_train": 0.98, "fooling_rate": 0.3, "num_classes": 10, "scenario": "robust"}
+    (note,) = reading_notes(metrics)
+    assert note.startswith("warning: f gives only 30% of the constructed images the label")
+    assert "construction.steps" in note
+
+
+def test_the_summary_lists_the_leakage_control_beside_g() -> None:
+    text = format_summary({"g_acc_test": 0.9, "mislabeled_clean_acc_test": 0.01})
+    lines = text.splitlines()
+    assert any(line.startswith("mislabeled_clean_acc_test") and "0.0100" in line for line in lines)
+
+
 def test_an_f_near_chance_is_warned() -> None:
     notes = reading_notes({"f_acc_train": 0.52, "fooling_rate": 0.9, "g_fit_acc": 1.0})
     assert notes == [notes[0]] and "f is near chance" in notes[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 import pertlearn
 from pertlearn.experiments import ConfigError, validate_config
@@ -43,3 +44,35 @@ def test_adversarial_training_names_a_known_attack() -> None:
     tree = {"pipeline": "images", "train_f": {"adversarial": {"attack": "nope", "eps": 1.0}}}
     with pytest.raises(ConfigError, match=r"train_f\.adversarial\.attack: unknown attack"):
         validate_config(tree)
+
+
+ARTIFICIAL_SMALL = [
+    "data.dim=100",
+    "data.n_train=40",
+    "data.n_noise=200",
+    "data.n_test=200",
+    "train_f.epochs=200",
+    "train_g.epochs=200",
+]
+
+
+def test_mislabeled_clean_in_the_artificial_pipeline_is_the_clean_noise_with_targets() -> None:
+    config = pertlearn.load_config(
+        preset="iclr-artificial-l2-uniform",
+        overrides=[*ARTIFICIAL_SMALL, "controls=['unperturbed_inputs', 'mislabeled_clean']"],
+    )
+    result = pertlearn.run(config)
+    m, t = result.metrics, result.tensors
+    assert set(result.models) == {"f", "g", "unperturbed_inputs", "mislabeled_clean"}
+    leak = result.models["mislabeled_clean"]
+    with torch.no_grad():
+        fit = (torch.sign(leak(t["x_noise"])) == t["y_adv"]).double().mean().item()
+    # its training set: the noise before the attack, labelled with the targets
+    assert fit == pytest.approx(m["mislabeled_clean_fit_acc"])
+    for key in ("mislabeled_clean_acc_train", "mislabeled_clean_agreement"):
+        assert 0.0 <= m[key] <= 1.0
+    keys = list(m)
+    assert keys.index("control_agreement") < keys.index("mislabeled_clean_acc_train")
+    # the same set as unperturbed_inputs, from another initialization
+    control = result.models["unperturbed_inputs"]
+    assert not torch.equal(next(leak.parameters()), next(control.parameters()))

@@ -118,10 +118,19 @@ def test_the_l0_budget_is_a_rule_in_the_data() -> None:
             assert preset_tree(name, scale)["attack"] == {"name": "pgd_l0", "eps_per_dim": 0.05}
 
 
+ADDED_PRESETS = [
+    f"ilyas-{data}-{name}"
+    for data in ("mnist", "cifar10")
+    for name in ("robust-f", "d-r", "d-nr", "d-det", "d-rand")
+]
+"""Presets added after the recording (Ilyas et al. arXiv:1905.02175: robust f, D_R, D_NR,
+D_det and D_rand with the leakage control); validated by the common tests below."""
+
+
 def test_the_listing_is_complete() -> None:
-    assert sorted(presets()) == sorted(RECORDED["presets"])
+    assert sorted(presets()) == sorted([*RECORDED["presets"], *ADDED_PRESETS])
     assert sorted(sweep_presets()) == sorted(RECORDED["sweeps"])
-    assert list(PRESETS) == list(presets()) and len(PRESETS) == 42
+    assert list(PRESETS) == list(presets()) and len(PRESETS) == 42 + len(ADDED_PRESETS)
     assert next(iter(PRESETS)) == "quickstart"  # root folder first
     assert not any(name.startswith("_") for name in PRESETS)
 

@@ -14,12 +14,19 @@ perturbed noise. Read top to bottom:
 4. g is trained from scratch on ``{(x_n^noise + η_n, y_n^adv)}``; the control
    ``unperturbed_inputs`` g' on the same noise *without* perturbation, ``{(x_n^noise,
    y_n^adv)}``.
+5. The leakage control ``mislabeled_clean``: g' on the clean inputs the perturbations were
+   added to, with the target labels. Here those are the noise samples, so its training set is
+   ``unperturbed_inputs``'s, ``{(x_n^noise, y_n^adv)}``, from its own initialization (seed stage
+   ``mislabeled_clean``): a second draw of the same control. The natural samples ``x_n`` are not
+   the choice: their labels are already uniformly random, so other labels would not mislabel
+   them.
 
 Metrics (docs/metrics.md): ``f_acc_train``, ``g_acc_train`` (g on the natural D),
 ``control_g_acc_train`` (g' on D), ``g_fit_acc`` / ``control_fit_acc`` (each on its own
 training set), ``fooling_rate``, ``agreement`` / ``control_agreement`` (sign f = sign g, resp.
 g', on ``n_test`` fresh samples), ``g_majority_share``, ``g_degenerate``, ``eps``,
-``f_epochs``, ``g_epochs``, ``seconds``.
+``f_epochs``, ``g_epochs``, ``seconds``; with ``mislabeled_clean``:
+``mislabeled_clean_acc_train``, ``mislabeled_clean_fit_acc``, ``mislabeled_clean_agreement``.
 """
 
 from __future__ import annotations
@@ -61,7 +68,7 @@ class ArtificialDataConfig(StrictModel):
     n_noise: int = Field(1000, ge=1, le=100_000_000, description="noise samples N_noise")
 
 
-ArtificialControl = Literal["unperturbed_inputs"]
+ArtificialControl = Literal["unperturbed_inputs", "mislabeled_clean"]
 DEFAULT_CONTROLS: tuple[ArtificialControl, ...] = ("unperturbed_inputs",)
 
 
@@ -183,6 +190,17 @@ def run_iclr_artificial(config: IclrArtificialConfig, *, progress: bool = False)
             metrics["control_g_acc_train"] = accuracy(control, x_train, y_train)
             metrics["control_fit_acc"] = accuracy(control, x_noise, y_adv)
             metrics["control_agreement"] = agreement(f, control, x_test)
+
+    # 6. leakage control: the clean inputs of the attack (the noise) with the target labels.
+    if "mislabeled_clean" in config.controls:
+        leak, leak_history = train(
+            "mislabeled_clean", g_model_config, x_noise, y_adv, config.train_g
+        )
+        models["mislabeled_clean"] = leak
+        curves["mislabeled_clean"] = leak_history
+        metrics["mislabeled_clean_acc_train"] = accuracy(leak, x_train, y_train)
+        metrics["mislabeled_clean_fit_acc"] = accuracy(leak, x_noise, y_adv)
+        metrics["mislabeled_clean_agreement"] = agreement(f, leak, x_test)
 
     metrics["seconds"] = time.perf_counter() - start
     tensors = {

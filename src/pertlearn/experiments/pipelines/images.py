@@ -10,7 +10,21 @@ arXiv:1905.02175 call the natural ones D_rand and D_det):
 - ``natural_det``: the training images with target ``(y + 1) mod K``;
 - ``uniform``: ``data.n_noise`` images from ``U[0,1]^{C×H×W}`` with uniform random targets,
   generated and attacked ``craft_batch_size`` at a time (each batch from its own seeded
-  generator, so the control can regenerate the same noise instead of storing it).
+  generator, so the control can regenerate the same noise instead of storing it);
+- ``robust`` / ``non_robust``: Ilyas et al.'s D_R / D_NR (arXiv:1905.02175, Sec. 3.1): for
+  every training image x (label y) an image x_r built by normalized gradient descent on
+  ``‖rep(x_r) − rep(x)‖₂`` (``rep``: f's penultimate layer) from another training image or
+  noise (``construction``), keeping the label y. ``robust`` needs an adversarially trained f
+  (``train_f.adversarial``), ``non_robust`` a standard one. The constructed images are the
+  crafted set (``x_adv``, labels ``y_adv = y``; their start points are ``x_start``) and
+  ``fooling_rate`` is the share of them that f assigns to y.
+
+Controls (``controls``): ``unperturbed_inputs`` trains g' on g's inputs before the attack or
+construction (the clean images, the noise, or the start points) with g's labels;
+``mislabeled_clean`` on the clean images g's inputs were made from with g's labels (natural
+scenarios: the training images with the targets, the same set as ``unperturbed_inputs``;
+``robust`` / ``non_robust``: the start images with the labels of the images they were matched
+to). It is refused for ``uniform`` and for noise start points, whose inputs are not images.
 
 The fooling check: ``fooling_rate`` is the share of adversarial images that f assigns to their
 target; ``fooling_rate_per_class`` the same per target class (keys are class indices as
@@ -46,6 +60,7 @@ from pertlearn.experiments.config import AttackConfig, ExperimentConfig, StrictM
 from pertlearn.experiments.image_data import image_split
 from pertlearn.experiments.result import Result
 from pertlearn.experiments.stages import CONTROL_STAGE, DTYPES, StageClock
+from pertlearn.features.constructed import construct_with_trace, start_points
 from pertlearn.metrics import predictions
 from pertlearn.models.cnn import build_image_model
 from pertlearn.seeding import resolve_device, stage_generator
@@ -116,6 +131,26 @@ class RobustEvalConfig(StrictModel):
     n_test: int = Field(1000, ge=1, description="test images attacked (the first n_test)")
 
 
+class ConstructConfig(StrictModel):
+    """The construction of D_R / D_NR (scenarios ``robust`` / ``non_robust``; Ilyas et al.
+    arXiv:1905.02175, Sec. 3.1 and App. C): ``steps`` normalized gradient steps of L2 length
+    ``step_size`` on ``‖rep(x_r) − rep(x)‖₂`` from ``start`` (``other_image``: another training
+    image, ``other_class``: one of another class, ``noise``: U[0, 1] pixels), optionally kept in
+    an L2 ball of radius ``eps`` around the start; ``batch_size`` images at a time."""
+
+    steps: int = Field(100, ge=1, description="normalized gradient steps")
+    step_size: float = Field(0.1, gt=0, description="L2 length of each step")
+    start: Literal["other_image", "other_class", "noise"] = Field(
+        "other_image", description="start points of the descent"
+    )
+    eps: float | None = Field(None, gt=0, description="L2 ball around the start; None: none")
+    batch_size: int = Field(500, ge=1, description="images constructed at once")
+
+
+CONSTRUCTED_SCENARIOS = ("robust", "non_robust")
+"""Scenarios whose training set is constructed by representation matching (D_R, D_NR)."""
+
+
 def untargeted_attack(
     name: str,
     eps: float,
@@ -171,7 +206,8 @@ class ImagesConfig(ExperimentConfig):
     """The ``images`` pipeline's config (module docstring). ``train_f`` / ``train_g``: the
     mini-batch training of f and of g (and of the control). ``craft_batch_size``: images
     generated and attacked at once. ``checkpoint_dir``: per-epoch checkpoints of every network
-    (sub-folders ``f``, ``g``, ``unperturbed_inputs``) so a killed run resumes."""
+    (sub-folders ``f``, ``g``, ``unperturbed_inputs``, ``mislabeled_clean``) so a killed run
+    resumes. ``construction``: scenarios ``robust`` / ``non_robust`` only."""
 
     pipeline: Literal["images"] = "images"
     data: ImageDataConfig = Field(default_factory=ImageDataConfig)
@@ -180,8 +216,13 @@ class ImagesConfig(ExperimentConfig):
     train_f: MinibatchConfig = Field(default_factory=MinibatchConfig)
     train_g: MinibatchConfig = Field(default_factory=MinibatchConfig)
     attack: AttackConfig = Field(default_factory=lambda: AttackConfig(name="pgd_l2", eps=2.0))
-    scenario: Literal["natural_rand", "natural_det", "uniform"] = "natural_rand"
-    controls: list[Literal["unperturbed_inputs"]] = Field(default_factory=list)
+    scenario: Literal["natural_rand", "natural_det", "uniform", "robust", "non_robust"] = (
+        "natural_rand"
+    )
+    construction: ConstructConfig | None = Field(
+        None, description="robust / non_robust: the construction (default: ConstructConfig())"
+    )
+    controls: list[Literal["unperturbed_inputs", "mislabeled_clean"]] = Field(default_factory=list)
     craft_batch_size: int | Literal["auto"] = Field(
         1000,
         description="images generated/attacked per batch (>= 1), or auto: from CUDA memory",
@@ -196,6 +237,48 @@ class ImagesConfig(ExperimentConfig):
     robust_eval: RobustEvalConfig | None = Field(
         None, description="also measure f's and g's accuracy under an untargeted attack"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_construction(cls, data: Any) -> Any:
+        if (
+            isinstance(data, dict)
+            and data.get("scenario") in CONSTRUCTED_SCENARIOS
+            and data.get("construction") is None
+        ):
+            data = {**data, "construction": {}}
+        return data
+
+    @model_validator(mode="after")
+    def _scenario_keys(self) -> ImagesConfig:
+        constructed = self.scenario in CONSTRUCTED_SCENARIOS
+        if self.construction is not None and not constructed:
+            raise ValueError(
+                f"construction: only for scenario 'robust' or 'non_robust', not {self.scenario!r}"
+            )
+        robust_f = self.train_f.adversarial is not None
+        if self.scenario == "robust" and not robust_f:
+            raise ValueError(
+                "scenario 'robust' (D_R) needs a robust f: set train_f.adversarial "
+                "(use 'non_robust' for a standard f)"
+            )
+        if self.scenario == "non_robust" and robust_f:
+            raise ValueError(
+                "scenario 'non_robust' (D_NR) needs a standard f: remove train_f.adversarial "
+                "(use 'robust' for an adversarially trained f)"
+            )
+        if "mislabeled_clean" in self.controls:
+            if self.scenario == "uniform":
+                raise ValueError(
+                    "controls: mislabeled_clean needs clean images; the uniform scenario "
+                    "perturbs noise (use unperturbed_inputs)"
+                )
+            if self.construction is not None and self.construction.start == "noise":
+                raise ValueError(
+                    "controls: mislabeled_clean needs clean start images; construction.start is "
+                    "'noise' (use unperturbed_inputs)"
+                )
+        return self
 
     @model_validator(mode="after")
     def _craft_batch(self) -> ImagesConfig:
@@ -352,7 +435,12 @@ def run_images(
         attack_gen = stage_generator(seed, "attack")
         targets_gen = stage_generator(seed, "targets")
         scenario = cfg.scenario
-        if scenario == "uniform":
+        constructed: dict[str, Any] = {}
+        if scenario in CONSTRUCTED_SCENARIOS:
+            n_adv = x_train.shape[0]
+            y_adv = y_train
+            batches: list[tuple[int, int, torch.Generator]] = []
+        elif scenario == "uniform":
             n_adv = config.data.n_noise
             y_adv = torch.randint(0, num_classes, (n_adv,), generator=targets_gen).to(device)
             batches = noise_batches(n_adv, in_shape, craft_batch, seed)
@@ -377,6 +465,16 @@ def run_images(
             )
             bar.update(size)
         bar.close()
+        if cfg.construction is not None:
+            constructed = construct_set(
+                f,
+                x_train,
+                y_train,
+                cfg.construction,
+                stage_generator(seed, "construct_start"),
+                progress,
+            )
+            x_adv = constructed.pop("x")
 
         # Fooling check (ICLR24 arXiv:2402.10470, image experiments): does f predict the
         # target on the adversarial set?
@@ -412,6 +510,9 @@ def run_images(
             "n_test": x_test.shape[0],
             "n_adv": n_adv,
         }
+        for key in ("distance_start", "distance_final"):
+            if key in constructed:
+                metrics[f"construct_{key}"] = constructed[key]
         if scenario != "uniform":
             metrics["fooling_rate_per_source_class"] = per_class_hit_rates(
                 fooled, y_train, num_classes
@@ -434,7 +535,9 @@ def run_images(
     # Control g': the same inputs without the perturbation, the same targets.
     if "unperturbed_inputs" in config.controls:
         with clock("controls"):
-            if scenario == "uniform":
+            if "x_start" in constructed:
+                clean_inputs = constructed["x_start"]
+            elif scenario == "uniform":
                 clean_inputs = torch.empty_like(x_adv)
                 for start, size, generator in noise_batches(n_adv, in_shape, craft_batch, seed):
                     clean_inputs[start : start + size] = clean_batch(start, size, generator)
@@ -455,6 +558,20 @@ def run_images(
             metrics["control_g_acc_test"] = _accuracy(control, x_test, y_test, eval_batch)
             metrics["control_g_best_acc_test"] = control_history.best_val_acc
 
+    # Leakage control: the clean images g's inputs were made from, with g's labels.
+    if "mislabeled_clean" in config.controls:
+        with clock("controls"):
+            leak_inputs = constructed.get("x_start", x_train)
+            leak, leak_history = train(
+                "mislabeled_clean", g_model_config, leak_inputs, y_adv, cfg.train_g
+            )
+            models["mislabeled_clean"] = leak
+            curves["mislabeled_clean"] = leak_history
+            metrics["mislabeled_clean_acc_train"] = _accuracy(leak, x_train, y_train, eval_batch)
+            metrics["mislabeled_clean_acc_test"] = _accuracy(leak, x_test, y_test, eval_batch)
+            metrics["mislabeled_clean_best_acc_test"] = leak_history.best_val_acc
+            metrics["mislabeled_clean_fit_acc"] = _accuracy(leak, leak_inputs, y_adv, eval_batch)
+
     metrics["seconds"] = time.perf_counter() - start_time
     tensors = {
         "x_train": x_train,
@@ -464,6 +581,8 @@ def run_images(
         "y_adv": y_adv,
         "x_adv": x_adv,
     }
+    if "x_start" in constructed:
+        tensors["x_start"] = constructed["x_start"]
     return Result(
         config,
         metrics,
@@ -473,6 +592,51 @@ def run_images(
         device=str(device),
         stage_seconds=clock.ordered(),
     )
+
+
+def construct_set(
+    f: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    config: ConstructConfig,
+    generator: torch.Generator,
+    progress: bool,
+) -> dict[str, Any]:
+    """D_R (robust ``f``) or D_NR (standard ``f``) of Ilyas et al. (arXiv:1905.02175,
+    Sec. 3.1): for every training image ``x`` ``(N, C, H, W)`` an image ``x_r`` minimizing
+    ``‖rep(x_r) − rep(x)‖₂`` by ``config.steps`` normalized gradient steps from the start
+    points drawn by ``generator`` (:func:`~pertlearn.features.constructed.start_points`).
+
+    Returns ``x`` (the constructed images ``(N, C, H, W)``, to pair with ``y``), ``x_start``
+    (their start points) and the mean representation distances ``distance_start`` /
+    ``distance_final`` before and after the descent.
+    """
+    x_start = start_points(x, y, config.start, generator=generator)
+    parts: list[torch.Tensor] = []
+    first: list[torch.Tensor] = []
+    last: list[torch.Tensor] = []
+    bar = _bar(x.shape[0], f"construct ({config.steps} steps)", progress)
+    for xt, x0 in zip(x.split(config.batch_size), x_start.split(config.batch_size), strict=True):
+        built = construct_with_trace(
+            f,
+            xt,
+            x0,
+            steps=config.steps,
+            step_size=config.step_size,
+            eps=config.eps,
+            batch_size=config.batch_size,
+        )
+        parts.append(built.x)
+        first.append(built.distance[0])
+        last.append(built.final_distance)
+        bar.update(xt.shape[0])
+    bar.close()
+    return {
+        "x": torch.cat(parts),
+        "x_start": x_start,
+        "distance_start": torch.cat(first).double().mean().item(),
+        "distance_final": torch.cat(last).double().mean().item(),
+    }
 
 
 def _bar(total: int, desc: str, enabled: bool) -> Any:
