@@ -16,7 +16,7 @@ from pertlearn.experiments.pipelines.images import ConstructConfig, construct_se
 from pertlearn.features.constructed import representation
 from pertlearn.models import SmallCNN
 
-DATA = str(Path(__file__).parents[2] / "data")
+DATA = str(Path(__file__).parents[3] / "data")
 ROBUST_F = {"attack": "pgd_l2", "eps": 1.0, "steps": 2}
 
 
