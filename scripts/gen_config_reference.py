@@ -1,8 +1,8 @@
 """Write ``docs/config-reference.md`` from the pydantic config models.
 
 Usage: ``python scripts/gen_config_reference.py`` (writes the file) or ``--check`` (exit 1 when
-the committed file differs). ``tests/integration/test_project.py`` runs the check, so the reference cannot
-drift from the code.
+the committed file differs). ``tests/integration/test_project.py`` runs the check, so the
+reference cannot drift from the code.
 
 Generic on purpose: it documents ``pertlearn.experiments.config.ExperimentConfig`` and every
 subclass of it that is defined once ``pertlearn`` is imported (one per pipeline), walking each

@@ -3,7 +3,7 @@
 Trains a standard SmallCNN briefly on the in-repo MNIST subset (as
 ``measure_perturbation_spectra.py`` does), then builds D̂_NR-style images for ``--n`` training
 images: start from another training image (``start_points(..., "other_image")``) and run
-normalized gradient descent on ‖g(x_r) − g(x)‖₂ (``construct_with_trace``). Prints the mean
+normalized gradient descent on ‖g(x_r) − g(x)‖₂ (``construct_dataset``). Prints the mean
 representation distance relative to the start, the share of constructed images that f assigns
 to the label of x (the label they keep), and how far x_r moved from its start (L2).
 
@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from pertlearn.data.images import load_dataset, prepare
-from pertlearn.features.constructed import construct_with_trace, start_points
+from pertlearn.features.constructed import construct_dataset, start_points
 from pertlearn.models import SmallCNN
 from pertlearn.seeding import stage_generator
 from pertlearn.training.minibatch import MinibatchConfig, evaluate_accuracy, fit_minibatch
@@ -51,7 +51,7 @@ def main() -> None:
     x, y = split.x_train[: args.n], split.y_train[: args.n]
     x0 = start_points(x, y, "other_image", generator=stage_generator(args.seed, "start"))
     start = time.perf_counter()
-    built = construct_with_trace(model, x, x0, steps=args.steps, step_size=args.step_size)
+    built = construct_dataset(model, x, x0, steps=args.steps, step_size=args.step_size)
     seconds = time.perf_counter() - start
     relative = built.mean_distance / built.mean_distance[0]
     marks = sorted({0, 10, 25, 50, 100, args.steps} & set(range(args.steps + 1)))

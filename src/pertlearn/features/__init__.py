@@ -13,7 +13,6 @@ from pertlearn.features.constructed import (
     Construction,
     classifier_layer,
     construct_dataset,
-    construct_with_trace,
     representation,
     start_points,
 )
@@ -33,7 +32,6 @@ __all__ = [
     "TransferMatrix",
     "classifier_layer",
     "construct_dataset",
-    "construct_with_trace",
     "high_pass",
     "low_pass",
     "mean_per_class",

@@ -139,7 +139,7 @@ def _flat(out: torch.Tensor, n: int, what: str) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Construction:
-    """Result of :func:`construct_with_trace`.
+    """Result of :func:`construct_dataset`.
 
     ``x``: constructed inputs ``(N, ...)`` (per sample the iterate with the smallest distance,
     or the last one without ``keep_best``); ``distance``: ``‖g(x_r^{(k)}) − g(x)‖₂`` of the
@@ -165,7 +165,7 @@ def _check_positive(value: float, name: str) -> float:
     return float(value)
 
 
-def construct_with_trace(
+def construct_dataset(
     model: nn.Module,
     x_target: torch.Tensor,
     x_start: torch.Tensor,
@@ -180,7 +180,9 @@ def construct_with_trace(
     take: Take = "input",
 ) -> Construction:
     """Normalized gradient descent on ``‖g(x_r) − g(x_target)‖₂`` from ``x_start``
-    (arXiv:1905.02175, Sec. 3.1, the minimization defining D̂_R / D̂_NR; App. C).
+    (arXiv:1905.02175, Sec. 3.1, the minimization defining D̂_R / D̂_NR; App. C). The
+    constructed inputs are the result's ``x``: pair them with the labels of ``x_target`` to get
+    D̂_R (robust ``model``) or D̂_NR (standard ``model``).
 
     ``x_target``, ``x_start``: ``(N, C, H, W)`` (any ``(N, ...)`` the model accepts) on the
     model's device. Each of ``steps`` updates is
@@ -243,7 +245,7 @@ def _descend(
     bounds: tuple[float, float] | None,
     keep_best: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One batch of :func:`construct_with_trace`: returns the kept iterates ``(B, ...)``, the
+    """One batch of :func:`construct_dataset`: returns the kept iterates ``(B, ...)``, the
     distance trace ``(steps + 1, B)`` and the kept iterates' distances ``(B,)``."""
     x_r = x0.clone()
     best = x0.clone()
@@ -276,37 +278,6 @@ def _descend(
     trace.append(dist)
     keep(x_r, dist)
     return best, torch.stack(trace), best_d
-
-
-def construct_dataset(
-    model: nn.Module,
-    x_target: torch.Tensor,
-    x_start: torch.Tensor,
-    *,
-    steps: int,
-    step_size: float,
-    eps: float | None = None,
-    clip: tuple[float, float] | None = (0.0, 1.0),
-    batch_size: int = 256,
-    layer: str | None = None,
-    take: Take = "input",
-) -> torch.Tensor:
-    """Constructed inputs ``x_r`` ``(N, ...)`` whose representation matches ``x_target``'s:
-    :func:`construct_with_trace` without the trace (arXiv:1905.02175, Sec. 3.1, App. C).
-    Pair them with the labels of ``x_target`` to get D̂_R (robust ``model``) or D̂_NR
-    (standard ``model``)."""
-    return construct_with_trace(
-        model,
-        x_target,
-        x_start,
-        steps=steps,
-        step_size=step_size,
-        eps=eps,
-        clip=clip,
-        batch_size=batch_size,
-        layer=layer,
-        take=take,
-    ).x
 
 
 def start_points(

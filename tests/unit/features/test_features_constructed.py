@@ -11,7 +11,6 @@ from torch import nn
 from pertlearn.features.constructed import (
     classifier_layer,
     construct_dataset,
-    construct_with_trace,
     representation,
     start_points,
 )
@@ -99,9 +98,7 @@ def test_identity_representation_converges_to_target(gen: torch.Generator) -> No
     x_target = torch.rand(6, 1, 4, 4, generator=gen)
     x_start = torch.rand(6, 1, 4, 4, generator=gen)
     alpha = 0.05
-    result = construct_with_trace(
-        identity_rep_model(16), x_target, x_start, steps=60, step_size=alpha
-    )
+    result = construct_dataset(identity_rep_model(16), x_target, x_start, steps=60, step_size=alpha)
     # ‖x_r − x‖ is the Euclidean distance: normalized GD walks the straight segment (inside the
     # box [0, 1], so clipping is inactive) by α per step until it is within α of the target.
     d0 = torch.linalg.vector_norm((x_target - x_start).flatten(1), dim=1)
@@ -117,7 +114,7 @@ def test_distance_decreases_on_a_cnn(gen: torch.Generator) -> None:
     model = small_cnn(gen)
     x = torch.rand(8, 1, 12, 12, generator=gen)
     start = start_points(x, None, "other_image", generator=torch.Generator().manual_seed(1))
-    result = construct_with_trace(model, x, start, steps=12, step_size=0.05)
+    result = construct_dataset(model, x, start, steps=12, step_size=0.05)
     mean = result.mean_distance
     assert result.distance.shape == (13, 8)
     assert torch.all(mean[1:] < mean[:-1]), mean
@@ -135,7 +132,7 @@ def test_deterministic_given_the_generator(gen: torch.Generator) -> None:
 
     def build(seed: int, batch_size: int = 256) -> torch.Tensor:
         start = start_points(x, None, "noise", generator=torch.Generator().manual_seed(seed))
-        return construct_dataset(model, x, start, steps=3, step_size=0.1, batch_size=batch_size)
+        return construct_dataset(model, x, start, steps=3, step_size=0.1, batch_size=batch_size).x
 
     first = build(5)
     assert torch.equal(first, build(5))
@@ -147,12 +144,12 @@ def test_eps_ball_keep_best_and_mode(gen: torch.Generator) -> None:
     model = identity_rep_model(16).train()
     x_target = torch.rand(4, 1, 4, 4, generator=gen)
     x_start = torch.rand(4, 1, 4, 4, generator=gen)
-    out = construct_dataset(model, x_target, x_start, steps=20, step_size=0.1, eps=0.3)
+    out = construct_dataset(model, x_target, x_start, steps=20, step_size=0.1, eps=0.3).x
     moved = torch.linalg.vector_norm((out - x_start).flatten(1), dim=1)
     assert float(moved.max()) <= 0.3 + 1e-5
     assert model.training  # mode restored
-    last = construct_with_trace(model, x_target, x_start, steps=40, step_size=0.3, keep_best=False)
-    kept = construct_with_trace(model, x_target, x_start, steps=40, step_size=0.3)
+    last = construct_dataset(model, x_target, x_start, steps=40, step_size=0.3, keep_best=False)
+    kept = construct_dataset(model, x_target, x_start, steps=40, step_size=0.3)
     torch.testing.assert_close(last.final_distance, last.distance[-1])
     torch.testing.assert_close(kept.final_distance, kept.distance.min(dim=0).values)
 

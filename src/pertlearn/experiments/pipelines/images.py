@@ -60,7 +60,7 @@ from pertlearn.experiments.config import AttackConfig, ExperimentConfig, StrictM
 from pertlearn.experiments.image_data import image_split
 from pertlearn.experiments.result import Result
 from pertlearn.experiments.stages import CONTROL_STAGE, DTYPES, StageClock
-from pertlearn.features.constructed import construct_with_trace, start_points
+from pertlearn.features.constructed import construct_dataset, start_points
 from pertlearn.metrics import predictions
 from pertlearn.models.cnn import build_image_model
 from pertlearn.seeding import resolve_device, stage_generator
@@ -617,7 +617,7 @@ def construct_set(
     last: list[torch.Tensor] = []
     bar = _bar(x.shape[0], f"construct ({config.steps} steps)", progress)
     for xt, x0 in zip(x.split(config.batch_size), x_start.split(config.batch_size), strict=True):
-        built = construct_with_trace(
+        built = construct_dataset(
             f,
             xt,
             x0,
