@@ -89,8 +89,4 @@ def sweep_hit_table(
         low += sum(1 for k in classes if (r := _rate(row.get(k))) is not None and r < threshold)
         body.append(f"<tr>{cells}</tr>")
     head = ["run_id", *swept, "seed", *[k[len(prefix) :] for k in classes], "all"]
-    return (
-        "<h2>Target hits per class</h2>"
-        + _table(head, body)
-        + _note(threshold, low)
-    )
+    return "<h2>Target hits per class</h2>" + _table(head, body) + _note(threshold, low)

@@ -42,8 +42,9 @@ def run_spectra(
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """Per-sample spectra ``(N, R)`` of the clean images, the perturbations and same-norm
     noise (keys of :data:`SERIES`), with the true labels ``(N,)``, the targets ``(N,)`` of the
-    first ``max_samples`` samples and the frequencies per radial bin ``(R,)``; ``None`` when the run has no image perturbations
-    (no saved tensors, the uniform scenario, or inputs that are not images)."""
+    first ``max_samples`` samples and the frequencies per radial bin ``(R,)``; ``None`` when
+    the run has no image perturbations (no saved tensors, the uniform scenario, or inputs that
+    are not images)."""
     record = read_run(run_dir)
     if not record.has_tensors() or record.metrics.get("scenario") == "uniform":
         return None
@@ -156,4 +157,3 @@ def spectrum_figure(run_dir: Path, per_class: bool = False) -> Figure | None:
 def spectrum_per_class_figure(run_dir: Path) -> Figure | None:
     """:func:`spectrum_figure` with one panel per target class."""
     return spectrum_figure(run_dir, per_class=True)
-

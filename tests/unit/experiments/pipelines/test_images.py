@@ -42,9 +42,7 @@ def tiny(**extra: Any) -> dict[str, Any]:
 def test_low_and_high_passed_perturbations_add_up_to_the_crafted_one() -> None:
     runs = {
         kind: pertlearn.run(
-            validate_config(
-                tiny(perturbation_filter={"kind": kind, "cutoff": 4} if kind else None)
-            )
+            validate_config(tiny(perturbation_filter={"kind": kind, "cutoff": 4} if kind else None))
         )
         for kind in ("low_pass", "high_pass", None)
     }
