@@ -44,8 +44,9 @@ def architectures(config: dict[str, Any]) -> tuple[str, str]:
 
 
 def sweep_transfer_matrix(root: str | Path) -> tuple[TransferMatrix, dict[str, int]] | None:
-    """The transfer matrix of the sweep directory ``root`` (means over seeds) and the number
-    of seeds per cell (key ``"A→B"``); ``None`` when no complete run has a ``transfer_rate``."""
+    """The transfer matrix of the sweep directory ``root`` (means over seeds; NaN for planned
+    cells without a complete run) and the number of seeds per cell (key ``"A→B"``); ``None``
+    when no complete run has a ``transfer_rate``."""
     rows, _ = collect_results(root)
     store = SweepStore(root)
     values: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
@@ -59,8 +60,9 @@ def sweep_transfer_matrix(root: str | Path) -> tuple[TransferMatrix, dict[str, i
         values[cell].append((float(acc), float(rate)))
     if not values:
         return None
-    sources = list(dict.fromkeys(a for a, _ in values))
-    targets = list(dict.fromkeys(b for _, b in values))
+    planned = _planned(store)
+    sources = list(dict.fromkeys([*(a for a, _ in planned), *(a for a, _ in values)]))
+    targets = list(dict.fromkeys([*(b for _, b in planned), *(b for _, b in values)]))
     matrix = TransferMatrix(tuple(sources), tuple(targets))
     seeds: dict[str, int] = {}
     for (source, target), pairs in values.items():
@@ -72,6 +74,19 @@ def sweep_transfer_matrix(root: str | Path) -> tuple[TransferMatrix, dict[str, i
         )
         seeds[f"{source}→{target}"] = len(pairs)
     return matrix, seeds
+
+
+def _planned(store: SweepStore) -> list[tuple[str, str]]:
+    """The (A, B) cells the sweep plans when it sweeps ``model.name`` / ``model_g.name``, in
+    point order, so that cells still running show as missing instead of vanishing."""
+    manifest = store.read_manifest() or {}
+    cells = []
+    for point in manifest.get("points", []):
+        values = point.get("values", {}) if isinstance(point, dict) else {}
+        source = values.get("model.name")
+        if isinstance(source, str):
+            cells.append((source, str(values.get("model_g.name", source))))
+    return cells
 
 
 def heatmap(
@@ -86,7 +101,7 @@ def heatmap(
         for j in range(cols):
             value = float(values[i, j])
             text = "n/a" if math.isnan(value) else f"{value:.3f}"
-            color = "black" if not math.isnan(value) and value > 0.6 else "white"
+            color = "black" if math.isnan(value) or value > 0.6 else "white"
             ax.text(j, i, text, ha="center", va="center", color=color, fontsize=11)
     ax.set_xticks(range(cols), list(targets))
     ax.set_yticks(range(rows), list(sources))
