@@ -2,11 +2,19 @@
 multi-class models map them to logits of shape ``(N, K)``. Any ``nn.Module`` following one of
 these conventions can be used as f or g."""
 
-from pertlearn.models.cnn import ICLRResNet, Normalize, SmallCNN, WideResNet, build_image_model
+from pertlearn.models.cnn import (
+    ICLRResNet,
+    ImageMLP,
+    Normalize,
+    SmallCNN,
+    WideResNet,
+    build_image_model,
+)
 from pertlearn.models.two_layer import OneHiddenNet, TwoLayerNet
 
 __all__ = [
     "ICLRResNet",
+    "ImageMLP",
     "Normalize",
     "OneHiddenNet",
     "SmallCNN",

@@ -9,6 +9,8 @@ a :class:`Normalize` layer, so attacks work in pixel space and can clip to ``[0,
 - :class:`ICLRResNet`: the ICLR24 residual CNN for MNIST / Fashion-MNIST (conv 1→16 stride 2,
   16→128, a 128-channel and a 256-channel residual stage of 3×3 convs, global average pooling,
   linear).
+- :class:`ImageMLP`: a fully connected network on the flattened pixels (no convolution), the
+  non-convolutional architecture of transfer studies.
 - :class:`WideResNet`: WideResNet-d-k (Zagoruyko & Komodakis 2016) with dropout; the paper uses
   WRN-28-10 with dropout 0.3 for CIFAR-10.
 
@@ -108,6 +110,41 @@ class SmallCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, K)``."""
         return self.head(self.features(self.normalize(x)))
+
+
+class ImageMLP(nn.Module):
+    """Fully connected network on the flattened pixels: flatten · (linear(→hidden) · ReLU) ×
+    ``depth`` · linear(→K). ``(N, C, H, W)`` → ``(N, K)``; no convolution, so no built-in
+    translation bias (the contrast to :class:`SmallCNN` in transfer studies)."""
+
+    def __init__(
+        self,
+        in_shape: tuple[int, int, int] = (1, 28, 28),
+        num_classes: int = 10,
+        *,
+        hidden: int = 256,
+        depth: int = 2,
+        mean: Sequence[float] = (0.0,),
+        std: Sequence[float] = (1.0,),
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        if hidden < 1 or depth < 1:
+            raise ValueError(f"ImageMLP needs hidden >= 1 and depth >= 1, got {hidden}, {depth}")
+        c, h, w = in_shape
+        self.normalize = Normalize(_per_channel(mean, c), _per_channel(std, c))
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = c * h * w
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden), nn.ReLU()]
+            width = hidden
+        layers.append(nn.Linear(width, num_classes))
+        self.net = nn.Sequential(*layers)
+        _init_weights(self, generator)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, K)``."""
+        return self.net(self.normalize(x))
 
 
 class _ResidualBlock(nn.Module):
@@ -251,6 +288,7 @@ def _per_channel(values: Sequence[float], channels: int) -> tuple[float, ...]:
 
 IMAGE_MODELS: dict[str, type[nn.Module]] = {
     "small_cnn": SmallCNN,
+    "mlp": ImageMLP,
     "iclr_resnet": ICLRResNet,
     "wide_resnet": WideResNet,
 }
@@ -281,7 +319,7 @@ def build_image_model(
     options: dict[str, Any] | None = None,
     generator: torch.Generator | None = None,
 ) -> nn.Module:
-    """Instantiate image model ``name`` (``small_cnn``, ``iclr_resnet``, ``wide_resnet`` or
+    """Instantiate image model ``name`` (``small_cnn``, ``mlp``, ``iclr_resnet``, ``wide_resnet`` or
     ``custom`` with ``options["factory"]``) for images ``in_shape`` and ``num_classes`` classes;
     ``mean``/``std`` set the input normalization. ``options`` are extra keyword arguments."""
     options = dict(options or {})

@@ -24,6 +24,9 @@ from pertlearn.experiments.config import ConfigError
 from pertlearn.experiments.rundir import FIGURES_DIR, read_run
 from pertlearn.experiments.store import format_cell
 from pertlearn.reports.figures import Figure, loss_curves_figure, plotted_metrics, sweep_figures
+from pertlearn.reports.hit_table import run_hit_table, sweep_hit_table
+from pertlearn.reports.spectrum_figures import spectrum_figure, spectrum_per_class_figure
+from pertlearn.reports.transfer_figures import transfer_report_parts, write_transfer_outputs
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
@@ -187,6 +190,11 @@ def sweep_report(root: Path, files: FigureFiles | None = None) -> str:
         *[_figure_html(f, files) for f in figures],
         *[f'<p class="note">{_esc(n)}</p>' for n in notes],
     ]
+    transfer = transfer_report_parts(root)
+    if transfer is not None:
+        transfer_figs, transfer_rows, transfer_columns = transfer
+        sections += ["<h2>Transfer matrix</h2>", *[_figure_html(f, files) for f in transfer_figs]]
+        sections.append(html_table(transfer_rows, transfer_columns, left=2))
     metrics = [series.key for series in plotted_metrics(rows)]
     if rows:
         sections += [
@@ -195,6 +203,7 @@ def sweep_report(root: Path, files: FigureFiles | None = None) -> str:
             "<h2>All runs</h2>",
             html_table(rows, ["run_id", *swept, "seed", *metrics], left=1),
             _csv_link(rows, columns_of(rows)),
+            sweep_hit_table(rows, swept),
         ]
     if failed:
         sections += [
@@ -243,6 +252,7 @@ def run_report(run_dir: Path, files: FigureFiles | None = None) -> str:
         html_table(
             [{"metric": k, "value": v} for k, v in metrics.items()], ["metric", "value"], left=1
         ),
+        run_hit_table(metrics),
     ]
     curves = record.curves()
     if curves is not None:
@@ -251,7 +261,12 @@ def run_report(run_dir: Path, files: FigureFiles | None = None) -> str:
             sections += ["<h2>Training</h2>", _figure_html(figure, files)]
     from pertlearn.reports.run_figures import decision_map, sample_grid
 
-    for title, make in (("Decision map", decision_map), ("Samples", sample_grid)):
+    for title, make in (
+        ("Decision map", decision_map),
+        ("Samples", sample_grid),
+        ("Perturbation spectrum", spectrum_figure),
+        ("Perturbation spectrum per class", spectrum_per_class_figure),
+    ):
         try:
             extra = make(run_dir)
         except Exception as err:  # a figure that cannot be drawn must not stop the report
@@ -288,6 +303,7 @@ def write_report(directory: str | Path, out: str | Path | None = None) -> Path:
     files = FigureFiles(figures_dir(target), target.parent)
     if (directory / "sweep.json").exists():
         page = sweep_report(directory, files)
+        write_transfer_outputs(directory)
     elif (directory / "metrics.json").exists():
         page = run_report(directory, files)
     else:

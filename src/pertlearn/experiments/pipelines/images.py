@@ -26,6 +26,21 @@ scenarios: the training images with the targets, the same set as ``unperturbed_i
 ``robust`` / ``non_robust``: the start images with the labels of the images they were matched
 to). It is refused for ``uniform`` and for noise start points, whose inputs are not images.
 
+Options for the feature studies (Ilyas et al. arXiv:1905.02175):
+
+- ``perturbation_filter = {kind = "low_pass" | "high_pass", cutoff = c}``: g trains on
+  ``x + low_pass(δ, c)`` or ``x + high_pass(δ, c)`` with ``δ = x_adv − x`` the crafted
+  perturbation (ideal Fourier filters of :mod:`pertlearn.features.spectra`, radial bin ``<= c``
+  kept or removed; the two parts add up to δ). The filtered inputs are not clipped back to
+  ``[0, 1]``. ``fooling_rate`` is then measured on the filtered set, ``fooling_rate_unfiltered``
+  on the crafted one, ``perturbation_energy_kept`` is ``Σ‖filtered δ‖² / Σ‖δ‖²``.
+- ``transfer_eval = true``: a model of g's architecture trained on the clean training images
+  (``train_f`` settings, its own seeding stage, so independent of f even for the same
+  architecture) scores the adversarial set: ``transfer_rate`` is the share it assigns to the
+  targets (:func:`pertlearn.features.transfer_rate`), ``transfer_model_acc_test`` its clean
+  accuracy. With ``model`` × ``model_g`` swept, this is the transfer matrix (sweep preset
+  ``transfer-mnist-l2``).
+
 The fooling check: ``fooling_rate`` is the share of adversarial images that f assigns to their
 target; ``fooling_rate_per_class`` the same per target class (keys are class indices as
 strings; for the natural scenarios ``fooling_rate_per_source_class`` groups by the true class).
@@ -61,6 +76,8 @@ from pertlearn.experiments.image_data import image_split
 from pertlearn.experiments.result import Result
 from pertlearn.experiments.stages import CONTROL_STAGE, DTYPES, StageClock
 from pertlearn.features.constructed import construct_dataset, start_points
+from pertlearn.features.spectra import high_pass, low_pass
+from pertlearn.features.transfer import transfer_rate
 from pertlearn.metrics import predictions
 from pertlearn.models.cnn import build_image_model
 from pertlearn.seeding import resolve_device, stage_generator
@@ -112,11 +129,12 @@ class ImageDataConfig(StrictModel):
 
 
 class ImageModelConfig(StrictModel):
-    """``small_cnn`` (options ``width``, ``hidden``), ``iclr_resnet`` (the ICLR24 residual CNN
+    """``small_cnn`` (options ``width``, ``hidden``), ``mlp`` (``hidden``, ``depth``: fully
+    connected), ``iclr_resnet`` (the ICLR24 residual CNN
     for MNIST / Fashion-MNIST), ``wide_resnet`` (``depth``, ``widen``, ``dropout``) or
     ``custom`` (``options.factory = "package.module:function"``, the user's own network)."""
 
-    name: Literal["small_cnn", "iclr_resnet", "wide_resnet", "custom"] = "small_cnn"
+    name: Literal["small_cnn", "mlp", "iclr_resnet", "wide_resnet", "custom"] = "small_cnn"
     options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments")
 
 
@@ -149,6 +167,26 @@ class ConstructConfig(StrictModel):
 
 CONSTRUCTED_SCENARIOS = ("robust", "non_robust")
 """Scenarios whose training set is constructed by representation matching (D_R, D_NR)."""
+
+
+class PerturbationFilterConfig(StrictModel):
+    """Band-limited perturbations: g trains on ``x + low_pass(δ, cutoff)`` (``kind =
+    "low_pass"``) or ``x + high_pass(δ, cutoff)`` (``"high_pass"``), ``δ = x_adv − x``; the
+    cut-off is a radial frequency bin (:mod:`pertlearn.features.spectra`; 0..20 for 28×28
+    images, 0..22 for 32×32)."""
+
+    kind: Literal["low_pass", "high_pass"]
+    cutoff: float = Field(ge=0, description="radial frequency bin: low_pass keeps bins <= cutoff")
+
+
+BAND_FILTERS: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {
+    "low_pass": low_pass,
+    "high_pass": high_pass,
+}
+"""``perturbation_filter.kind`` → filter ``(δ (N, C, H, W), cutoff) -> (N, C, H, W)``."""
+
+TRANSFER_STAGE = "transfer_model"
+"""Seeding stage (and model name) of the independently trained model of ``transfer_eval``."""
 
 
 def untargeted_attack(
@@ -236,6 +274,12 @@ class ImagesConfig(ExperimentConfig):
     )
     robust_eval: RobustEvalConfig | None = Field(
         None, description="also measure f's and g's accuracy under an untargeted attack"
+    )
+    perturbation_filter: PerturbationFilterConfig | None = Field(
+        None, description="g learns from x + a low- or high-passed perturbation"
+    )
+    transfer_eval: bool = Field(
+        False, description="score the adversarial set with an independent model of g's network"
     )
 
     @model_validator(mode="before")
@@ -457,12 +501,22 @@ def run_images(
             return x_train[start : start + size]
 
         x_adv = torch.empty((n_adv, *in_shape), dtype=dtype, device=device)
+        band = cfg.perturbation_filter
+        energy = {"kept": 0.0, "total": 0.0}
+        unfiltered_hits = 0
         bar = _bar(n_adv, f"attack ({config.attack.name})", progress)
         for start, size, generator in batches:
             clean = clean_batch(start, size, generator)
-            x_adv[start : start + size] = attack(
-                f, clean, y_adv[start : start + size], generator=attack_gen
-            )
+            crafted = attack(f, clean, y_adv[start : start + size], generator=attack_gen)
+            if band is not None:
+                delta = crafted - clean
+                kept = BAND_FILTERS[band.kind](delta, band.cutoff)
+                energy["kept"] += float(kept.double().pow(2).sum())
+                energy["total"] += float(delta.double().pow(2).sum())
+                unfiltered = predictions(f, crafted, eval_batch) == y_adv[start : start + size]
+                unfiltered_hits += int(unfiltered.sum())
+                crafted = clean + kept
+            x_adv[start : start + size] = crafted
             bar.update(size)
         bar.close()
         if cfg.construction is not None:
@@ -520,6 +574,11 @@ def run_images(
         metrics["g_degenerate"] = metrics["g_majority_share"] > config.degenerate_threshold
         if cfg.craft_batch_size == "auto":
             metrics["craft_batch_size"] = craft_batch
+        if band is not None:
+            metrics["fooling_rate_unfiltered"] = unfiltered_hits / max(n_adv, 1)
+            metrics["perturbation_energy_kept"] = (
+                energy["kept"] / energy["total"] if energy["total"] > 0 else math.nan
+            )
         if config.robust_eval is not None:
             robust = config.robust_eval
             perturb = untargeted_attack(robust.attack, robust.eps, robust.steps)
@@ -531,6 +590,20 @@ def run_images(
 
     models: dict[str, nn.Module] = {"f": f, "g": g}
     curves: dict[str, Any] = {"f": f_history, "g": g_history}
+
+    # Transfer (Ilyas et al. arXiv:1905.02175 Sec. 3): an independent model of g's network,
+    # trained on the clean images, scores the adversarial set.
+    if cfg.transfer_eval:
+        with clock("transfer"):
+            independent, independent_history = train(
+                TRANSFER_STAGE, g_model_config, x_train, y_train, cfg.train_f
+            )
+            models[TRANSFER_STAGE] = independent
+            curves[TRANSFER_STAGE] = independent_history
+            metrics["transfer_rate"] = transfer_rate(
+                independent, x_adv, y_adv, batch_size=eval_batch
+            )
+            metrics["transfer_model_acc_test"] = _accuracy(independent, x_test, y_test, eval_batch)
 
     # Control g': the same inputs without the perturbation, the same targets.
     if "unperturbed_inputs" in config.controls:

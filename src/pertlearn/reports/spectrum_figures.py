@@ -1,0 +1,161 @@
+"""Radial power spectra of a run's perturbations next to the clean images and Gaussian noise of
+the same norm (the frequency content of what g learns from; feature hypothesis, Ilyas et al.
+2019, arXiv:1905.02175; perturbation learning, Kumano et al., arXiv:2402.10470).
+
+Needs a run of the natural scenarios with saved tensors (``x_train``, ``x_adv``, ``y_adv``):
+the perturbation of sample n is ``δ_n = x_adv_n − x_train_n``. Spectra are
+:func:`pertlearn.features.spectra.radial_power_spectrum` with ``reduce="mean"`` (power per
+DFT frequency of the radial bin, so white noise is flat), averaged over samples, log-scaled.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pertlearn.experiments.rundir import read_run
+from pertlearn.features.spectra import (
+    mean_per_class,
+    radial_bin_counts,
+    radial_power_spectrum,
+    random_noise_like,
+)
+from pertlearn.reports.figures import Figure, make_figure, plt
+from pertlearn.seeding import stage_generator
+
+MAX_SAMPLES = 2000
+"""Samples used (the first ones): enough for smooth means, quick on a CPU."""
+IMAGE_SHAPES = {784: (1, 28, 28), 3072: (3, 32, 32)}
+RADIUS_LABEL = "radial frequency r = round(√(k_y² + k_x²)) (cycles per image)"
+POWER_LABEL = "mean power per frequency (log scale)"
+SERIES = (
+    ("clean images", "tab:blue", "-"),
+    ("perturbations", "tab:red", "-"),
+    ("same-norm Gaussian noise", "tab:gray", "--"),
+)
+
+
+def run_spectra(
+    run_dir: Path, max_samples: int = MAX_SAMPLES
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """Per-sample spectra ``(N, R)`` of the clean images, the perturbations and same-norm
+    noise (keys of :data:`SERIES`), with the true labels ``(N,)``, the targets ``(N,)`` of the
+    first ``max_samples`` samples and the frequencies per radial bin ``(R,)``; ``None`` when
+    the run has no image perturbations (no saved tensors, the uniform scenario, or inputs that
+    are not images)."""
+    record = read_run(run_dir)
+    if not record.has_tensors() or record.metrics.get("scenario") == "uniform":
+        return None
+    tensors = record.tensors()
+    if not {"x_train", "x_adv", "y_train", "y_adv"} <= set(tensors):
+        return None
+    clean, adv = tensors["x_train"][:max_samples], tensors["x_adv"][:max_samples]
+    if clean.shape != adv.shape:
+        return None
+    if clean.dim() == 2 and clean.shape[1] in IMAGE_SHAPES:
+        shape = IMAGE_SHAPES[clean.shape[1]]
+        clean, adv = clean.reshape(-1, *shape), adv.reshape(-1, *shape)
+    if clean.dim() != 4 or not clean.is_floating_point() or clean.shape[-1] < 2:
+        return None
+    delta = adv - clean
+    noise = random_noise_like(delta, stage_generator(0, "spectrum_noise"))
+    spectra = {
+        "clean images": radial_power_spectrum(clean, reduce="mean"),
+        "perturbations": radial_power_spectrum(delta, reduce="mean"),
+        "same-norm Gaussian noise": radial_power_spectrum(noise, reduce="mean"),
+    }
+    n = clean.shape[0]
+    counts = radial_bin_counts(*clean.shape[-2:])
+    return spectra, tensors["y_train"][:n].long(), tensors["y_adv"][:n].long(), counts
+
+
+def half_power_radius(spectrum: torch.Tensor, counts: torch.Tensor) -> int:
+    """Smallest radius whose bins up to it hold half of the power of ``spectrum`` ``(R,)``
+    (power per frequency, multiplied back by the bin sizes ``counts`` ``(R,)``)."""
+    total = spectrum * counts.to(spectrum)
+    cumulative = total.cumsum(0) / total.sum()
+    return int((cumulative >= 0.5).nonzero()[0])
+
+
+def _draw(ax: Any, curves: dict[str, torch.Tensor], title: str, legend: bool) -> None:
+    for name, color, style in SERIES:
+        values = curves[name]
+        radius = torch.arange(values.shape[0])
+        keep = values > 0  # log axis: DC of zero-mean noise can be exactly 0
+        ax.plot(radius[keep].numpy(), values[keep].numpy(), style, color=color, label=name)
+    ax.set_yscale("log")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, which="major", alpha=0.3)
+    if legend:
+        ax.legend(fontsize=8)
+
+
+def spectrum_figure(run_dir: Path, per_class: bool = False) -> Figure | None:
+    """Radial power spectra (log power against the radial frequency) of the perturbations,
+    the clean images and same-norm noise; ``per_class``: one panel per target class (the
+    perturbations and noise of the samples with that target, the clean images of that
+    class). ``None`` when the run has no image perturbations."""
+    found = run_spectra(run_dir)
+    if found is None:
+        return None
+    spectra, y_true, y_target, counts = found
+    size = spectra["clean images"].shape[1]
+    if not per_class:
+        means = {name: values.mean(dim=0) for name, values in spectra.items()}
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        _draw(ax, means, "Radial power spectrum", legend=True)
+        ax.set_xlabel(RADIUS_LABEL)
+        ax.set_ylabel(POWER_LABEL)
+        fig.tight_layout()
+        radii = ", ".join(f"{name} {half_power_radius(v, counts)}" for name, v in means.items())
+        caption = (
+            f"Mean over the first {spectra['clean images'].shape[0]} training samples of the "
+            f"power per DFT frequency in each radial bin (orthonormal 2-D DFT, {size} bins); "
+            f"the noise has each perturbation's L2 norm. Half-power radius: {radii}."
+        )
+        return make_figure("perturbation-spectrum", "perturbation spectrum", fig, caption)
+    classes = int(max(int(y_true.max()), int(y_target.max()))) + 1
+    grouped = {
+        "clean images": mean_per_class(spectra["clean images"], y_true, classes),
+        "perturbations": mean_per_class(spectra["perturbations"], y_target, classes),
+        "same-norm Gaussian noise": mean_per_class(
+            spectra["same-norm Gaussian noise"], y_target, classes
+        ),
+    }
+    cols = min(5, classes)
+    rows = -(-classes // cols)
+    fig, grid = plt.subplots(
+        rows, cols, figsize=(2.6 * cols, 2.3 * rows), sharex=True, sharey=True, squeeze=False
+    )
+    for k in range(rows * cols):
+        ax = grid[k // cols][k % cols]
+        if k >= classes:
+            ax.axis("off")
+            continue
+        curves = {name: values[k] for name, values in grouped.items()}
+        if any(bool(torch.isnan(v).all()) for v in curves.values()):
+            ax.set_title(f"class {k}: no samples", fontsize=9)
+            continue
+        _draw(ax, curves, f"class {k}", legend=k == 0)
+        if k // cols == rows - 1:
+            ax.set_xlabel("radius r (cycles/image)", fontsize=8)
+        if k % cols == 0:
+            ax.set_ylabel("power (log)", fontsize=8)
+    fig.suptitle("Radial power spectrum per class (perturbations and noise by target class)")
+    fig.tight_layout()
+    caption = (
+        "Per class k: mean spectrum of the perturbations whose target is k, of same-norm noise "
+        "for the same samples, and of the clean training images of class k; power per DFT "
+        f"frequency of the radial bin, log scale; first {spectra['clean images'].shape[0]} "
+        "training samples."
+    )
+    return make_figure(
+        "perturbation-spectrum-per-class", "perturbation spectrum per class", fig, caption
+    )
+
+
+def spectrum_per_class_figure(run_dir: Path) -> Figure | None:
+    """:func:`spectrum_figure` with one panel per target class."""
+    return spectrum_figure(run_dir, per_class=True)

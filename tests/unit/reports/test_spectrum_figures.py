@@ -1,0 +1,71 @@
+"""The spectrum figures of an images run and their place in its report.html."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import pertlearn
+from image_data_support import fixture_data_dir
+from pertlearn.experiments.pipelines import validate_config
+from pertlearn.features.spectra import radial_bin_counts
+from pertlearn.reports import write_report
+from pertlearn.reports.spectrum_figures import half_power_radius, run_spectra, spectrum_figure
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    train = {"lr": 0.05, "epochs": 1, "batch_size": 32, "plateau_patience": None}
+    config = validate_config(
+        {
+            "pipeline": "images",
+            "save_tensors": True,
+            "data": {
+                "name": "mnist",
+                "classes": [0, 1, 2],
+                "n_train": 90,
+                "n_test": 30,
+                "data_dir": str(fixture_data_dir()),
+            },
+            "model": {"name": "small_cnn", "options": {"width": 4, "hidden": 16}},
+            "attack": {"name": "pgd_l2", "eps": 3.0, "options": {"steps": 2}},
+            "train_f": train,
+            "train_g": train,
+        }
+    )
+    return pertlearn.run(config).save(tmp_path_factory.mktemp("spectrum") / "run")
+
+
+def test_spectra_of_perturbations_clean_images_and_same_norm_noise(run_dir: Path) -> None:
+    found = run_spectra(run_dir)
+    assert found is not None
+    spectra, y_true, y_target, counts = found
+    assert set(spectra) == {"clean images", "perturbations", "same-norm Gaussian noise"}
+    assert all(s.shape == (90, 21) for s in spectra.values())
+    assert torch.equal(counts, radial_bin_counts(28, 28))
+    assert bool((y_true != y_target).all())  # natural_rand: targets are other classes
+    # Parseval with the per-frequency means: bins times their sizes sum to ‖·‖²; the noise has
+    # each perturbation's norm
+    energy = {k: (v * counts).sum(dim=1) for k, v in spectra.items()}
+    torch.testing.assert_close(
+        energy["same-norm Gaussian noise"], energy["perturbations"], rtol=1e-5, atol=1e-6
+    )
+
+
+def test_half_power_radius() -> None:
+    counts = torch.ones(5, dtype=torch.int64)
+    assert half_power_radius(torch.tensor([0.1, 0.1, 0.6, 0.1, 0.1]), counts) == 2
+    assert half_power_radius(torch.tensor([0.5, 0.0, 0.0, 0.0, 0.5]), counts) == 0
+
+
+def test_figures_are_drawn_and_in_the_run_report(run_dir: Path) -> None:
+    for per_class in (False, True):
+        figure = spectrum_figure(run_dir, per_class=per_class)
+        assert figure is not None and figure.png.startswith(b"\x89PNG")
+    page = write_report(run_dir).read_text()
+    assert "<h2>Perturbation spectrum</h2>" in page
+    assert "<h2>Perturbation spectrum per class</h2>" in page
+    assert "Half-power radius" in page
+    assert "<h2>Target hits per class</h2>" in page
