@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from pertlearn.data.catalogue import DATASETS
 from pertlearn.experiments.rundir import read_run
 from pertlearn.features.spectra import (
     mean_per_class,
@@ -44,7 +45,7 @@ def run_spectra(
     noise (keys of :data:`SERIES`), with the true labels ``(N,)``, the targets ``(N,)`` of the
     first ``max_samples`` samples and the frequencies per radial bin ``(R,)``; ``None`` when
     the run has no image perturbations (no saved tensors, the uniform scenario, or inputs that
-    are not images)."""
+    are not images of a built-in data set)."""
     record = read_run(run_dir)
     if not record.has_tensors() or record.metrics.get("scenario") == "uniform":
         return None
@@ -54,7 +55,8 @@ def run_spectra(
     clean, adv = tensors["x_train"][:max_samples], tensors["x_adv"][:max_samples]
     if clean.shape != adv.shape:
         return None
-    if clean.dim() == 2 and clean.shape[1] in IMAGE_SHAPES:
+    data_set = record.config.get("data", {}).get("name")
+    if clean.dim() == 2 and data_set in DATASETS and clean.shape[1] in IMAGE_SHAPES:
         shape = IMAGE_SHAPES[clean.shape[1]]
         clean, adv = clean.reshape(-1, *shape), adv.reshape(-1, *shape)
     if clean.dim() != 4 or not clean.is_floating_point() or clean.shape[-1] < 2:
@@ -96,7 +98,8 @@ def spectrum_figure(run_dir: Path, per_class: bool = False) -> Figure | None:
     """Radial power spectra (log power against the radial frequency) of the perturbations,
     the clean images and same-norm noise; ``per_class``: one panel per target class (the
     perturbations and noise of the samples with that target, the clean images of that
-    class). ``None`` when the run has no image perturbations."""
+    class). ``None`` when the run has no image perturbations (and, per class, for the ±1
+    labels of binary runs)."""
     found = run_spectra(run_dir)
     if found is None:
         return None
@@ -116,6 +119,8 @@ def spectrum_figure(run_dir: Path, per_class: bool = False) -> Figure | None:
             f"the noise has each perturbation's L2 norm. Half-power radius: {radii}."
         )
         return make_figure("perturbation-spectrum", "perturbation spectrum", fig, caption)
+    if int(min(int(y_true.min()), int(y_target.min()))) < 0:
+        return None  # ±1 labels of a binary run: no class panels
     classes = int(max(int(y_true.max()), int(y_target.max()))) + 1
     grouped = {
         "clean images": mean_per_class(spectra["clean images"], y_true, classes),
