@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -110,6 +111,16 @@ def dataset_info(name: str) -> DatasetInfo:
     if name not in DATASETS:
         raise DataError(f"unknown image data set {name!r}; choose one of {', '.join(DATASETS)}")
     return DATASETS[name]
+
+
+def check_classes(classes: Sequence[int], num_classes: int) -> None:
+    """Raise ``ValueError`` unless ``classes`` names at least two distinct classes of
+    ``0..num_classes-1`` (a class selection of a data set with ``num_classes`` classes)."""
+    bad = [c for c in classes if not 0 <= c < num_classes]
+    if bad or len(set(classes)) != len(classes) or len(classes) < 2:
+        raise ValueError(
+            f"classes must be at least two distinct classes in 0..{num_classes - 1}, got {classes}"
+        )
 
 
 # --------------------------------------------------------------------------- directories

@@ -23,6 +23,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,7 +32,8 @@ from tqdm.auto import tqdm
 
 from pertlearn.attacks import Attack
 from pertlearn.data import balanced_signs, random_signs
-from pertlearn.experiments.config import ModelConfig
+from pertlearn.experiments.config import ExperimentConfig, ModelConfig
+from pertlearn.experiments.result import Result
 from pertlearn.models import OneHiddenNet, TwoLayerNet
 from pertlearn.seeding import stage_generator
 from pertlearn.training import TrainConfig, TrainResult, fit
@@ -157,3 +160,46 @@ class StageClock:
             yield
         finally:
             self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+
+
+@dataclass
+class RunOutputs:
+    """What one run produces, filled stage by stage: the trained networks and their training
+    curves by name (``f``, ``g``, each control), the metrics and the time of each stage
+    (``with outputs.clock("train_f"): ...``); :meth:`result` closes the run."""
+
+    config: ExperimentConfig
+    device: torch.device
+    clock: StageClock = field(default_factory=StageClock)
+    started: float = field(default_factory=time.perf_counter)
+    models: dict[str, nn.Module] = field(default_factory=dict)
+    curves: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, name: str, trained: tuple[nn.Module, Any]) -> nn.Module:
+        """Record the network ``name`` and its training curve (``trained``: what the trainer
+        returned); return the network."""
+        self.models[name], self.curves[name] = trained
+        return trained[0]
+
+    def result(self, tensors: dict[str, torch.Tensor]) -> Result:
+        """The :class:`Result` of the run with its saved ``tensors``; ``seconds`` (the run's
+        wall time) joins the metrics."""
+        self.metrics["seconds"] = time.perf_counter() - self.started
+        return Result(
+            self.config,
+            self.metrics,
+            self.models,
+            self.curves,
+            tensors,
+            device=str(self.device),
+            stage_seconds=self.clock.ordered(),
+        )
+
+
+def split_tensors(
+    x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor | None
+) -> dict[str, torch.Tensor]:
+    """The tensors a run saves of its data split (``y_test`` left out when ``None``)."""
+    split = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+    return {key: value for key, value in split.items() if value is not None}

@@ -31,25 +31,16 @@ g', on ``n_test`` fresh samples), ``g_majority_share``, ``g_degenerate``, ``eps`
 
 from __future__ import annotations
 
-import time
 from functools import partial
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
-from torch import nn
 
 from pertlearn.attacks import ATTACKS, TargetedPGD, fooling_rate, make_attack
 from pertlearn.data import SYNTHETIC
+from pertlearn.experiments import stages
 from pertlearn.experiments.config import AttackConfig, ExperimentConfig, ModelConfig, StrictModel
 from pertlearn.experiments.result import Result
-from pertlearn.experiments.stages import (
-    CONTROL_STAGE,
-    DTYPES,
-    StageClock,
-    binary_targets,
-    craft,
-    train_fresh,
-)
 from pertlearn.metrics import accuracy, agreement, majority_share
 from pertlearn.seeding import resolve_device, stage_generator
 from pertlearn.training import TrainConfig
@@ -122,10 +113,9 @@ def attack_options(config: IclrArtificialConfig) -> dict[str, Any]:
 
 def run_iclr_artificial(config: IclrArtificialConfig, *, progress: bool = False) -> Result:
     """Run the ICLR24 artificial experiment described by ``config`` (module docstring)."""
-    start = time.perf_counter()
-    clock = StageClock()
-    device = resolve_device(config.device)
-    dtype = DTYPES[config.dtype]
+    out = stages.RunOutputs(config, resolve_device(config.device))
+    clock, device = out.clock, out.device
+    dtype = stages.DTYPES[config.dtype]
     seed = config.seed
     data = config.data
     # The attack first, so that a bad budget or option fails before any training.
@@ -139,29 +129,27 @@ def run_iclr_artificial(config: IclrArtificialConfig, *, progress: bool = False)
         x_train, y_train = (t.to(device) for t in sample(data.n_train, "data_train"))
         x_test = sample(data.n_test, "data_test")[0].to(device)
         x_noise = sample(data.n_noise, "data_noise")[0].to(device)
-        y_adv = binary_targets(config.targets, data.n_noise, seed, dtype).to(device)
+        y_adv = stages.binary_targets(config.targets, data.n_noise, seed, dtype).to(device)
     if isinstance(attack, TargetedPGD):
         attack.check_input(x_noise)  # e.g. an L0 budget above d, or noise outside the range
 
     train = partial(
-        train_fresh, seed=seed, device=device, progress=progress, fast=config.fast_train
+        stages.train_fresh, seed=seed, device=device, progress=progress, fast=config.fast_train
     )
 
     # 1. f on the natural data.
     with clock("train_f"):
-        f, f_history = train("f", config.model, x_train, y_train, config.train_f)
+        f = out.add("f", train("f", config.model, x_train, y_train, config.train_f))
     # 2.-3. the noise, perturbed towards its targets against f.
     with clock("craft"):
-        x_adv = craft(attack, f, x_noise, y_adv, seed, progress=progress)
+        x_adv = stages.craft(attack, f, x_noise, y_adv, seed, progress=progress)
     # 4. g on the perturbed noise only.
     g_model_config = config.model_g or config.model
     with clock("train_g"):
-        g, g_history = train("g", g_model_config, x_adv, y_adv, config.train_g)
+        g = out.add("g", train("g", g_model_config, x_adv, y_adv, config.train_g))
 
-    models: dict[str, nn.Module] = {"f": f, "g": g}
-    curves = {"f": f_history, "g": g_history}
     with clock("evaluate"):
-        metrics: dict[str, Any] = {
+        out.metrics = {
             "f_acc_train": accuracy(f, x_train, y_train),
             "g_acc_train": accuracy(g, x_train, y_train),
             "agreement": agreement(f, g, x_test),
@@ -169,54 +157,37 @@ def run_iclr_artificial(config: IclrArtificialConfig, *, progress: bool = False)
             "g_fit_acc": accuracy(g, x_adv, y_adv),
             "g_majority_share": majority_share(g, x_test),
             "eps": eps,
-            "f_epochs": f_history.epochs_run,
-            "g_epochs": g_history.epochs_run,
+            "f_epochs": out.curves["f"].epochs_run,
+            "g_epochs": out.curves["g"].epochs_run,
         }
-        metrics["g_degenerate"] = metrics["g_majority_share"] > config.degenerate_threshold
+        out.metrics["g_degenerate"] = out.metrics["g_majority_share"] > config.degenerate_threshold
 
     # 5. control g': the same noise and targets, without the perturbation.
     if "unperturbed_inputs" in config.controls:
         with clock("controls"):
-            control, control_history = train(
+            trained = train(
                 "unperturbed_inputs",
                 g_model_config,
                 x_noise,
                 y_adv,
                 config.train_g,
-                stage=CONTROL_STAGE,
+                stage=stages.CONTROL_STAGE,
             )
-            models["unperturbed_inputs"] = control
-            curves["unperturbed_inputs"] = control_history
-            metrics["control_g_acc_train"] = accuracy(control, x_train, y_train)
-            metrics["control_fit_acc"] = accuracy(control, x_noise, y_adv)
-            metrics["control_agreement"] = agreement(f, control, x_test)
+            control = out.add("unperturbed_inputs", trained)
+            out.metrics["control_g_acc_train"] = accuracy(control, x_train, y_train)
+            out.metrics["control_fit_acc"] = accuracy(control, x_noise, y_adv)
+            out.metrics["control_agreement"] = agreement(f, control, x_test)
 
     # 6. leakage control: the clean inputs of the attack (the noise) with the target labels.
     if "mislabeled_clean" in config.controls:
-        leak, leak_history = train(
-            "mislabeled_clean", g_model_config, x_noise, y_adv, config.train_g
-        )
-        models["mislabeled_clean"] = leak
-        curves["mislabeled_clean"] = leak_history
-        metrics["mislabeled_clean_acc_train"] = accuracy(leak, x_train, y_train)
-        metrics["mislabeled_clean_fit_acc"] = accuracy(leak, x_noise, y_adv)
-        metrics["mislabeled_clean_agreement"] = agreement(f, leak, x_test)
+        with clock("controls"):
+            trained = train("mislabeled_clean", g_model_config, x_noise, y_adv, config.train_g)
+            leak = out.add("mislabeled_clean", trained)
+            out.metrics.update(
+                mislabeled_clean_acc_train=accuracy(leak, x_train, y_train),
+                mislabeled_clean_fit_acc=accuracy(leak, x_noise, y_adv),
+                mislabeled_clean_agreement=agreement(f, leak, x_test),
+            )
 
-    metrics["seconds"] = time.perf_counter() - start
-    tensors = {
-        "x_train": x_train,
-        "y_train": y_train,
-        "x_test": x_test,
-        "x_noise": x_noise,
-        "y_adv": y_adv,
-        "x_adv": x_adv,
-    }
-    return Result(
-        config,
-        metrics,
-        models,
-        curves,
-        tensors,
-        device=str(device),
-        stage_seconds=clock.ordered(),
-    )
+    tensors = stages.split_tensors(x_train, y_train, x_test, None)
+    return out.result(tensors | {"x_noise": x_noise, "y_adv": y_adv, "x_adv": x_adv})

@@ -58,7 +58,6 @@ metric ``craft_batch_size``.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -70,11 +69,11 @@ from tqdm.auto import tqdm
 
 from pertlearn.attacks import ATTACKS, Attack, make_attack
 from pertlearn.attacks.base import per_class_hit_rates
-from pertlearn.data.catalogue import DATASETS
+from pertlearn.data.catalogue import DATASETS, check_classes
 from pertlearn.experiments.config import AttackConfig, ExperimentConfig, StrictModel
 from pertlearn.experiments.image_data import image_split
 from pertlearn.experiments.result import Result
-from pertlearn.experiments.stages import CONTROL_STAGE, DTYPES, StageClock
+from pertlearn.experiments.stages import CONTROL_STAGE, DTYPES, RunOutputs, split_tensors
 from pertlearn.features.constructed import construct_dataset, start_points
 from pertlearn.features.spectra import high_pass, low_pass
 from pertlearn.features.transfer import transfer_rate
@@ -119,12 +118,7 @@ class ImageDataConfig(StrictModel):
         if self.dim != info.dim:
             raise ValueError(f"{self.name} images have dimension {info.dim}; leave data.dim out")
         if self.classes is not None:
-            bad = [c for c in self.classes if not 0 <= c < info.num_classes]
-            if bad or len(set(self.classes)) != len(self.classes) or len(self.classes) < 2:
-                raise ValueError(
-                    f"classes must be at least two distinct classes in 0..{info.num_classes - 1}"
-                    f", got {self.classes}"
-                )
+            check_classes(self.classes, info.num_classes)
         return self
 
 
@@ -402,9 +396,8 @@ def run_images(
     the control and must return an ``nn.Module`` mapping ``(N, C, H, W)`` pixels in ``[0, 1]``
     to logits ``(N, K)``.
     """
-    start_time = time.perf_counter()
-    clock = StageClock()
-    device = resolve_device(config.device)
+    out = RunOutputs(config, resolve_device(config.device))
+    clock, device = out.clock, out.device
     dtype = DTYPES[config.dtype]
     seed = config.seed
     cfg = config
@@ -588,18 +581,16 @@ def run_images(
                     model, x_eval, y_eval, perturb, eval_batch, stage_generator(seed, "robust_eval")
                 )
 
-    models: dict[str, nn.Module] = {"f": f, "g": g}
-    curves: dict[str, Any] = {"f": f_history, "g": g_history}
+    out.metrics = metrics
+    out.add("f", (f, f_history))
+    out.add("g", (g, g_history))
 
     # Transfer (Ilyas et al. arXiv:1905.02175 Sec. 3): an independent model of g's network,
     # trained on the clean images, scores the adversarial set.
     if cfg.transfer_eval:
         with clock("transfer"):
-            independent, independent_history = train(
-                TRANSFER_STAGE, g_model_config, x_train, y_train, cfg.train_f
-            )
-            models[TRANSFER_STAGE] = independent
-            curves[TRANSFER_STAGE] = independent_history
+            trained = train(TRANSFER_STAGE, g_model_config, x_train, y_train, cfg.train_f)
+            independent = out.add(TRANSFER_STAGE, trained)
             metrics["transfer_rate"] = transfer_rate(
                 independent, x_adv, y_adv, batch_size=eval_batch
             )
@@ -616,7 +607,7 @@ def run_images(
                     clean_inputs[start : start + size] = clean_batch(start, size, generator)
             else:
                 clean_inputs = x_train
-            control, control_history = train(
+            trained = train(
                 "unperturbed_inputs",
                 g_model_config,
                 clean_inputs,
@@ -625,46 +616,28 @@ def run_images(
                 CONTROL_STAGE,
             )
             del clean_inputs
-            models["unperturbed_inputs"] = control
-            curves["unperturbed_inputs"] = control_history
+            control = out.add("unperturbed_inputs", trained)
             metrics["control_g_acc_train"] = _accuracy(control, x_train, y_train, eval_batch)
             metrics["control_g_acc_test"] = _accuracy(control, x_test, y_test, eval_batch)
-            metrics["control_g_best_acc_test"] = control_history.best_val_acc
+            metrics["control_g_best_acc_test"] = trained[1].best_val_acc
 
     # Leakage control: the clean images g's inputs were made from, with g's labels.
     if "mislabeled_clean" in config.controls:
         with clock("controls"):
             leak_inputs = constructed.get("x_start", x_train)
-            leak, leak_history = train(
-                "mislabeled_clean", g_model_config, leak_inputs, y_adv, cfg.train_g
+            trained = train("mislabeled_clean", g_model_config, leak_inputs, y_adv, cfg.train_g)
+            leak = out.add("mislabeled_clean", trained)
+            metrics.update(
+                mislabeled_clean_acc_train=_accuracy(leak, x_train, y_train, eval_batch),
+                mislabeled_clean_acc_test=_accuracy(leak, x_test, y_test, eval_batch),
+                mislabeled_clean_best_acc_test=trained[1].best_val_acc,
+                mislabeled_clean_fit_acc=_accuracy(leak, leak_inputs, y_adv, eval_batch),
             )
-            models["mislabeled_clean"] = leak
-            curves["mislabeled_clean"] = leak_history
-            metrics["mislabeled_clean_acc_train"] = _accuracy(leak, x_train, y_train, eval_batch)
-            metrics["mislabeled_clean_acc_test"] = _accuracy(leak, x_test, y_test, eval_batch)
-            metrics["mislabeled_clean_best_acc_test"] = leak_history.best_val_acc
-            metrics["mislabeled_clean_fit_acc"] = _accuracy(leak, leak_inputs, y_adv, eval_batch)
 
-    metrics["seconds"] = time.perf_counter() - start_time
-    tensors = {
-        "x_train": x_train,
-        "y_train": y_train,
-        "x_test": x_test,
-        "y_test": y_test,
-        "y_adv": y_adv,
-        "x_adv": x_adv,
-    }
+    tensors = split_tensors(x_train, y_train, x_test, y_test) | {"y_adv": y_adv, "x_adv": x_adv}
     if "x_start" in constructed:
         tensors["x_start"] = constructed["x_start"]
-    return Result(
-        config,
-        metrics,
-        models,
-        curves,
-        tensors,
-        device=str(device),
-        stage_seconds=clock.ordered(),
-    )
+    return out.result(tensors)
 
 
 def construct_set(
@@ -690,15 +663,8 @@ def construct_set(
     last: list[torch.Tensor] = []
     bar = _bar(x.shape[0], f"construct ({config.steps} steps)", progress)
     for xt, x0 in zip(x.split(config.batch_size), x_start.split(config.batch_size), strict=True):
-        built = construct_dataset(
-            f,
-            xt,
-            x0,
-            steps=config.steps,
-            step_size=config.step_size,
-            eps=config.eps,
-            batch_size=config.batch_size,
-        )
+        settings = config.model_dump(include={"steps", "step_size", "eps", "batch_size"})
+        built = construct_dataset(f, xt, x0, **settings)
         parts.append(built.x)
         first.append(built.distance[0])
         last.append(built.final_distance)

@@ -10,7 +10,6 @@ Scenario (a) ``perturbation_only`` trains g on the perturbations ``r_n`` alone, 
 
 from __future__ import annotations
 
-import time
 from functools import partial
 from typing import Any, Literal
 
@@ -20,7 +19,7 @@ from torch import nn
 
 from pertlearn.attacks import RandomL2, fooling_rate, make_attack
 from pertlearn.data import SYNTHETIC, shifted_gauss
-from pertlearn.data.catalogue import DATASETS
+from pertlearn.data.catalogue import DATASETS, check_classes
 from pertlearn.data.files import file_split, tensor_file_dim
 from pertlearn.experiments.config import (
     AttackConfig,
@@ -33,9 +32,10 @@ from pertlearn.experiments.result import Result
 from pertlearn.experiments.stages import (
     CONTROL_STAGE,
     DTYPES,
-    StageClock,
+    RunOutputs,
     binary_targets,
     craft,
+    split_tensors,
     train_fresh,
 )
 from pertlearn.metrics import accuracy, agreement, majority_share
@@ -110,12 +110,7 @@ class NeuripsDataConfig(StrictModel):
                 "or leave it out"
             )
         if info is not None and self.classes is not None:
-            bad = [c for c in self.classes if not 0 <= c < info.num_classes]
-            if bad or len(set(self.classes)) != len(self.classes) or len(self.classes) < 2:
-                raise ValueError(
-                    f"classes must be at least two distinct classes in 0..{info.num_classes - 1}"
-                    f", got {self.classes}"
-                )
+            check_classes(self.classes, info.num_classes)
         return self
 
 
@@ -201,22 +196,29 @@ def scores(
 
 
 def control_scores(
-    control: nn.Module, data: Data, *, inputs: torch.Tensor, y_adv: torch.Tensor
+    control: nn.Module,
+    data: Data,
+    *,
+    inputs: torch.Tensor,
+    y_adv: torch.Tensor,
+    name: str = "random_l2_noise",
 ) -> dict[str, Any]:
-    """The metrics of the ``random_l2_noise`` control g' trained on ``(inputs, y_adv)``."""
+    """The metrics of the control g' ``name`` trained on ``(inputs, y_adv)``: its accuracy on
+    the clean training and test sets and on its own training set (keys ``control_g_acc_*``,
+    ``control_fit_acc`` for ``random_l2_noise``; ``NAME_acc_*``, ``NAME_fit_acc`` otherwise)."""
     x_train, y_train, x_test, y_test = data
+    acc, fit = ("control_g", "control") if name == "random_l2_noise" else (name, name)
     return {
-        "control_g_acc_train": accuracy(control, x_train, y_train),
-        "control_g_acc_test": accuracy(control, x_test, y_test),
-        "control_fit_acc": accuracy(control, inputs, y_adv),
+        f"{acc}_acc_train": accuracy(control, x_train, y_train),
+        f"{acc}_acc_test": accuracy(control, x_test, y_test),
+        f"{fit}_fit_acc": accuracy(control, inputs, y_adv),
     }
 
 
 def run_neurips(config: NeuripsConfig, *, progress: bool = False) -> Result:
     """Run the NeurIPS24 binary pipeline described by ``config``."""
-    start = time.perf_counter()
-    clock = StageClock()
-    device = resolve_device(config.device)
+    out = RunOutputs(config, resolve_device(config.device))
+    clock, device = out.clock, out.device
     dtype = DTYPES[config.dtype]
     seed = config.seed
 
@@ -231,7 +233,7 @@ def run_neurips(config: NeuripsConfig, *, progress: bool = False) -> Result:
 
     # 1. f on the clean data.
     with clock("train_f"):
-        f, f_history = train("f", config.model, x_train, y_train, config.train_f)
+        f = out.add("f", train("f", config.model, x_train, y_train, config.train_f))
     # 2. target labels, 3. adversarial examples against f.
     with clock("craft"):
         y_adv = draw_targets(config, y_train)
@@ -243,13 +245,11 @@ def run_neurips(config: NeuripsConfig, *, progress: bool = False) -> Result:
     # 4. a fresh g on the adversarial set only.
     g_model_config = config.model_g or config.model
     with clock("train_g"):
-        g, g_history = train("g", g_model_config, g_inputs, y_adv, config.train_g)
+        g = out.add("g", train("g", g_model_config, g_inputs, y_adv, config.train_g))
 
-    models: dict[str, nn.Module] = {"f": f, "g": g}
-    curves = {"f": f_history, "g": g_history}
     data = (x_train, y_train, x_test, y_test)
     with clock("evaluate"):
-        metrics = scores(config, f, g, data, x_adv=x_adv, y_adv=y_adv, g_inputs=g_inputs)
+        out.metrics = scores(config, f, g, data, x_adv=x_adv, y_adv=y_adv, g_inputs=g_inputs)
 
     # 5. control: the same training on random perturbations of the same norm, same targets.
     if "random_l2_noise" in config.controls:
@@ -258,7 +258,7 @@ def run_neurips(config: NeuripsConfig, *, progress: bool = False) -> Result:
                 f, x_train, y_adv, generator=stage_generator(seed, "control_noise")
             )
             control_inputs = noise - x_train if config.scenario == "perturbation_only" else noise
-            control, control_history = train(
+            trained = train(
                 "random_l2_noise",
                 g_model_config,
                 control_inputs,
@@ -266,38 +266,17 @@ def run_neurips(config: NeuripsConfig, *, progress: bool = False) -> Result:
                 config.train_g,
                 stage=CONTROL_STAGE,
             )
-            models["random_l2_noise"] = control
-            curves["random_l2_noise"] = control_history
-            metrics.update(control_scores(control, data, inputs=control_inputs, y_adv=y_adv))
+            control = out.add("random_l2_noise", trained)
+            out.metrics.update(control_scores(control, data, inputs=control_inputs, y_adv=y_adv))
 
     # 6. leakage control: the clean inputs with the target labels (no perturbation at all).
     if "mislabeled_clean" in config.controls:
         with clock("controls"):
-            leak, leak_history = train(
-                "mislabeled_clean", g_model_config, x_train, y_adv, config.train_g
+            trained = train("mislabeled_clean", g_model_config, x_train, y_adv, config.train_g)
+            leak = out.add("mislabeled_clean", trained)
+            leak_scores = control_scores(
+                leak, data, inputs=x_train, y_adv=y_adv, name="mislabeled_clean"
             )
-            models["mislabeled_clean"] = leak
-            curves["mislabeled_clean"] = leak_history
-            metrics["mislabeled_clean_acc_train"] = accuracy(leak, x_train, y_train)
-            metrics["mislabeled_clean_acc_test"] = accuracy(leak, x_test, y_test)
-            metrics["mislabeled_clean_fit_acc"] = accuracy(leak, x_train, y_adv)
+            out.metrics.update(leak_scores)
 
-    metrics["seconds"] = time.perf_counter() - start
-    tensors = {
-        "x_train": x_train,
-        "y_train": y_train,
-        "x_test": x_test,
-        "y_test": y_test,
-        "y_adv": y_adv,
-        "x_adv": x_adv,
-        "g_inputs": g_inputs,
-    }
-    return Result(
-        config,
-        metrics,
-        models,
-        curves,
-        tensors,
-        device=str(device),
-        stage_seconds=clock.ordered(),
-    )
+    return out.result(split_tensors(*data) | {"y_adv": y_adv, "x_adv": x_adv, "g_inputs": g_inputs})
