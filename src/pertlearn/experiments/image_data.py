@@ -69,3 +69,30 @@ def binary_image_data(
     if stage == "data_train":
         return split.x_train, split.y_train
     return split.x_test, split.y_test
+
+
+def draw_image_targets(
+    scenario: str, y: torch.Tensor, num_classes: int, generator: torch.Generator
+) -> torch.Tensor:
+    """Target classes ``(N,)`` for ``natural_rand`` (uniform over the other ``K-1`` classes)
+    or ``natural_det`` (``(y + 1) mod K``)."""
+    if scenario == "natural_det":
+        return (y + 1) % num_classes
+    shift = torch.randint(1, num_classes, y.shape, generator=generator).to(y.device)
+    return (y + shift) % num_classes
+
+
+def noise_batches(
+    n: int, shape: tuple[int, ...], batch_size: int, seed: int
+) -> list[tuple[int, int, torch.Generator]]:
+    """``(start, size, generator)`` of each noise batch; batch ``b`` draws from stage
+    ``noise_b``, so any batch can be regenerated on its own."""
+    return [
+        (start, min(batch_size, n - start), stage_generator(seed, f"noise_{b}"))
+        for b, start in enumerate(range(0, n, batch_size))
+    ]
+
+
+def make_noise(size: int, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    """``size`` images from ``U[0,1]^shape``, shape ``(size, *shape)`` (CPU)."""
+    return torch.rand((size, *shape), generator=generator)

@@ -22,9 +22,10 @@ from pertlearn.analysis.plotting import FORMATS, write_figure_files
 from pertlearn.atomic import write_text
 from pertlearn.experiments.config import ConfigError
 from pertlearn.experiments.rundir import FIGURES_DIR, read_run
-from pertlearn.experiments.store import format_cell
+from pertlearn.experiments.store import SweepStore, collect_results, columns_of, format_cell
 from pertlearn.reports.figures import Figure, loss_curves_figure, plotted_metrics, sweep_figures
 from pertlearn.reports.hit_table import run_hit_table, sweep_hit_table
+from pertlearn.reports.run_figures import decision_map, sample_grid
 from pertlearn.reports.spectrum_figures import spectrum_figure, spectrum_per_class_figure
 from pertlearn.reports.transfer_figures import transfer_report_parts, write_transfer_outputs
 
@@ -171,7 +172,6 @@ def _csv_link(rows: list[dict[str, Any]], columns: list[str]) -> str:
 def sweep_report(root: Path, files: FigureFiles | None = None) -> str:
     """The HTML of the report of the sweep directory ``root``; with ``files``, every figure is
     also written as files and linked."""
-    from pertlearn.experiments.store import SweepStore, collect_results, columns_of
 
     store = SweepStore(root)
     manifest = store.read_manifest()
@@ -259,7 +259,6 @@ def run_report(run_dir: Path, files: FigureFiles | None = None) -> str:
         figure = loss_curves_figure(curves)
         if figure is not None:
             sections += ["<h2>Training</h2>", _figure_html(figure, files)]
-    from pertlearn.reports.run_figures import decision_map, sample_grid
 
     for title, make in (
         ("Decision map", decision_map),

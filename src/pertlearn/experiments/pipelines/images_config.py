@@ -1,0 +1,209 @@
+"""The configuration of the images pipeline (:mod:`pertlearn.experiments.pipelines.images`):
+the data set and class selection, the image networks, robust evaluation, the construction of
+D_R / D_NR, band-limited perturbations, and :class:`ImagesConfig` itself."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from pertlearn.attacks import ATTACKS
+from pertlearn.data.catalogue import DATASETS, check_classes
+from pertlearn.experiments.config import AttackConfig, ExperimentConfig, StrictModel
+from pertlearn.training.accel import Precision
+from pertlearn.training.minibatch import MinibatchConfig
+
+
+class ImageDataConfig(StrictModel):
+    """An image data set split 80/20 (``split``) by the run seed; ``n_train`` / ``n_test`` cap
+    the two parts; ``classes`` keeps a subset (relabeled in this order)."""
+
+    name: Literal["mnist", "fashion_mnist", "cifar10"] = "mnist"
+    dim: int = Field(784, ge=1, description="C·H·W, set from the data set")
+    n_train: int = Field(10_000_000, ge=2, description="cap on the training part")
+    n_test: int = Field(10_000_000, ge=1, description="cap on the test part")
+    n_noise: int = Field(
+        1000, ge=1, le=100_000_000, description="uniform scenario: noise images attacked"
+    )
+    classes: list[int] | None = Field(None, description="classes used (default: all)")
+    data_dir: str | None = Field(
+        None, description="data directory (default $PERTLEARN_DATA, else the cache)"
+    )
+    split: float = Field(0.2, gt=0, lt=1, description="test fraction of the split")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived_dim(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("name", "mnist") in DATASETS and "dim" not in data:
+            data = {**data, "dim": DATASETS[data.get("name", "mnist")].dim}
+        return data
+
+    @model_validator(mode="after")
+    def _checks(self) -> ImageDataConfig:
+        info = DATASETS[self.name]
+        if self.dim != info.dim:
+            raise ValueError(f"{self.name} images have dimension {info.dim}; leave data.dim out")
+        if self.classes is not None:
+            check_classes(self.classes, info.num_classes)
+        return self
+
+
+class ImageModelConfig(StrictModel):
+    """``small_cnn`` (options ``width``, ``hidden``), ``mlp`` (``hidden``, ``depth``: fully
+    connected), ``iclr_resnet`` (the ICLR24 residual CNN
+    for MNIST / Fashion-MNIST), ``wide_resnet`` (``depth``, ``widen``, ``dropout``) or
+    ``custom`` (``options.factory = "package.module:function"``, the user's own network)."""
+
+    name: Literal["small_cnn", "mlp", "iclr_resnet", "wide_resnet", "custom"] = "small_cnn"
+    options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments")
+
+
+class RobustEvalConfig(StrictModel):
+    """Robust accuracy of f and g: clean test images attacked *untargeted* (away from their
+    true label) by ``attack`` at ``eps`` with ``steps`` iterations; the metrics
+    ``f_robust_acc`` and ``g_robust_acc`` are the shares still classified correctly."""
+
+    attack: str = "pgd_l2"
+    eps: float = Field(gt=0)
+    steps: int = Field(20, ge=1)
+    n_test: int = Field(1000, ge=1, description="test images attacked (the first n_test)")
+
+
+class ConstructConfig(StrictModel):
+    """The construction of D_R / D_NR (scenarios ``robust`` / ``non_robust``; Ilyas et al.
+    arXiv:1905.02175, Sec. 3.1 and App. C): ``steps`` normalized gradient steps of L2 length
+    ``step_size`` on ``‖rep(x_r) − rep(x)‖₂`` from ``start`` (``other_image``: another training
+    image, ``other_class``: one of another class, ``noise``: U[0, 1] pixels), optionally kept in
+    an L2 ball of radius ``eps`` around the start; ``batch_size`` images at a time."""
+
+    steps: int = Field(100, ge=1, description="normalized gradient steps")
+    step_size: float = Field(0.1, gt=0, description="L2 length of each step")
+    start: Literal["other_image", "other_class", "noise"] = Field(
+        "other_image", description="start points of the descent"
+    )
+    eps: float | None = Field(None, gt=0, description="L2 ball around the start; None: none")
+    batch_size: int = Field(500, ge=1, description="images constructed at once")
+
+
+CONSTRUCTED_SCENARIOS = ("robust", "non_robust")
+"""Scenarios whose training set is constructed by representation matching (D_R, D_NR)."""
+
+
+class PerturbationFilterConfig(StrictModel):
+    """Band-limited perturbations: g trains on ``x + low_pass(δ, cutoff)`` (``kind =
+    "low_pass"``) or ``x + high_pass(δ, cutoff)`` (``"high_pass"``), ``δ = x_adv − x``; the
+    cut-off is a radial frequency bin (:mod:`pertlearn.features.spectra`; 0..20 for 28×28
+    images, 0..22 for 32×32)."""
+
+    kind: Literal["low_pass", "high_pass"]
+    cutoff: float = Field(ge=0, description="radial frequency bin: low_pass keeps bins <= cutoff")
+
+
+class ImagesConfig(ExperimentConfig):
+    """The ``images`` pipeline's config (module docstring). ``train_f`` / ``train_g``: the
+    mini-batch training of f and of g (and of the control). ``craft_batch_size``: images
+    generated and attacked at once. ``checkpoint_dir``: per-epoch checkpoints of every network
+    (sub-folders ``f``, ``g``, ``unperturbed_inputs``, ``mislabeled_clean``) so a killed run
+    resumes. ``construction``: scenarios ``robust`` / ``non_robust`` only."""
+
+    pipeline: Literal["images"] = "images"
+    data: ImageDataConfig = Field(default_factory=ImageDataConfig)
+    model: ImageModelConfig = Field(default_factory=ImageModelConfig)
+    model_g: ImageModelConfig | None = Field(None, description="g's network; None: same as f")
+    train_f: MinibatchConfig = Field(default_factory=MinibatchConfig)
+    train_g: MinibatchConfig = Field(default_factory=MinibatchConfig)
+    attack: AttackConfig = Field(default_factory=lambda: AttackConfig(name="pgd_l2", eps=2.0))
+    scenario: Literal["natural_rand", "natural_det", "uniform", "robust", "non_robust"] = (
+        "natural_rand"
+    )
+    construction: ConstructConfig | None = Field(
+        None, description="robust / non_robust: the construction (default: ConstructConfig())"
+    )
+    controls: list[Literal["unperturbed_inputs", "mislabeled_clean"]] = Field(default_factory=list)
+    craft_batch_size: int | Literal["auto"] = Field(
+        1000,
+        description="images generated/attacked per batch (>= 1), or auto: from CUDA memory",
+    )
+    craft_precision: Precision = Field(
+        "fp32", description="fp32, bf16 or fp16 (CUDA) autocast of the crafting attack"
+    )
+    checkpoint_dir: str | None = Field(None, description="resumable per-epoch checkpoints")
+    degenerate_threshold: float = Field(
+        0.95, gt=0, le=1, description="g is degenerate when one class exceeds this share"
+    )
+    robust_eval: RobustEvalConfig | None = Field(
+        None, description="also measure f's and g's accuracy under an untargeted attack"
+    )
+    perturbation_filter: PerturbationFilterConfig | None = Field(
+        None, description="g learns from x + a low- or high-passed perturbation"
+    )
+    transfer_eval: bool = Field(
+        False, description="score the adversarial set with an independent model of g's network"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_construction(cls, data: Any) -> Any:
+        if (
+            isinstance(data, dict)
+            and data.get("scenario") in CONSTRUCTED_SCENARIOS
+            and data.get("construction") is None
+        ):
+            data = {**data, "construction": {}}
+        return data
+
+    @model_validator(mode="after")
+    def _scenario_keys(self) -> ImagesConfig:
+        constructed = self.scenario in CONSTRUCTED_SCENARIOS
+        if self.construction is not None and not constructed:
+            raise ValueError(
+                f"construction: only for scenario 'robust' or 'non_robust', not {self.scenario!r}"
+            )
+        robust_f = self.train_f.adversarial is not None
+        if self.scenario == "robust" and not robust_f:
+            raise ValueError(
+                "scenario 'robust' (D_R) needs a robust f: set train_f.adversarial "
+                "(use 'non_robust' for a standard f)"
+            )
+        if self.scenario == "non_robust" and robust_f:
+            raise ValueError(
+                "scenario 'non_robust' (D_NR) needs a standard f: remove train_f.adversarial "
+                "(use 'robust' for an adversarially trained f)"
+            )
+        if "mislabeled_clean" in self.controls:
+            if self.scenario == "uniform":
+                raise ValueError(
+                    "controls: mislabeled_clean needs clean images; the uniform scenario "
+                    "perturbs noise (use unperturbed_inputs)"
+                )
+            if self.construction is not None and self.construction.start == "noise":
+                raise ValueError(
+                    "controls: mislabeled_clean needs clean start images; construction.start is "
+                    "'noise' (use unperturbed_inputs)"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _craft_batch(self) -> ImagesConfig:
+        if self.craft_batch_size != "auto" and self.craft_batch_size < 1:
+            raise ValueError(
+                f"craft_batch_size must be at least 1 or 'auto', got {self.craft_batch_size}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _known_attacks(self) -> ImagesConfig:
+        named = {"robust_eval.attack": self.robust_eval.attack if self.robust_eval else None}
+        for key in ("train_f", "train_g"):
+            adversarial = getattr(self, key).adversarial
+            named[f"{key}.adversarial.attack"] = adversarial.attack if adversarial else None
+        for where, name in named.items():
+            if name is not None and name not in ATTACKS:
+                raise ValueError(
+                    f"{where}: unknown attack {name!r}; choose one of {', '.join(sorted(ATTACKS))}"
+                )
+        return self
+
+
+# ----------------------------------------------------------------------------- stages
