@@ -367,6 +367,7 @@ def columns_of(rows: list[dict[str, Any]]) -> list[str]:
 def write_results(root: str | Path) -> tuple[list[dict[str, Any]], list[str], list[Path]]:
     """Write ``results.csv`` and ``results.parquet`` (atomically) into the sweep directory;
     return the rows, the swept keys and the written paths."""
+    # lazy: pyarrow is heavy and only the parquet file needs it
     import pyarrow as pa
     import pyarrow.parquet as pq
 

@@ -117,6 +117,7 @@ def _pre_json(payload: Any) -> str:
 
 
 def generator_versions() -> dict[str, str]:
+    # imported for their versions only (both are loaded by the figures already)
     import matplotlib
     import torch
 
