@@ -14,6 +14,7 @@ model's parameters are never changed and receive no gradients. To add an attack,
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 import torch
@@ -86,6 +87,9 @@ class Attack(ABC):
     """
 
     name: ClassVar[str] = "attack"
+    step_callback: Callable[[], None] | None = None
+    """Called after every update step of an iterative attack (progress bars); set by the
+    caller around a call, ``None`` (the default) for none."""
 
     def __init__(self, eps: float, *, loss: str = "logistic", targeted: bool = True) -> None:
         if not eps >= 0:  # also rejects NaN

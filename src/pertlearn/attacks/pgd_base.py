@@ -434,6 +434,8 @@ class TargetedPGD(Attack):
                     state = {key: value[going] for key, value in state.items()}
             x_adv = self.step(x, x_adv.detach(), grad, state).detach()
             done += 1
+            if self.step_callback is not None:
+                self.step_callback()
 
     def __repr__(self) -> str:
         extra = "" if self.targeted else ", targeted=False"

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from pertlearn.attacks import Attack
+from pertlearn.attacks import Attack, TargetedPGD
 from pertlearn.data import balanced_signs, random_signs
 from pertlearn.experiments.config import ExperimentConfig, ModelConfig
 from pertlearn.experiments.result import Result
@@ -111,18 +111,25 @@ def craft(
     progress: bool = False,
 ) -> torch.Tensor:
     """Stage *craft*: adversarial inputs ``attack(f, x, targets)``, same shape as ``x``, with
-    the attack's randomness from the stage ``attack``. ``progress``: a bar on stderr counting
-    the ``N`` crafted inputs (one attack call over the whole set, so it moves once, at the
-    end, and shows how long the stage took meanwhile)."""
+    the attack's randomness from the stage ``attack``. ``progress``: a bar on stderr that
+    counts the update steps of an iterative attack as they run (PGD: ``steps`` per batch of
+    inputs, more with restarts or ``until_fooled``), else the ``N`` crafted inputs."""
+    iterative = isinstance(attack, TargetedPGD)
     with tqdm(
-        total=x.shape[0],
+        total=None if iterative else x.shape[0],
         desc=f"craft ({attack.name})",
-        unit="input",
+        unit="step" if iterative else "input",
         disable=not progress,
         leave=False,
     ) as bar:
-        x_adv = attack(f, x, targets, generator=stage_generator(seed, "attack"))
-        bar.update(x.shape[0])
+        if iterative and progress:
+            attack.step_callback = lambda: bar.update(1)
+        try:
+            x_adv = attack(f, x, targets, generator=stage_generator(seed, "attack"))
+        finally:
+            attack.step_callback = None
+        if not iterative:
+            bar.update(x.shape[0])
     return x_adv
 
 

@@ -61,3 +61,29 @@ def test_the_craft_stage_has_a_bar_only_when_progress_is_on(
     pertlearn.run(config, progress=True)
     err = capsys.readouterr().err
     assert "craft (gradient_step)" in err and "train g" in err
+
+
+def test_the_craft_bar_counts_every_pgd_step_and_leaves_the_numbers_alone(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import torch
+    from torch import nn
+
+    from pertlearn.attacks import make_attack
+    from pertlearn.experiments.stages import craft
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 1), nn.Flatten(0))  # binary scores (N,)
+    x = torch.randn(12, 4, generator=torch.Generator().manual_seed(0))
+    targets = torch.where(torch.arange(12) % 2 == 0, 1.0, -1.0)
+    attack = make_attack("pgd_l2", 0.5, steps=7, loss="identity")
+    calls: list[int] = []
+    attack.step_callback = lambda: calls.append(1)
+    quiet = attack(model, x, targets)
+    assert len(calls) == 7  # one callback per update step (one batch, no restarts)
+    attack.step_callback = None
+    shown = craft(attack, model, x, targets, seed=0, progress=True)
+    assert torch.equal(shown, quiet)
+    assert attack.step_callback is None  # the bar's hook is removed after the call
+    err = capsys.readouterr().err
+    assert "craft (pgd_l2): 0step" in err  # a bar counting steps (tqdm redraws it at most 10/s)
