@@ -35,6 +35,17 @@ SETTINGS: list[tuple[str, dict[str, Any]]] = [
         "until_fooled 150 + restarts 2 + noise 0.1",
         {"steps": 30, "until_fooled": True, "max_steps": 150, "restarts": 2, "noise_std": 0.1},
     ),
+    ("logit_margin loss, 30 steps", {"steps": 30, "loss": "logit_margin"}),
+    (
+        "logit_margin + until_fooled 150 + restarts 2",
+        {
+            "steps": 30,
+            "loss": "logit_margin",
+            "until_fooled": True,
+            "max_steps": 150,
+            "restarts": 2,
+        },
+    ),
 ]
 SWEEP = (3.0, 4.0, 5.0)
 """Budgets at which the plain 30-step attack is also run: is the hit rate bound by ε?"""
@@ -46,10 +57,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="epochs of f")
     parser.add_argument("--eps", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", default=str(DATA), help="data directory holding mnist/")
+    parser.add_argument("--only", default="", help="run the settings whose label has this text")
     args = parser.parse_args()
     torch.set_num_threads(1)
     split = prepare(
-        load_dataset("mnist", DATA),
+        load_dataset("mnist", args.data),
         test_fraction=0.2,
         generator=torch.Generator().manual_seed(args.seed),
     )
@@ -67,6 +80,7 @@ def main() -> None:
     print(f"natural_det, pgd_l2 eps={args.eps:g}, clip (0, 1), {len(x)} training images")
     runs = [(args.eps, label, options) for label, options in SETTINGS]
     runs += [(eps, f"plain, 30 steps, eps={eps:g}", {"steps": 30}) for eps in SWEEP]
+    runs = [run for run in runs if args.only in run[1]]
     for eps, label, options in runs:
         attack = make_attack("pgd_l2", eps, clip=(0.0, 1.0), **options)
         start = time.perf_counter()
