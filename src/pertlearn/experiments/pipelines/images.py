@@ -331,11 +331,15 @@ def run_images(
         # target on the adversarial set?
         predicted_adv = predictions(f, x_adv, eval_batch)
         fooled = predicted_adv == y_adv
+        keep_idx = fooled.nonzero().squeeze(1) if cfg.keep == "fooled" else None  # g learns these
+        if keep_idx is not None and keep_idx.numel() == 0:
+            raise ValueError("keep = 'fooled' kept no example; raise attack.eps or keep = 'all'")
+        x_g, y_g = (x_adv, y_adv) if keep_idx is None else (x_adv[keep_idx], y_adv[keep_idx])
 
     # 4. a fresh g on the adversarial set only.
     g_model_config = config.model_g or config.model
     with clock("train_g"):
-        g, g_history = train("g", g_model_config, x_adv, y_adv, cfg.train_g)
+        g, g_history = train("g", g_model_config, x_g, y_g, cfg.train_g)
     with clock("evaluate"):
         f_test_pred = predictions(f, x_test, eval_batch)
         g_test_pred = predictions(g, x_test, eval_batch)
@@ -352,7 +356,7 @@ def run_images(
             "chance": 1.0 / num_classes,
             "fooling_rate": fooled.double().mean().item(),
             "fooling_rate_per_class": per_class_hit_rates(fooled, y_adv, num_classes),
-            "g_fit_acc": _accuracy(g, x_adv, y_adv, eval_batch),
+            "g_fit_acc": _accuracy(g, x_g, y_g, eval_batch),
             "g_majority_share": int(counts.max().item()) / max(x_test.shape[0], 1),
             "eps": eps,
             "scenario": scenario,
@@ -371,6 +375,9 @@ def run_images(
         metrics["g_degenerate"] = metrics["g_majority_share"] > config.degenerate_threshold
         if cfg.craft_batch_size == "auto":
             metrics["craft_batch_size"] = craft_batch
+        if keep_idx is not None:
+            metrics["n_kept"] = int(keep_idx.numel())
+            metrics["kept_share"] = keep_idx.numel() / max(n_adv, 1)
         if band is not None:
             metrics["fooling_rate_unfiltered"] = unfiltered_hits / max(n_adv, 1)
             metrics["perturbation_energy_kept"] = (
@@ -411,11 +418,13 @@ def run_images(
                     clean_inputs[start : start + size] = clean_batch(start, size, generator)
             else:
                 clean_inputs = x_train
+            if keep_idx is not None:
+                clean_inputs = clean_inputs[keep_idx]
             trained = train(
                 "unperturbed_inputs",
                 g_model_config,
                 clean_inputs,
-                y_adv,
+                y_g,
                 cfg.train_g,
                 CONTROL_STAGE,
             )
@@ -429,16 +438,19 @@ def run_images(
     if "mislabeled_clean" in config.controls:
         with clock("controls"):
             leak_inputs = constructed.get("x_start", x_train)
-            trained = train("mislabeled_clean", g_model_config, leak_inputs, y_adv, cfg.train_g)
+            if keep_idx is not None:
+                leak_inputs = leak_inputs[keep_idx]
+            trained = train("mislabeled_clean", g_model_config, leak_inputs, y_g, cfg.train_g)
             leak = out.add("mislabeled_clean", trained)
             metrics.update(
                 mislabeled_clean_acc_train=_accuracy(leak, x_train, y_train, eval_batch),
                 mislabeled_clean_acc_test=_accuracy(leak, x_test, y_test, eval_batch),
                 mislabeled_clean_best_acc_test=trained[1].best_val_acc,
-                mislabeled_clean_fit_acc=_accuracy(leak, leak_inputs, y_adv, eval_batch),
+                mislabeled_clean_fit_acc=_accuracy(leak, leak_inputs, y_g, eval_batch),
             )
 
     tensors = split_tensors(x_train, y_train, x_test, y_test) | {"y_adv": y_adv, "x_adv": x_adv}
+    tensors |= {} if keep_idx is None else {"kept": keep_idx}
     if "x_start" in constructed:
         tensors["x_start"] = constructed["x_start"]
     return out.result(tensors)

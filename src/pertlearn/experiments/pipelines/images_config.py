@@ -141,6 +141,10 @@ class ImagesConfig(ExperimentConfig):
     transfer_eval: bool = Field(
         False, description="score the adversarial set with an independent model of g's network"
     )
+    keep: Literal["all", "fooled"] = Field(
+        "all",
+        description="fooled: g and the controls learn only the examples f assigns to their target",
+    )
 
     @model_validator(mode="before")
     @classmethod

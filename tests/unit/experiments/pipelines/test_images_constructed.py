@@ -147,3 +147,45 @@ def test_construct_set_lowers_the_representation_distance() -> None:
     # the start points are drawn from the generator: same seed, same set
     again = construct_set(f, x, y, config, torch.Generator().manual_seed(1), progress=False)
     assert torch.equal(again["x"], built["x"])
+
+
+def test_keep_fooled_trains_g_and_the_controls_on_the_hits_only() -> None:
+    tree = tiny(
+        scenario="natural_det",
+        construction=None,
+        keep="fooled",
+        controls=["unperturbed_inputs", "mislabeled_clean"],
+        robust_eval=None,
+    )
+    tree["attack"] = {"name": "pgd_l2", "eps": 3.0, "options": {"steps": 5}}
+    result = pertlearn.run(validate_config(tree))
+    m, t = result.metrics, result.tensors
+    kept = t["kept"]
+    f = result.models["f"]
+    with torch.no_grad():
+        hits = f(t["x_adv"]).argmax(1) == t["y_adv"]
+    # the kept rows are exactly the adversarial inputs f assigns to their target
+    assert torch.equal(kept, hits.nonzero().squeeze(1))
+    assert 0 < m["n_kept"] == kept.numel() < m["n_adv"]
+    assert m["kept_share"] == pytest.approx(m["fooling_rate"])
+    g = result.models["g"]
+    with torch.no_grad():
+        fit = (g(t["x_adv"][kept]).argmax(1) == t["y_adv"][kept]).double().mean().item()
+    assert m["g_fit_acc"] == pytest.approx(fit)  # g's own training set is the kept rows
+    leak = result.models["mislabeled_clean"]
+    with torch.no_grad():
+        leak_fit = (leak(t["x_train"][kept]).argmax(1) == t["y_adv"][kept]).double().mean()
+    assert m["mislabeled_clean_fit_acc"] == pytest.approx(leak_fit.item())
+
+
+def test_keep_fooled_with_no_hit_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pertlearn.experiments.pipelines import images
+
+    def no_class(model: torch.nn.Module, x: torch.Tensor, batch: int) -> torch.Tensor:
+        return torch.full((x.shape[0],), -1, dtype=torch.long)  # f hits no target
+
+    monkeypatch.setattr(images, "predictions", no_class)
+    tree = tiny(scenario="natural_det", construction=None, keep="fooled", robust_eval=None)
+    tree["attack"] = {"name": "pgd_l2", "eps": 1.0, "options": {"steps": 1}}
+    with pytest.raises(ValueError, match="keep = 'fooled' kept no example"):
+        pertlearn.run(validate_config(tree))
