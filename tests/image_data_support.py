@@ -18,6 +18,7 @@ import gzip
 import os
 import struct
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,3 +71,30 @@ def full_data_dir() -> Path:
     if os.environ.get("PERTLEARN_REQUIRE_FULL_DATA") == "1":
         pytest.fail(f"full-data test, PERTLEARN_REQUIRE_FULL_DATA=1: {reason}")
     pytest.skip(f"full-data test: {reason}")
+
+
+def tiny_images(
+    scenario: str = "natural_rand", *, n_train: int = 150, **extra: Any
+) -> dict[str, Any]:
+    """An images config tree that runs in seconds: 3 MNIST classes of the in-repo fixture
+    (``n_train`` training, 70 noise and 60 test digits), a 4-channel small CNN, PGD-L2 ε = 3 in 3
+    steps, 2 epochs of f and g; ``extra`` sets or replaces top-level keys."""
+    train = {"lr": 0.05, "epochs": 2, "batch_size": 32, "plateau_patience": None}
+    tree: dict[str, Any] = {
+        "pipeline": "images",
+        "data": {
+            "name": "mnist",
+            "classes": [0, 1, 2],
+            "n_train": n_train,
+            "n_noise": 70,
+            "n_test": 60,
+            "data_dir": str(fixture_data_dir()),
+        },
+        "model": {"name": "small_cnn", "options": {"width": 4, "hidden": 16}},
+        "attack": {"name": "pgd_l2", "eps": 3.0, "options": {"steps": 3}},
+        "scenario": scenario,
+        "train_f": train,
+        "train_g": train,
+    }
+    tree.update(extra)
+    return tree

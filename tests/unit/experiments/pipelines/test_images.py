@@ -15,6 +15,7 @@ from torch import nn
 
 import pertlearn
 from image_data_support import fixture_data_dir
+from image_data_support import tiny_images as support_tiny_images
 from pertlearn.experiments.config import ConfigError
 from pertlearn.experiments.pipelines import validate_config
 from pertlearn.experiments.pipelines.images import draw_image_targets, run_images
@@ -26,27 +27,7 @@ from pertlearn.training.minibatch import fit_minibatch
 
 
 def tiny_images(scenario: str, **extra: Any) -> dict[str, Any]:
-    train = {"lr": 0.05, "epochs": 2, "batch_size": 32, "plateau_patience": None}
-    tree: dict[str, Any] = {
-        "pipeline": "images",
-        "data": {
-            "name": "mnist",
-            "classes": [0, 1, 2],
-            "n_train": 150,
-            "n_noise": 70,
-            "n_test": 60,
-            "data_dir": str(fixture_data_dir()),
-        },
-        "model": {"name": "small_cnn", "options": {"width": 4, "hidden": 16}},
-        "attack": {"name": "pgd_l2", "eps": 3.0, "options": {"steps": 3}},
-        "controls": [],
-        "scenario": scenario,
-        "craft_batch_size": 32,
-        "train_f": train,
-        "train_g": train,
-    }
-    tree.update(extra)
-    return tree
+    return support_tiny_images(scenario, **{"controls": [], "craft_batch_size": 32, **extra})
 
 
 def test_natural_det_end_to_end_and_fooling_check(tmp_path: Path) -> None:

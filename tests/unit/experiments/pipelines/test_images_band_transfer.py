@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import pertlearn
-from image_data_support import fixture_data_dir
+from image_data_support import tiny_images
 from pertlearn.experiments.config import ConfigError
 from pertlearn.experiments.pipelines import validate_config
 from pertlearn.features import radial_power_spectrum, transfer_rate
@@ -18,25 +18,7 @@ from pertlearn.features.spectra import radial_bins
 
 
 def tiny(**extra: Any) -> dict[str, Any]:
-    train = {"lr": 0.05, "epochs": 2, "batch_size": 32, "plateau_patience": None}
-    tree: dict[str, Any] = {
-        "pipeline": "images",
-        "data": {
-            "name": "mnist",
-            "classes": [0, 1, 2],
-            "n_train": 120,
-            "n_test": 60,
-            "data_dir": str(fixture_data_dir()),
-        },
-        "model": {"name": "small_cnn", "options": {"width": 4, "hidden": 16}},
-        "attack": {"name": "pgd_l2", "eps": 3.0, "options": {"steps": 3}},
-        "scenario": "natural_rand",
-        "craft_batch_size": 50,
-        "train_f": train,
-        "train_g": train,
-    }
-    tree.update(extra)
-    return tree
+    return tiny_images("natural_rand", n_train=120, craft_batch_size=50, **extra)
 
 
 def test_low_and_high_passed_perturbations_add_up_to_the_crafted_one() -> None:

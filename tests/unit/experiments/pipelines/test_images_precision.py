@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import pertlearn
-from image_data_support import fixture_data_dir
+from image_data_support import tiny_images
 from pertlearn.experiments.config import ConfigError
 from pertlearn.experiments.pipelines import validate_config
 from pertlearn.experiments.pipelines.images import CPU_CRAFT_BATCH, resolve_craft_batch
@@ -21,24 +21,7 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUD
 
 def tiny(**extra: Any) -> dict[str, Any]:
     """An images config on 3 MNIST classes: 150 training and 60 test digits, 2 epochs."""
-    train = {"lr": 0.05, "epochs": 2, "batch_size": 32, "plateau_patience": None}
-    tree: dict[str, Any] = {
-        "pipeline": "images",
-        "data": {
-            "name": "mnist",
-            "classes": [0, 1, 2],
-            "n_train": 150,
-            "n_test": 60,
-            "data_dir": str(fixture_data_dir()),
-        },
-        "model": {"name": "small_cnn", "options": {"width": 4, "hidden": 16}},
-        "attack": {"name": "pgd_l2", "eps": 3.0, "options": {"steps": 3}},
-        "scenario": "natural_det",
-        "train_f": train,
-        "train_g": train,
-    }
-    tree.update(extra)
-    return tree
+    return tiny_images("natural_det", **extra)
 
 
 def test_craft_options_are_validated() -> None:
