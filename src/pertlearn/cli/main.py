@@ -33,7 +33,7 @@ def format_summary(metrics: dict[str, Any]) -> str:
             text = str(value).lower()
         elif isinstance(value, float):
             text = f"{value:.4f}" if key != "seconds" else f"{value:.1f}"
-        elif isinstance(value, dict):  # per-class metrics (issue 5): "class:value" pairs
+        elif isinstance(value, dict):  # per-class metrics: "class:value" pairs
             pairs = [
                 f"{k}:{v:.2f}" if isinstance(v, float) else f"{k}:{v}" for k, v in value.items()
             ]
@@ -430,7 +430,7 @@ def export_command(path: Path, trackers: tuple[str, ...], log_dir: Path | None) 
     echo_log_hints(trackers, log_dir or path)
 
 
-cli.add_command(data_group)  # issue 5: `pertlearn data download|info`
+cli.add_command(data_group)  # `pertlearn data download|info`
 
 
 @cli.command("theory")

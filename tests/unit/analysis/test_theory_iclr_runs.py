@@ -1,4 +1,4 @@
-"""The ICLR24 near-orthogonality theory on trained one-hidden-layer runs (issue 4).
+"""The ICLR24 near-orthogonality theory on trained one-hidden-layer runs.
 
 With the reference slope γ = 0.01 the condition γ³R_min⁴/(3NR_max²) > p_max cannot hold for
 Gaussian data at d = 10000, N = 20 (the bound is ~1e-4 against p_max ≈ 300), so the run where

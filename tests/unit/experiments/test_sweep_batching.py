@@ -1,4 +1,4 @@
-"""The sweep runner batches same-shape configurations (issue 7): same metrics as one at a time,
+"""The sweep runner batches same-shape configurations: same metrics as one at a time,
 and it really calls the batched runner with several configurations."""
 
 from __future__ import annotations
