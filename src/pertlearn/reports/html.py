@@ -27,7 +27,7 @@ from pertlearn.reports.figures import Figure, loss_curves_figure, plotted_metric
 from pertlearn.reports.hit_table import run_hit_table, sweep_hit_table
 from pertlearn.reports.run_figures import decision_map, sample_grid
 from pertlearn.reports.spectrum_figures import spectrum_figure, spectrum_per_class_figure
-from pertlearn.reports.transfer_figures import transfer_report_parts, write_transfer_outputs
+from pertlearn.reports.transfer_figures import transfer_report
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
@@ -172,7 +172,8 @@ def _csv_link(rows: list[dict[str, Any]], columns: list[str]) -> str:
 
 def sweep_report(root: Path, files: FigureFiles | None = None) -> str:
     """The HTML of the report of the sweep directory ``root``; with ``files``, every figure is
-    also written as files and linked."""
+    also written as files and linked, and a transfer study writes ``transfer.json`` and its
+    heatmaps into ``root``."""
 
     store = SweepStore(root)
     manifest = store.read_manifest()
@@ -191,11 +192,15 @@ def sweep_report(root: Path, files: FigureFiles | None = None) -> str:
         *[_figure_html(f, files) for f in figures],
         *[f'<p class="note">{_esc(n)}</p>' for n in notes],
     ]
-    transfer = transfer_report_parts(root)
+    transfer = transfer_report(root, rows)
     if transfer is not None:
-        transfer_figs, transfer_rows, transfer_columns = transfer
-        sections += ["<h2>Transfer matrix</h2>", *[_figure_html(f, files) for f in transfer_figs]]
-        sections.append(html_table(transfer_rows, transfer_columns, left=2))
+        sections += [
+            "<h2>Transfer matrix</h2>",
+            *[_figure_html(f, files) for f in transfer.figures],
+        ]
+        sections.append(html_table(*transfer.table(), left=2))
+        if files is not None:
+            transfer.write(root)  # transfer.json and the heatmaps beside the sweep's results
     metrics = [series.key for series in plotted_metrics(rows)]
     if rows:
         sections += [
@@ -303,7 +308,6 @@ def write_report(directory: str | Path, out: str | Path | None = None) -> Path:
     files = FigureFiles(figures_dir(target), target.parent)
     if (directory / "sweep.json").exists():
         page = sweep_report(directory, files)
-        write_transfer_outputs(directory)
     elif (directory / "metrics.json").exists():
         page = run_report(directory, files)
     else:

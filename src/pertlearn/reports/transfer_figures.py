@@ -6,8 +6,8 @@ Ilyas et al. 2019 (arXiv:1905.02175, Sec. 3) relate transfer to non-robust featu
 perturbation learning (Kumano et al., arXiv:2402.10470) reads g's clean accuracy. For every
 (A, B) cell this module averages g's clean test accuracy (``g_acc_test``) and the transfer rate
 (``transfer_rate``) over the seeds, draws both matrices as heatmaps with the numbers in the
-cells, and writes ``transfer.json`` and ``transfer_g_acc.{png,pdf}``,
-``transfer_rate.{png,pdf}`` into the sweep directory.
+cells, and writes ``transfer.json`` and ``transfer_g_acc.{png,pdf,svg}``,
+``transfer_rate.{png,pdf,svg}`` into the sweep directory.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import torch
 
 from pertlearn.atomic import write_bytes, write_text
 from pertlearn.experiments.rundir import read_run
-from pertlearn.experiments.store import SweepStore, collect_results
+from pertlearn.experiments.store import SweepStore
 from pertlearn.features.transfer import TransferMatrix
 from pertlearn.reports.figures import Figure, make_figure, plt
 
@@ -43,11 +44,13 @@ def architectures(config: dict[str, Any]) -> tuple[str, str]:
     return str(f_model.get("name")), str(g_model.get("name"))
 
 
-def sweep_transfer_matrix(root: str | Path) -> tuple[TransferMatrix, dict[str, int]] | None:
-    """The transfer matrix of the sweep directory ``root`` (means over seeds; NaN for planned
-    cells without a complete run) and the number of seeds per cell (key ``"A→B"``); ``None``
+def sweep_transfer_matrix(
+    root: str | Path, rows: list[dict[str, Any]]
+) -> tuple[TransferMatrix, dict[str, int]] | None:
+    """The transfer matrix of the sweep directory ``root`` from its result ``rows``
+    (:func:`~pertlearn.experiments.store.collect_results`): means over seeds, NaN for planned
+    cells without a complete run, and the number of seeds per cell (key ``"A→B"``); ``None``
     when no complete run has a ``transfer_rate``."""
-    rows, _ = collect_results(root)
     store = SweepStore(root)
     values: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
     for row in rows:
@@ -133,57 +136,64 @@ def transfer_figures(matrix: TransferMatrix) -> list[Figure]:
     return [make_figure(stem, title, fig, captions[stem]) for stem, title, fig in _figures(matrix)]
 
 
-def write_transfer_outputs(root: str | Path) -> list[Path]:
-    """Write ``transfer.json`` and the heatmaps (PNG and PDF) into the sweep directory
-    ``root``; return the paths written (none when the sweep has no transfer results)."""
-    root = Path(root)
-    found = sweep_transfer_matrix(root)
-    if found is None:
-        return []
-    matrix, seeds = found
-    payload = {
-        "sources": list(matrix.sources),
-        "targets": list(matrix.targets),
-        "source_label": SOURCE_LABEL,
-        "target_label": TARGET_LABEL,
-        "g_acc": _nested(matrix.g_acc_matrix()),
-        "transfer_rate": _nested(matrix.transfer_matrix()),
-        "cells": matrix.to_rows(),
-        "seeds_per_cell": seeds,
-    }
-    json_path = root / JSON_FILE
-    write_text(json_path, json.dumps(payload, indent=2) + "\n")
-    paths = [json_path]
-    for figure in transfer_figures(matrix):
-        for suffix, data in figure.files.items():
-            path = root / f"{figure.name}.{suffix}"
-            write_bytes(path, data)
-            paths.append(path)
-    return paths
+@dataclass(frozen=True)
+class TransferReport:
+    """The transfer matrix of a sweep with its seeds per cell and its two heatmaps, built once
+    for the report page, its table and the files beside it."""
+
+    matrix: TransferMatrix
+    seeds: dict[str, int]
+    figures: list[Figure]
+
+    def table(self) -> tuple[list[dict[str, Any]], list[str]]:
+        """One table row per cell and the table's columns."""
+        rows: list[dict[str, Any]] = [
+            {
+                SOURCE_LABEL: row["source"],
+                TARGET_LABEL: row["target"],
+                "g_acc": row["g_acc"],
+                "transfer_rate": row["transfer_rate"],
+                "seeds": self.seeds.get(f"{row['source']}→{row['target']}"),
+            }
+            for row in self.matrix.to_rows()
+        ]
+        return rows, [SOURCE_LABEL, TARGET_LABEL, "g_acc", "transfer_rate", "seeds"]
+
+    def write(self, root: str | Path) -> list[Path]:
+        """Write ``transfer.json`` and the heatmaps (PNG, PDF, SVG) into the sweep directory
+        ``root``; return the paths written."""
+        root = Path(root)
+        matrix = self.matrix
+        payload = {
+            "sources": list(matrix.sources),
+            "targets": list(matrix.targets),
+            "source_label": SOURCE_LABEL,
+            "target_label": TARGET_LABEL,
+            "g_acc": _nested(matrix.g_acc_matrix()),
+            "transfer_rate": _nested(matrix.transfer_matrix()),
+            "cells": matrix.to_rows(),
+            "seeds_per_cell": self.seeds,
+        }
+        json_path = root / JSON_FILE
+        write_text(json_path, json.dumps(payload, indent=2) + "\n")
+        paths = [json_path]
+        for figure in self.figures:
+            for suffix, data in figure.files.items():
+                path = root / f"{figure.name}.{suffix}"
+                write_bytes(path, data)
+                paths.append(path)
+        return paths
 
 
 def _nested(values: torch.Tensor) -> list[list[float | None]]:
     return [[None if math.isnan(v) else v for v in row] for row in values.tolist()]
 
 
-def transfer_report_parts(
-    root: str | Path,
-) -> tuple[list[Figure], list[dict[str, Any]], list[str]] | None:
-    """What the sweep report shows of the transfer matrix: the heatmaps, one table row per
-    cell and the table's columns; ``None`` without transfer results."""
-    found = sweep_transfer_matrix(root)
+def transfer_report(root: str | Path, rows: list[dict[str, Any]]) -> TransferReport | None:
+    """The :class:`TransferReport` of the sweep directory ``root`` from its result ``rows``;
+    ``None`` without transfer results."""
+    found = sweep_transfer_matrix(root, rows)
     if found is None:
         return None
     matrix, seeds = found
-    rows: list[dict[str, Any]] = [
-        {
-            SOURCE_LABEL: row["source"],
-            TARGET_LABEL: row["target"],
-            "g_acc": row["g_acc"],
-            "transfer_rate": row["transfer_rate"],
-            "seeds": seeds.get(f"{row['source']}→{row['target']}"),
-        }
-        for row in matrix.to_rows()
-    ]
-    columns = [SOURCE_LABEL, TARGET_LABEL, "g_acc", "transfer_rate", "seeds"]
-    return transfer_figures(matrix), rows, columns
+    return TransferReport(matrix, seeds, transfer_figures(matrix))
