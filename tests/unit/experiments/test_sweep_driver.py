@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,27 @@ def test_rerun_with_skipped_failures_exits_1_and_says_how_to_retry(tmp_path: Pat
     assert store.failed() == {}
 
 
+@pytest.fixture
+def sigint_as_python_default() -> Iterator[None]:
+    """Python's own Ctrl-C disposition for the test, whatever the runner inherited: a suite
+    started in the background (``nohup … &``) begins with SIGINT ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture
+def sigint_ignored() -> Iterator[None]:
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("sigint_as_python_default")
 def test_signals_raise_sweep_interrupted_once_and_handlers_come_back() -> None:
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     with pytest.raises(SweepInterrupted) as info, stop_on_signals():
@@ -112,6 +134,16 @@ def test_signals_raise_sweep_interrupted_once_and_handlers_come_back() -> None:
         signal.sigtimedwait([], 0.1)
 
 
+@pytest.mark.usefixtures("sigint_ignored")
+def test_an_ignored_sigint_stays_ignored_while_stopping_on_signals() -> None:
+    with stop_on_signals():
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        os.kill(os.getpid(), signal.SIGINT)  # nothing happens
+        signal.sigtimedwait([], 0.1)
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
+@pytest.mark.usefixtures("sigint_as_python_default")
 def test_processes_started_for_workers_ignore_ctrl_c() -> None:
     code = "import signal; print(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)"
     with children_ignore_sigint():
