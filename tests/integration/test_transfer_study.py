@@ -62,8 +62,9 @@ def test_transfer_matrix_command_end_to_end(tmp_path: Path) -> None:
     assert cnn[0] == cnn[1]
 
     for stem in ("transfer_g_acc", "transfer_rate"):
-        assert (out / f"{stem}.png").read_bytes().startswith(b"\x89PNG")
-        assert (out / f"{stem}.pdf").read_bytes().startswith(b"%PDF")
+        assert (out / "figures" / f"{stem}.png").read_bytes().startswith(b"\x89PNG")
+        assert (out / "figures" / f"{stem}.pdf").read_bytes().startswith(b"%PDF")
+        assert not (out / f"{stem}.png").exists()  # one copy, with the report's other figures
     page = (out / "report.html").read_text()
     assert "<h2>Transfer matrix</h2>" in page
     assert "f architecture (crafted against)" in page and "g architecture (learns)" in page

@@ -172,8 +172,8 @@ def _csv_link(rows: list[dict[str, Any]], columns: list[str]) -> str:
 
 def sweep_report(root: Path, files: FigureFiles | None = None) -> str:
     """The HTML of the report of the sweep directory ``root``; with ``files``, every figure is
-    also written as files and linked, and a transfer study writes ``transfer.json`` and its
-    heatmaps into ``root``."""
+    also written as files and linked (a transfer study's heatmaps too), and a transfer study
+    writes ``transfer.json`` into ``root``."""
 
     store = SweepStore(root)
     manifest = store.read_manifest()
@@ -200,7 +200,7 @@ def sweep_report(root: Path, files: FigureFiles | None = None) -> str:
         ]
         sections.append(html_table(*transfer.table(), left=2))
         if files is not None:
-            transfer.write(root)  # transfer.json and the heatmaps beside the sweep's results
+            transfer.write(root)  # transfer.json beside the sweep's results
     metrics = [series.key for series in plotted_metrics(rows)]
     if rows:
         sections += [

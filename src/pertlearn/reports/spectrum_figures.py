@@ -88,6 +88,7 @@ def _draw(ax: Any, curves: dict[str, torch.Tensor], title: str, legend: bool) ->
         keep = values > 0  # log axis: DC of zero-mean noise can be exactly 0
         ax.plot(radius[keep].numpy(), values[keep].numpy(), style, color=color, label=name)
     ax.set_yscale("log")
+    ax.xaxis.get_major_locator().set_params(integer=True)  # radii are whole bins
     ax.set_title(title, fontsize=9)
     ax.grid(True, which="major", alpha=0.3)
     if legend:
@@ -143,13 +144,17 @@ def spectrum_figure(run_dir: Path, per_class: bool = False) -> Figure | None:
         if any(bool(torch.isnan(v).all()) for v in curves.values()):
             ax.set_title(f"class {k}: no samples", fontsize=9)
             continue
-        _draw(ax, curves, f"class {k}", legend=k == 0)
+        _draw(ax, curves, f"class {k}", legend=False)
         if k // cols == rows - 1:
             ax.set_xlabel("radius r (cycles/image)", fontsize=8)
         if k % cols == 0:
             ax.set_ylabel("power (log)", fontsize=8)
     fig.suptitle("Radial power spectrum per class (perturbations and noise by target class)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))  # room for one legend under the panels
+    drawn = [ax for row in grid for ax in row if ax.get_lines()]
+    if drawn:  # a class without samples draws nothing
+        handles, labels = drawn[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
     caption = (
         "Per class k: mean spectrum of the perturbations whose target is k, of same-norm noise "
         "for the same samples, and of the clean training images of class k; power per DFT "

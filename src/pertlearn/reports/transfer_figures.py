@@ -6,8 +6,8 @@ Ilyas et al. 2019 (arXiv:1905.02175, Sec. 3) relate transfer to non-robust featu
 perturbation learning (Kumano et al., arXiv:2402.10470) reads g's clean accuracy. For every
 (A, B) cell this module averages g's clean test accuracy (``g_acc_test``) and the transfer rate
 (``transfer_rate``) over the seeds, draws both matrices as heatmaps with the numbers in the
-cells, and writes ``transfer.json`` and ``transfer_g_acc.{png,pdf,svg}``,
-``transfer_rate.{png,pdf,svg}`` into the sweep directory.
+cells, and writes ``transfer.json`` into the sweep directory; the report writes the heatmaps
+with its other figures (``figures/transfer_g_acc.{png,pdf,svg}``, ``figures/transfer_rate.*``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from pertlearn.atomic import write_bytes, write_text
+from pertlearn.atomic import write_text
 from pertlearn.experiments.rundir import read_run
 from pertlearn.experiments.store import SweepStore
 from pertlearn.features.transfer import TransferMatrix
@@ -159,10 +159,9 @@ class TransferReport:
         ]
         return rows, [SOURCE_LABEL, TARGET_LABEL, "g_acc", "transfer_rate", "seeds"]
 
-    def write(self, root: str | Path) -> list[Path]:
-        """Write ``transfer.json`` and the heatmaps (PNG, PDF, SVG) into the sweep directory
-        ``root``; return the paths written."""
-        root = Path(root)
+    def write(self, root: str | Path) -> Path:
+        """Write ``transfer.json`` (labels, both matrices, the cells and their seeds) into the
+        sweep directory ``root``; return its path."""
         matrix = self.matrix
         payload = {
             "sources": list(matrix.sources),
@@ -174,15 +173,9 @@ class TransferReport:
             "cells": matrix.to_rows(),
             "seeds_per_cell": self.seeds,
         }
-        json_path = root / JSON_FILE
+        json_path = Path(root) / JSON_FILE
         write_text(json_path, json.dumps(payload, indent=2) + "\n")
-        paths = [json_path]
-        for figure in self.figures:
-            for suffix, data in figure.files.items():
-                path = root / f"{figure.name}.{suffix}"
-                write_bytes(path, data)
-                paths.append(path)
-        return paths
+        return json_path
 
 
 def _nested(values: torch.Tensor) -> list[list[float | None]]:

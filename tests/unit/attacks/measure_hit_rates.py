@@ -46,6 +46,10 @@ SETTINGS: list[tuple[str, dict[str, Any]]] = [
             "restarts": 2,
         },
     ),
+    (
+        "fine steps: logit_margin, 400 steps of eps/40",
+        {"steps": 400, "step_size_fraction": 1 / 40, "loss": "logit_margin"},
+    ),
 ]
 SWEEP = (3.0, 4.0, 5.0)
 """Budgets at which the plain 30-step attack is also run: is the hit rate bound by ε?"""
@@ -82,6 +86,9 @@ def main() -> None:
     runs += [(eps, f"plain, 30 steps, eps={eps:g}", {"steps": 30}) for eps in SWEEP]
     runs = [run for run in runs if args.only in run[1]]
     for eps, label, options in runs:
+        options = dict(options)
+        if "step_size_fraction" in options:
+            options["step_size"] = eps * options.pop("step_size_fraction")
         attack = make_attack("pgd_l2", eps, clip=(0.0, 1.0), **options)
         start = time.perf_counter()
         x_adv = attack(f, x, target, generator=torch.Generator().manual_seed(3))

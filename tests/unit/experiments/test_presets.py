@@ -37,7 +37,12 @@ RECORDED = json.loads((HERE / "preset_trees_before.json").read_text(encoding="ut
 """Every preset tree and sweep spec at both scales, dumped from the Python builders before
 the presets became TOML files (``{"presets"|"sweeps": {name: {summary, cpu, paper}}}``)."""
 
-ADDED_SWEEPS = ["transfer-mnist-l2", "transfer-cifar10-l2", "band-limited-mnist-l2"]
+ADDED_SWEEPS = [
+    "transfer-mnist-l2",
+    "transfer-cifar10-l2",
+    "band-limited-mnist-l2",
+    "hit-repair-mnist-l2",
+]
 """Sweep presets added after the recording (feature studies of the images pipeline)."""
 
 EPS_PER_DIM_IS_A_KEY = "eps_per_dim" in AttackConfig.model_fields
