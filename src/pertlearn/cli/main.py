@@ -107,7 +107,8 @@ def reading_notes(metrics: dict[str, Any]) -> list[str]:
     if isinstance(f_train, float) and f_train < chance + 0.1:
         notes.append(
             "warning: f is near chance on its own training data; lower the learning rate or "
-            "train longer before reading g"
+            "train longer before reading g (under adversarial training, a few clean epochs "
+            "first: train_f.adversarial.clean_epochs)"
         )
     return notes
 

@@ -33,6 +33,12 @@ class AdversarialConfig(BaseModel):
     step_size: float | None = Field(
         None, gt=0, allow_inf_nan=False, description="None: the attack's default step size"
     )
+    clean_epochs: int = Field(
+        0,
+        ge=0,
+        description="epochs on clean batches before the adversarial ones (a warm-up: a small "
+        "network attacked from its first step can collapse to a constant prediction)",
+    )
 
 
 class Perturb(Protocol):

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -93,6 +93,15 @@ class MinibatchConfig(BaseModel):
         "off", description="channels-last memory format: off, on, or auto (on for CUDA)"
     )
     compile: bool = Field(False, description="torch.compile the training forward pass")
+
+    @model_validator(mode="after")
+    def _adversarial_epochs_remain(self) -> MinibatchConfig:
+        if self.adversarial is not None and self.adversarial.clean_epochs >= self.epochs:
+            raise ValueError(
+                f"adversarial.clean_epochs ({self.adversarial.clean_epochs}) must be below "
+                f"epochs ({self.epochs}): no adversarial epoch would remain"
+            )
+        return self
 
 
 @dataclass
@@ -326,8 +335,17 @@ def fit_minibatch(
     try:
         for epoch in range(start, config.epochs):
             lr = optimizer.param_groups[0]["lr"]
+            warming_up = config.adversarial is not None and epoch < config.adversarial.clean_epochs
             epoch_loss, train_acc = _train_epoch(
-                model, x, y, config, optimizer, generator, perturb, bar, step
+                model,
+                x,
+                y,
+                config,
+                optimizer,
+                generator,
+                None if warming_up else perturb,
+                bar,
+                step,
             )
             check_epoch(name, epoch + 1, lr, epoch_loss, params, margin_loss=False)
             result.losses.append(epoch_loss)

@@ -134,6 +134,37 @@ def test_adversarial_config_rejects_bad_values(bad):
         AdversarialConfig(**bad)
 
 
+def test_clean_epochs_train_on_clean_batches_before_the_attack():
+    x, y = two_feature_images(64, 0)
+    calls: list[int] = []
+
+    def counting(model, xb, yb, generator):
+        calls.append(xb.shape[0])
+        return pgd_l2(EPS, steps=2)(model, xb, yb, generator)
+
+    def config(epochs: int, adversarial: AdversarialConfig | None) -> MinibatchConfig:
+        return MinibatchConfig(
+            lr=0.05,
+            batch_size=16,
+            epochs=epochs,
+            weight_decay=0.0,
+            plateau_patience=None,
+            adversarial=adversarial,
+        )
+
+    warm = AdversarialConfig(eps=EPS, steps=2, clean_epochs=2)
+    warmed = fit_minibatch(
+        mlp(0), x, y, config(3, warm), generator=torch.Generator().manual_seed(0), perturb=counting
+    )
+    assert calls == [16] * 4  # the attack runs in the third epoch only: 4 batches of 16
+    clean = fit_minibatch(mlp(0), x, y, config(2, None), generator=torch.Generator().manual_seed(0))
+    assert warmed.losses[:2] == clean.losses  # the warm-up epochs are plain training
+    with pytest.raises(ValidationError, match=r"clean_epochs \(3\) must be below epochs \(3\)"):
+        config(3, AdversarialConfig(eps=EPS, clean_epochs=3))
+    with pytest.raises(ValidationError):
+        AdversarialConfig(eps=EPS, clean_epochs=-1)
+
+
 def test_resuming_an_adversarial_run_is_exact(tmp_path, monkeypatch):
     """A run killed after epoch 1 resumes to the same weights: the attack's random starts come
     from the checkpointed generator."""
