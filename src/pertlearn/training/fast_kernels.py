@@ -82,6 +82,7 @@ class BatchedNetworks:
         self.neg_y = -y
         self.scale = -y / n  # ∂L/∂f = -y ℓ'(s) / N
         self.momentum = momentum.to(dtype).view(batch, 1, 1)
+        self._rates: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self.readout_col = readout.unsqueeze(-1)  # (B, m, 1)
         self.readout_row = readout.unsqueeze(1)  # (B, 1, m)
         self.incremental = (
@@ -164,8 +165,8 @@ class BatchedNetworks:
     def step(self, step_lr: torch.Tensor, derivative: torch.Tensor) -> None:
         """Momentum SGD with learning rates ``step_lr`` (``(B,)`` float64, 0 for stopped
         configurations), and the loss weights ``+= lr ℓ'(s)``."""
-        batch, dtype = self.batch, self.weight.dtype
-        neg_lr = (-step_lr).to(dtype)
+        batch = self.batch
+        lr, neg_lr = self._rates_in_dtype(step_lr)
         self.velocity_w.mul_(self.momentum).add_(self.grad_w)
         self.weight.addcmul_(self.velocity_w, neg_lr.view(batch, 1, 1))
         if self.bias is not None and self.velocity_b is not None and self.grad_b is not None:
@@ -173,7 +174,15 @@ class BatchedNetworks:
             self.bias.addcmul_(self.velocity_b, neg_lr.view(batch, 1))
         if self.incremental is not None:
             self.incremental.advance(self.z, self.momentum, neg_lr.view(batch, 1, 1))
-        self.loss_weights.addcmul_(derivative, step_lr.to(dtype).view(batch, 1))
+        self.loss_weights.addcmul_(derivative, lr.view(batch, 1))
+
+    def _rates_in_dtype(self, step_lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``step_lr`` and ``-step_lr`` in the weights' dtype, converted again only when the
+        schedule hands over another tensor (the host schedule keeps one until a rate changes)."""
+        if self._rates is None or self._rates[0] is not step_lr:
+            dtype = self.weight.dtype
+            self._rates = (step_lr, step_lr.to(dtype), (-step_lr).to(dtype))
+        return self._rates[1], self._rates[2]
 
     def largest_weight(self) -> torch.Tensor:
         """``max |w|`` over each configuration's weights and biases, ``(B,)`` (NaN if any is)."""

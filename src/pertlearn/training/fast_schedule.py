@@ -87,7 +87,7 @@ class HostSchedule:
     def record(self, epoch: int, loss: torch.Tensor, largest: torch.Tensor) -> bool:
         """Record the losses ``(B,)`` of ``epoch`` (0-based) and the largest ``|weight|``
         ``(B,)`` after its step; True once every configuration has stopped."""
-        losses, tops = torch.stack([loss, largest.to(torch.float64)]).tolist()
+        losses, tops = loss.tolist(), largest.tolist()  # float32 → Python float is exact
         self.losses.append(losses)
         changed = False
         for b, (config, current) in enumerate(zip(self.configs, losses, strict=True)):
