@@ -297,26 +297,10 @@ def run_images(
                 return make_noise(size, in_shape, generator).to(device=device, dtype=dtype)
             return x_train[start : start + size]
 
-        x_adv = torch.empty((n_adv, *in_shape), dtype=dtype, device=device)
         band = cfg.perturbation_filter
         energy = {"kept": 0.0, "total": 0.0}
         unfiltered_hits = 0
-        bar = _bar(n_adv, f"attack ({config.attack.name})", progress)
-        for start, size, generator in batches:
-            clean = clean_batch(start, size, generator)
-            crafted = attack(f, clean, y_adv[start : start + size], generator=attack_gen)
-            if band is not None:
-                delta = crafted - clean
-                kept = BAND_FILTERS[band.kind](delta, band.cutoff)
-                energy["kept"] += float(kept.double().pow(2).sum())
-                energy["total"] += float(delta.double().pow(2).sum())
-                unfiltered = predictions(f, crafted, eval_batch) == y_adv[start : start + size]
-                unfiltered_hits += int(unfiltered.sum())
-                crafted = clean + kept
-            x_adv[start : start + size] = crafted
-            bar.update(size)
-        bar.close()
-        if cfg.construction is not None:
+        if cfg.construction is not None:  # D_R / D_NR: built, not attacked
             constructed = construct_set(
                 f,
                 x_train,
@@ -326,6 +310,23 @@ def run_images(
                 progress,
             )
             x_adv = constructed.pop("x")
+        else:
+            x_adv = torch.empty((n_adv, *in_shape), dtype=dtype, device=device)
+            bar = _bar(n_adv, f"attack ({config.attack.name})", progress)
+            for start, size, generator in batches:
+                clean = clean_batch(start, size, generator)
+                crafted = attack(f, clean, y_adv[start : start + size], generator=attack_gen)
+                if band is not None:
+                    delta = crafted - clean
+                    kept = BAND_FILTERS[band.kind](delta, band.cutoff)
+                    energy["kept"] += float(kept.double().pow(2).sum())
+                    energy["total"] += float(delta.double().pow(2).sum())
+                    targets = y_adv[start : start + size]
+                    unfiltered_hits += int((predictions(f, crafted, eval_batch) == targets).sum())
+                    crafted = clean + kept
+                x_adv[start : start + size] = crafted
+                bar.update(size)
+            bar.close()
 
         # Fooling check (ICLR24 arXiv:2402.10470, image experiments): does f predict the
         # target on the adversarial set?
@@ -478,8 +479,8 @@ def construct_set(
     first: list[torch.Tensor] = []
     last: list[torch.Tensor] = []
     bar = _bar(x.shape[0], f"construct ({config.steps} steps)", progress)
+    settings = config.model_dump(include={"steps", "step_size", "eps", "batch_size"})
     for xt, x0 in zip(x.split(config.batch_size), x_start.split(config.batch_size), strict=True):
-        settings = config.model_dump(include={"steps", "step_size", "eps", "batch_size"})
         built = construct_dataset(f, xt, x0, **settings)
         parts.append(built.x)
         first.append(built.distance[0])
