@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from pertlearn.analysis import decision_maps
 from pertlearn.analysis.plotting import figure_style
 from pertlearn.analysis.theory import load_run
@@ -15,6 +17,22 @@ from pertlearn.reports.figures import Figure, make_figure, plt
 
 GRID = 160
 IMAGE_SHAPES = {784: (1, 28, 28), 3072: (3, 32, 32)}
+"""Flattened rows of these lengths are MNIST-sized and CIFAR-10-sized images."""
+
+
+def saved_images(tensors: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A run's clean training inputs ``x_train`` and their crafted versions ``x_adv``, flattened
+    rows of an :data:`IMAGE_SHAPES` length reshaped to images ``(N, C, H, W)``; ``None`` when
+    either is missing or their shapes differ."""
+    if "x_train" not in tensors or "x_adv" not in tensors:
+        return None
+    clean, adv = tensors["x_train"], tensors["x_adv"]
+    if clean.shape != adv.shape:
+        return None
+    if clean.dim() == 2 and clean.shape[1] in IMAGE_SHAPES:
+        shape = IMAGE_SHAPES[clean.shape[1]]
+        clean, adv = clean.reshape(-1, *shape), adv.reshape(-1, *shape)
+    return clean, adv
 
 
 def decision_map(run_dir: Path) -> Figure | None:
@@ -60,15 +78,10 @@ def sample_grid(run_dir: Path, count: int = 8) -> Figure | None:
     record = read_run(run_dir)
     if not record.has_tensors():
         return None
-    tensors = record.tensors()
-    if "x_train" not in tensors or "x_adv" not in tensors:
+    pair = saved_images(record.tensors())
+    if pair is None:
         return None
-    clean, adv = tensors["x_train"], tensors["x_adv"]
-    if clean.shape != adv.shape:
-        return None
-    if clean.dim() == 2 and clean.shape[1] in IMAGE_SHAPES:
-        shape = IMAGE_SHAPES[clean.shape[1]]
-        clean, adv = clean.reshape(-1, *shape), adv.reshape(-1, *shape)
+    clean, adv = pair
     if clean.dim() != 4 or clean.shape[1] not in (1, 3):
         return None
     count = min(count, clean.shape[0])

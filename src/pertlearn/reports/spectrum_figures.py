@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from pertlearn.analysis.plotting import OKABE_ITO, figure_style
 from pertlearn.data.catalogue import DATASETS
 from pertlearn.experiments.rundir import read_run
 from pertlearn.features.spectra import (
@@ -23,18 +24,18 @@ from pertlearn.features.spectra import (
     radial_power_spectrum,
     random_noise_like,
 )
-from pertlearn.reports.figures import Figure, make_figure, plt
+from pertlearn.reports.figures import Figure, make_figure, panel_grid, plt
+from pertlearn.reports.run_figures import saved_images
 from pertlearn.seeding import stage_generator
 
 MAX_SAMPLES = 2000
 """Samples used (the first ones): enough for smooth means, quick on a CPU."""
-IMAGE_SHAPES = {784: (1, 28, 28), 3072: (3, 32, 32)}
 RADIUS_LABEL = "radial frequency r = round(√(k_y² + k_x²)) (cycles per image)"
 POWER_LABEL = "mean power per frequency (log scale)"
 SERIES = (
-    ("clean images", "tab:blue", "-"),
-    ("perturbations", "tab:red", "-"),
-    ("same-norm Gaussian noise", "tab:gray", "--"),
+    ("clean images", OKABE_ITO["blue"], "-"),
+    ("perturbations", OKABE_ITO["vermillion"], "-"),
+    ("same-norm Gaussian noise", OKABE_ITO["black"], "--"),
 )
 
 
@@ -50,15 +51,15 @@ def run_spectra(
     if not record.has_tensors() or record.metrics.get("scenario") == "uniform":
         return None
     tensors = record.tensors()
-    if not {"x_train", "x_adv", "y_train", "y_adv"} <= set(tensors):
+    if not {"y_train", "y_adv"} <= set(tensors):
         return None
-    clean, adv = tensors["x_train"][:max_samples], tensors["x_adv"][:max_samples]
-    if clean.shape != adv.shape:
+    flat_rows = "x_train" in tensors and tensors["x_train"].dim() == 2
+    if flat_rows and record.config.get("data", {}).get("name") not in DATASETS:
+        return None  # flat synthetic inputs are not images, whatever their length
+    images = saved_images(tensors)
+    if images is None:
         return None
-    data_set = record.config.get("data", {}).get("name")
-    if clean.dim() == 2 and data_set in DATASETS and clean.shape[1] in IMAGE_SHAPES:
-        shape = IMAGE_SHAPES[clean.shape[1]]
-        clean, adv = clean.reshape(-1, *shape), adv.reshape(-1, *shape)
+    clean, adv = images[0][:max_samples], images[1][:max_samples]
     if clean.dim() != 4 or not clean.is_floating_point() or clean.shape[-1] < 2:
         return None
     delta = adv - clean
@@ -108,11 +109,11 @@ def spectrum_figure(run_dir: Path, per_class: bool = False) -> Figure | None:
     size = spectra["clean images"].shape[1]
     if not per_class:
         means = {name: values.mean(dim=0) for name, values in spectra.items()}
-        fig, ax = plt.subplots(figsize=(6.4, 4.2))
-        _draw(ax, means, "Radial power spectrum", legend=True)
-        ax.set_xlabel(RADIUS_LABEL)
-        ax.set_ylabel(POWER_LABEL)
-        fig.tight_layout()
+        with figure_style():
+            fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
+            _draw(ax, means, "Radial power spectrum", legend=True)
+            ax.set_xlabel(RADIUS_LABEL)
+            ax.set_ylabel(POWER_LABEL)
         radii = ", ".join(f"{name} {half_power_radius(v, counts)}" for name, v in means.items())
         caption = (
             f"Mean over the first {spectra['clean images'].shape[0]} training samples of the "
@@ -132,29 +133,23 @@ def spectrum_figure(run_dir: Path, per_class: bool = False) -> Figure | None:
     }
     cols = min(5, classes)
     rows = -(-classes // cols)
-    fig, grid = plt.subplots(
-        rows, cols, figsize=(2.6 * cols, 2.3 * rows), sharex=True, sharey=True, squeeze=False
-    )
-    for k in range(rows * cols):
-        ax = grid[k // cols][k % cols]
-        if k >= classes:
-            ax.axis("off")
-            continue
-        curves = {name: values[k] for name, values in grouped.items()}
-        if any(bool(torch.isnan(v).all()) for v in curves.values()):
-            ax.set_title(f"class {k}: no samples", fontsize=9)
-            continue
-        _draw(ax, curves, f"class {k}", legend=False)
-        if k // cols == rows - 1:
-            ax.set_xlabel("radius r (cycles/image)", fontsize=8)
-        if k % cols == 0:
-            ax.set_ylabel("power (log)", fontsize=8)
-    fig.suptitle("Radial power spectrum per class (perturbations and noise by target class)")
-    fig.tight_layout(rect=(0, 0.07, 1, 1))  # room for one legend under the panels
-    drawn = [ax for row in grid for ax in row if ax.get_lines()]
-    if drawn:  # a class without samples draws nothing
-        handles, labels = drawn[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
+    with figure_style():
+        fig, panels = panel_grid(classes, cols, (2.6, 2.3), sharex=True, sharey=True)
+        for k, ax in enumerate(panels):
+            curves = {name: values[k] for name, values in grouped.items()}
+            if any(bool(torch.isnan(v).all()) for v in curves.values()):
+                ax.set_title(f"class {k}: no samples", fontsize=9)
+                continue
+            _draw(ax, curves, f"class {k}", legend=False)
+            if k // cols == rows - 1:
+                ax.set_xlabel("radius r (cycles/image)", fontsize=8)
+            if k % cols == 0:
+                ax.set_ylabel("power (log)", fontsize=8)
+        fig.suptitle("Radial power spectrum per class (perturbations and noise by target class)")
+        drawn = [ax for ax in panels if ax.get_lines()]
+        if drawn:  # a class without samples draws nothing
+            handles, labels = drawn[0].get_legend_handles_labels()
+            fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), frameon=False)
     caption = (
         "Per class k: mean spectrum of the perturbations whose target is k, of same-norm noise "
         "for the same samples, and of the clean training images of class k; power per DFT "
