@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import pertlearn
-from image_data_support import fixture_data_dir
+from image_data_support import tiny_images
 from pertlearn.experiments.pipelines import validate_config
 from pertlearn.features.spectra import radial_bin_counts
 from pertlearn.reports import write_report
@@ -18,23 +18,15 @@ from pertlearn.reports.spectrum_figures import half_power_radius, run_spectra, s
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     train = {"lr": 0.05, "epochs": 1, "batch_size": 32, "plateau_patience": None}
-    config = validate_config(
-        {
-            "pipeline": "images",
-            "save_tensors": True,
-            "data": {
-                "name": "mnist",
-                "classes": [0, 1, 2],
-                "n_train": 90,
-                "n_test": 30,
-                "data_dir": str(fixture_data_dir()),
-            },
-            "model": {"name": "small_cnn", "options": {"width": 4, "hidden": 16}},
-            "attack": {"name": "pgd_l2", "eps": 3.0, "options": {"steps": 2}},
-            "train_f": train,
-            "train_g": train,
-        }
+    tree = tiny_images(
+        n_train=90,
+        save_tensors=True,
+        attack={"name": "pgd_l2", "eps": 3.0, "options": {"steps": 2}},
+        train_f=train,
+        train_g=train,
     )
+    tree["data"]["n_test"] = 30
+    config = validate_config(tree)
     return pertlearn.run(config).save(tmp_path_factory.mktemp("spectrum") / "run")
 
 
