@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import gzip
 import os
+import pickle
+import shutil
 import struct
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 FIXTURE_DATA = Path(__file__).resolve().parent / "data"
@@ -98,3 +101,53 @@ def tiny_images(
     }
     tree.update(extra)
     return tree
+
+
+# ------------------------------------------------------------------ image files the tests write
+
+
+def idx_bytes(array: np.ndarray, magic: int | None = None) -> bytes:
+    """``array`` as an IDX file (uint8; the magic number from its rank unless given)."""
+    dims = array.shape
+    header = magic if magic is not None else (0x08 << 8) | len(dims)
+    return struct.pack(">I", header) + struct.pack(f">{len(dims)}I", *dims) + array.tobytes()
+
+
+def write_mnist(folder: Path, n: int = 20, *, gz: bool = True, prefix: str = "t10k") -> None:
+    """An MNIST-format pair of IDX files in ``folder``: ``n`` random 28×28 images, labels
+    ``i mod 10``."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    x = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    y = (np.arange(n) % 10).astype(np.uint8)
+    for stem, data in ((f"{prefix}-images-idx3-ubyte", x), (f"{prefix}-labels-idx1-ubyte", y)):
+        raw = idx_bytes(data)
+        if gz:
+            (folder / f"{stem}.gz").write_bytes(gzip.compress(raw))
+        else:
+            (folder / stem).write_bytes(raw)
+
+
+def cifar_batch(n: int = 6, *, as_bytes: bool = False, labels: list[int] | None = None) -> bytes:
+    """A CIFAR-10 python batch (the pickled dict of the official files): ``n`` random 3×32×32
+    images, labels ``i mod 10`` unless given."""
+    rng = np.random.default_rng(1)
+    data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+    batch = {
+        b"batch_label": b"testing batch 1 of 1",
+        b"labels": labels if labels is not None else [i % 10 for i in range(n)],
+        b"data": data.tobytes() if as_bytes else data,
+        b"filenames": [f"img{i}.png".encode() for i in range(n)],
+    }
+    return pickle.dumps(batch, protocol=2)
+
+
+def every_dataset_dir(root: Path, n: int = 300) -> Path:
+    """A data directory under ``root`` holding every built-in image data set: the in-repo MNIST
+    subset (real digits) and ``n`` random images each of Fashion-MNIST and CIFAR-10 in their
+    official file formats (test part only)."""
+    shutil.copytree(fixture_data_dir() / "mnist", root / "mnist")
+    write_mnist(root / "fashion_mnist", n)
+    (root / "cifar10").mkdir()
+    (root / "cifar10" / "test_batch").write_bytes(cifar_batch(n))
+    return root

@@ -7,7 +7,6 @@ import gzip
 import io
 import os
 import pickle
-import struct
 import tarfile
 from pathlib import Path
 
@@ -15,7 +14,14 @@ import numpy as np
 import pytest
 import torch
 
-from image_data_support import FIXTURE_MNIST_COUNTS, FULL_MNIST_COUNTS, fixture_data_dir
+from image_data_support import (
+    FIXTURE_MNIST_COUNTS,
+    FULL_MNIST_COUNTS,
+    cifar_batch,
+    fixture_data_dir,
+    idx_bytes,
+    write_mnist,
+)
 from pertlearn.data import catalogue, download
 from pertlearn.data.catalogue import RemoteFile, resolve_data_dir
 from pertlearn.data.cifar_pickle import load_cifar_batch, restricted_load
@@ -29,28 +35,6 @@ from pertlearn.data.images import (
     select_classes,
     stratified_split,
 )
-
-# ----------------------------------------------------------------------------- helpers
-
-
-def idx_bytes(array: np.ndarray, magic: int | None = None) -> bytes:
-    dims = array.shape
-    header = magic if magic is not None else (0x08 << 8) | len(dims)
-    return struct.pack(">I", header) + struct.pack(f">{len(dims)}I", *dims) + array.tobytes()
-
-
-def write_mnist(folder: Path, n: int = 20, *, gz: bool = True, prefix: str = "t10k") -> None:
-    rng = np.random.default_rng(0)
-    folder.mkdir(parents=True, exist_ok=True)
-    x = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-    y = (np.arange(n) % 10).astype(np.uint8)
-    for stem, data in ((f"{prefix}-images-idx3-ubyte", x), (f"{prefix}-labels-idx1-ubyte", y)):
-        raw = idx_bytes(data)
-        if gz:
-            (folder / f"{stem}.gz").write_bytes(gzip.compress(raw))
-        else:
-            (folder / stem).write_bytes(raw)
-
 
 # ----------------------------------------------------------------------------- IDX
 
@@ -145,18 +129,6 @@ def test_data_dir_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 
 # ----------------------------------------------------------------------------- CIFAR
-
-
-def cifar_batch(n: int = 6, *, as_bytes: bool = False, labels: list[int] | None = None) -> bytes:
-    rng = np.random.default_rng(1)
-    data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
-    batch = {
-        b"batch_label": b"testing batch 1 of 1",
-        b"labels": labels if labels is not None else [i % 10 for i in range(n)],
-        b"data": data.tobytes() if as_bytes else data,
-        b"filenames": [f"img{i}.png".encode() for i in range(n)],
-    }
-    return pickle.dumps(batch, protocol=2)
 
 
 def test_cifar_batch_with_numpy_array(tmp_path: Path) -> None:

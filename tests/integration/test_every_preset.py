@@ -1,0 +1,173 @@
+"""Common checks run over every built-in preset (the scikit-learn way: one contract, every
+estimator): each preset, shrunk to a few seconds, runs end to end, writes a run directory that
+follows the metrics contract (docs/metrics.md), and its saved config reruns to the same numbers.
+
+Shrinking keeps what makes a preset itself (pipeline, scenario, data set, model, attack and its
+norm, controls, adversarial training, robust evaluation, filters) and cuts only sizes: images,
+epochs, attack steps, widths. Image data sets come from :func:`every_dataset_dir` (the in-repo
+MNIST digits; random images in the official Fashion-MNIST and CIFAR-10 file formats), so the
+checks run in a clone with nothing beside it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from image_data_support import every_dataset_dir
+from pertlearn import load_config, run
+from pertlearn.experiments import ExperimentConfig
+from pertlearn.experiments.pipelines import validate_config
+from pertlearn.experiments.presets import presets
+from pertlearn.experiments.rundir import read_run
+
+BINARY_KEYS = {
+    "f_acc_train",
+    "g_acc_train",
+    "agreement",
+    "fooling_rate",
+    "g_fit_acc",
+    "g_majority_share",
+    "g_degenerate",
+    "eps",
+    "seconds",
+}
+"""Metrics of every binary run (``neurips``, ``iclr_artificial``), docs/metrics.md."""
+
+NEURIPS_KEYS = {"f_acc_test", "g_acc_test"}
+"""Test accuracies, which only ``neurips`` has (``iclr_artificial``'s labels are random)."""
+
+IMAGES_KEYS = {
+    "f_acc_train",
+    "f_acc_test",
+    "g_acc_train",
+    "g_acc_test",
+    "agreement",
+    "fooling_rate",
+    "fooling_rate_per_class",
+    "g_best_acc_test",
+    "g_best_epoch",
+    "chance",
+    "n_train",
+    "n_test",
+    "n_adv",
+    "scenario",
+    "num_classes",
+    "eps",
+    "seconds",
+}
+"""Metrics of every ``images`` run, docs/metrics.md."""
+
+SHARE_WORDS = ("acc", "rate", "share", "agreement", "chance")
+"""A metric whose name holds one of these is a share of samples: in [0, 1]."""
+
+
+def shrink(name: str, data_dir: Path) -> list[str]:
+    """Overrides that cut preset ``name`` at cpu scale down to a few seconds of work."""
+    config = load_config(preset=name)
+    if config.pipeline == "neurips":
+        sizes = ["data.n_train=80", "data.n_test=60", "model.width=16"]
+        if config.data.name in ("gauss", "shifted_gauss"):
+            sizes.append("data.dim=50")
+        else:
+            sizes.append(f"data.data_dir={data_dir}")
+        return [*sizes, "train_f.epochs=20", "train_g.epochs=20"]
+    if config.pipeline == "iclr_artificial":
+        return [
+            "data.dim=200",
+            "data.n_train=20",
+            "data.n_noise=40",
+            "data.n_test=60",
+            "model.width=16",
+            "train_f.epochs=30",
+            "train_g.epochs=30",
+        ]
+    assert config.pipeline == "images", config.pipeline
+    overrides = [
+        f"data.data_dir={data_dir}",
+        "data.n_train=60",
+        "data.n_test=40",
+        "data.n_noise=60",
+        "model.options.width=4",
+        "train_f.epochs=2",
+        "train_g.epochs=1",
+        "train_f.batch_size=32",
+        "train_g.batch_size=32",
+        "attack.options.steps=2",
+    ]
+    if config.scenario in ("robust", "non_robust"):
+        overrides.append("construction.steps=2")
+    if config.train_f.adversarial is not None:
+        overrides.append("train_f.adversarial.steps=1")
+    if config.robust_eval is not None:
+        overrides += ["robust_eval.n_test=20", "robust_eval.steps=2"]
+    return overrides
+
+
+def expected_keys(config: ExperimentConfig) -> set[str]:
+    """The metric keys docs/metrics.md promises for ``config``."""
+    if config.pipeline != "images":
+        keys = set(BINARY_KEYS)
+        for control in config.controls:
+            keys.add(f"{control_prefix(control)}_acc_train")
+        if config.pipeline == "neurips":
+            keys |= NEURIPS_KEYS
+            keys |= {f"{control_prefix(control)}_acc_test" for control in config.controls}
+        return keys
+    keys = set(IMAGES_KEYS)
+    for control in config.controls:
+        keys |= {f"{control_prefix(control)}_acc_test", f"{control_prefix(control)}_best_acc_test"}
+    if config.robust_eval is not None:
+        keys |= {"f_robust_acc", "g_robust_acc"}
+    if config.scenario in ("robust", "non_robust"):
+        keys |= {"construct_distance_start", "construct_distance_final"}
+    return keys
+
+
+def control_prefix(control: str) -> str:
+    """The metric prefix of a control: ``control_g`` for the pipeline's noise control, its
+    own name for ``mislabeled_clean``."""
+    return "mislabeled_clean" if control == "mislabeled_clean" else "control_g"
+
+
+def check_values(metrics: dict[str, Any]) -> None:
+    """Every number is finite; every share of samples lies in [0, 1]."""
+    for key, value in metrics.items():
+        values = value.values() if isinstance(value, dict) else [value]
+        for item in values:
+            if isinstance(item, bool) or not isinstance(item, (int, float)):
+                continue
+            assert math.isfinite(item), (key, item)
+            if any(word in key for word in SHARE_WORDS):
+                assert 0.0 <= item <= 1.0, (key, item)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return every_dataset_dir(tmp_path_factory.mktemp("data"))
+
+
+@pytest.mark.parametrize("name", list(presets()))
+def test_every_preset_runs_and_reruns_from_its_run_directory(
+    name: str, data_dir: Path, tmp_path: Path
+) -> None:
+    config = load_config(preset=name, overrides=shrink(name, data_dir))
+    result = run(config)
+
+    metrics = dict(result.metrics)
+    missing = expected_keys(config) - set(metrics)
+    assert not missing, f"{name}: metrics lack {sorted(missing)}"
+    check_values(metrics)
+
+    saved = read_run(result.save(tmp_path / "run"))
+    assert {key: saved.metrics.get(key) for key in metrics} == metrics
+    for network in ("f", "g"):
+        assert (saved.path / f"{network}.safetensors").is_file()
+    assert (saved.path / "tensors.safetensors").is_file() == config.save_tensors
+
+    again = run(validate_config(saved.config)).metrics
+    metrics.pop("seconds"), again.pop("seconds")
+    assert again == metrics, f"{name}: the saved config reran to other numbers"
