@@ -78,11 +78,18 @@ def test_transfer_and_band_limited_presets_are_valid(scale: str) -> None:
         ("transfer-mnist-l2", 4),
         ("transfer-cifar10-l2", 4),
         ("band-limited-mnist-l2", 4),
+        ("band-limited-cifar10-l2", 4),
     ):
         points = load_sweep(name, scale=scale).points()
         assert len(points) == cells
-    kinds = {
-        p.config.perturbation_filter.kind  # type: ignore[attr-defined]
-        for p in load_sweep("band-limited-mnist-l2").points()
-    }
-    assert kinds == {"low_pass", "high_pass"}
+    for name, top_bin in (("band-limited-mnist-l2", 20), ("band-limited-cifar10-l2", 23)):
+        filters = [
+            p.config.perturbation_filter  # type: ignore[attr-defined]
+            for p in load_sweep(name, scale=scale).points()
+        ]
+        assert {f.kind for f in filters} == {"low_pass", "high_pass"}
+        # the references: all of δ (low_pass at the top bin) and none of it (high_pass there)
+        assert {(f.kind, f.cutoff) for f in filters if f.cutoff == top_bin} == {
+            ("low_pass", top_bin),
+            ("high_pass", top_bin),
+        }

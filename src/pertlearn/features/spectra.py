@@ -4,7 +4,7 @@ Frequencies are integer: the 2-D DFT of an ``H×W`` image has frequencies
 ``(k_y, k_x)`` with ``k_y ∈ {−⌊H/2⌋, …, ⌈H/2⌉ − 1}`` cycles per image height (likewise
 ``k_x``), so ``cos(2π·5·w/W)`` sits at ``(0, ±5)``. Its *radius* is ``√(k_y² + k_x²)``
 and its *bin* the nearest integer ``r = round(radius)``, ``0 ≤ r < R`` with
-``R = round(√(⌊H/2⌋² + ⌊W/2⌋²)) + 1`` (21 for 28×28, 23 for 32×32).
+``R = round(√(⌊H/2⌋² + ⌊W/2⌋²)) + 1`` (21 for 28×28, 24 for 32×32).
 
 The DFT is orthonormal (``F = fft2(x, norm="ortho")``), so Parseval reads
 ``Σ_k |F_k|² = Σ_pixels x²`` per channel (Plancherel; e.g. Oppenheim & Schafer, DFT

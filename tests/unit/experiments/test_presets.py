@@ -41,6 +41,7 @@ ADDED_SWEEPS = [
     "transfer-mnist-l2",
     "transfer-cifar10-l2",
     "band-limited-mnist-l2",
+    "band-limited-cifar10-l2",
     "hit-repair-mnist-l2",
 ]
 """Sweep presets added after the recording (feature studies of the images pipeline)."""

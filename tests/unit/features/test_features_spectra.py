@@ -75,6 +75,9 @@ def test_bins_counts_and_size() -> None:
     assert int(counts.sum()) == 28 * 28
     assert counts[0].item() == 1  # DC only
     assert counts[1].item() == 8  # (±1, 0), (0, ±1), (±1, ±1): radii 1 and √2
+    cifar = radial_bin_counts(32, 32)
+    assert cifar.shape == (24,)  # round(√(16² + 16²)) = round(22.6) = 23
+    assert cifar[-1].item() == 1  # (−16, −16) alone: the frequencies of 32 run −16..15
     bins = radial_bins(6, 6)
     assert bins[0, 3].item() == 3 and bins[3, 3].item() == round(math.hypot(3, 3))
     assert torch.equal(bins, bins.flip(0).roll(1, 0).flip(1).roll(1, 1))  # k → −k symmetric

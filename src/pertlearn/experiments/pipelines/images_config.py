@@ -94,7 +94,7 @@ class PerturbationFilterConfig(StrictModel):
     """Band-limited perturbations: g trains on ``x + low_pass(δ, cutoff)`` (``kind =
     "low_pass"``) or ``x + high_pass(δ, cutoff)`` (``"high_pass"``), ``δ = x_adv − x``; the
     cut-off is a radial frequency bin (:mod:`pertlearn.features.spectra`; 0..20 for 28×28
-    images, 0..22 for 32×32)."""
+    images, 0..23 for 32×32)."""
 
     kind: Literal["low_pass", "high_pass"]
     cutoff: float = Field(ge=0, description="radial frequency bin: low_pass keeps bins <= cutoff")
