@@ -91,6 +91,11 @@ CONFIG_ROWS: list[tuple[str, list[str], str]] = [
     ("mnist-classes", ["run", *MNIST_A, "--set", "data.classes=[1, 10]"], "classes"),
     ("mnist-dim", ["run", *MNIST_A, "--set", "data.dim=100"], "dimension 784"),
     ("images-craft-batch", ["run", *IMAGES, "--set", "craft_batch_size=0"], "craft_batch_size"),
+    (
+        "images-f-weights-missing",
+        ["run", *IMAGES, "--set", "f_weights='no/such/run'"],
+        "f_weights: 'no/such/run' does not exist",
+    ),
     ("images-epochs", ["run", *IMAGES, "--set", "train_f.epochs=0"], "train_f.epochs"),
     ("images-scenario", ["run", *IMAGES, "--set", "scenario='natural'"], "scenario"),
     ("images-targets-key", ["run", *IMAGES, "--set", "targets='random'"], "targets: unknown key"),

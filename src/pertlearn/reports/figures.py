@@ -401,7 +401,8 @@ def loss_curves_figure(curves: dict[str, dict[str, Any]]) -> Figure | None:
         "training-loss",
         "training loss",
         fig,
-        "Mean training loss per epoch, one panel per network (each on its own y axis).",
+        "Mean training loss per epoch, one panel per network (each on its own y axis; a "
+        "network loaded rather than trained, such as f with f_weights, has none).",
     )
 
 
@@ -414,6 +415,9 @@ def draw_loss_curves(curves: dict[str, dict[str, Any]]) -> Any | None:
         return None
     colors = [OKABE_ITO[c] for c in ("blue", "vermillion", "black", "reddish purple", "orange")]
     titles = {"f": "f", "g": "g"}
+    # thousands of full-batch epochs read best on a log axis, a few mini-batch epochs on whole
+    # numbers
+    log_x = max(len(losses) for losses in drawn.values()) >= 50
     with figure_style():
         ncols = min(len(drawn), 3)
         fig, panels = panel_grid(len(drawn), ncols, (3.6, 2.9))
@@ -421,7 +425,10 @@ def draw_loss_curves(curves: dict[str, dict[str, Any]]) -> Any | None:
             panel.plot(
                 range(1, len(losses) + 1), losses, color=colors[index % len(colors)], label=name
             )
-            panel.set_xscale("log")
+            if log_x:
+                panel.set_xscale("log")
+            else:
+                panel.xaxis.get_major_locator().set_params(integer=True)  # whole epochs
             panel.set_title(titles.get(name, f"control g′ ({name})"))
             panel.set_xlabel("epoch")
             if index % ncols == 0:

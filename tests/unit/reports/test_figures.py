@@ -153,6 +153,20 @@ def test_loss_curves_one_panel_per_network_each_with_its_own_scale() -> None:
     assert loss_curves_figure({"f": {"loss": []}}) is None
 
 
+def test_loss_curves_use_a_log_axis_for_long_runs_and_whole_epochs_for_short_ones() -> None:
+    long_fig = draw_loss_curves({"f": {"loss": [1.0 / e for e in range(1, 1001)]}})
+    short_fig = draw_loss_curves({"g": {"loss": [1.0 / e for e in range(1, 9)]}})
+    try:
+        assert long_fig.axes[0].get_xscale() == "log"
+        short = short_fig.axes[0]
+        assert short.get_xscale() == "linear"
+        ticks = [t for t in short.get_xticks() if 1 <= t <= 8]
+        assert ticks and all(float(t).is_integer() for t in ticks)
+    finally:
+        plt.close(long_fig)
+        plt.close(short_fig)
+
+
 def test_file_stem() -> None:
     assert file_stem("metrics vs data.dim") == "metrics-vs-data.dim"
     assert file_stem("Decision map (f, g)") == "decision-map-f-g"

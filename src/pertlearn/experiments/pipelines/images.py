@@ -34,6 +34,10 @@ Options for the feature studies (Ilyas et al. arXiv:1905.02175):
   kept or removed; the two parts add up to δ). The filtered inputs are not clipped back to
   ``[0, 1]``. ``fooling_rate`` is then measured on the filtered set, ``fooling_rate_unfiltered``
   on the crafted one, ``perturbation_energy_kept`` is ``Σ‖filtered δ‖² / Σ‖δ‖²``.
+- ``f_weights = "RUN_DIR"`` (or a ``.safetensors`` file): f is loaded instead of trained, so
+  that D_R, D_det, D_rand and transfer sets come from one classifier
+  (:mod:`pertlearn.experiments.trained_f` says what is checked); ``f_weights_sha256`` records
+  the weights used.
 - ``transfer_eval = true``: a model of g's architecture trained on the clean training images
   (``train_f`` settings, its own seeding stage, so independent of f even for the same
   architecture) scores the adversarial set: ``transfer_rate`` is the share it assigns to the
@@ -99,6 +103,7 @@ from pertlearn.experiments.pipelines.images_config import (
 )
 from pertlearn.experiments.result import Result
 from pertlearn.experiments.stages import CONTROL_STAGE, DTYPES, RunOutputs, split_tensors
+from pertlearn.experiments.trained_f import f_weights_file, load_f_weights
 from pertlearn.features.constructed import construct_dataset, start_points
 from pertlearn.features.spectra import high_pass, low_pass
 from pertlearn.features.transfer import transfer_rate
@@ -201,6 +206,10 @@ def run_images(
     to logits ``(N, K)``.
     """
     out = RunOutputs(config, resolve_device(config.device))
+    # a trained f to load is checked before any work is done
+    f_file = None
+    if config.f_weights is not None:
+        f_file = f_weights_file(config.f_weights, config.model_dump(mode="json"))
     clock, device = out.clock, out.device
     dtype = DTYPES[config.dtype]
     seed = config.seed
@@ -256,9 +265,14 @@ def run_images(
         )
         return model, history
 
-    # 1. f on the clean training images.
+    # 1. f on the clean training images (or a trained f, loaded).
+    f_weights_sha256 = None
     with clock("train_f"):
-        f, f_history = train("f", config.model, x_train, y_train, cfg.train_f)
+        if f_file is None:
+            f, f_history = train("f", config.model, x_train, y_train, cfg.train_f)
+        else:
+            f, f_history = new_model("f", config.model), MinibatchResult()
+            f_weights_sha256 = load_f_weights(f_file, f)
 
     # 2.-3. targets and the adversarial set, crafted in batches.
     with clock("craft"):
@@ -376,6 +390,8 @@ def run_images(
         metrics["g_degenerate"] = metrics["g_majority_share"] > config.degenerate_threshold
         if cfg.craft_batch_size == "auto":
             metrics["craft_batch_size"] = craft_batch
+        if f_weights_sha256 is not None:
+            metrics["f_weights_sha256"] = f_weights_sha256
         if keep_idx is not None:
             metrics["n_kept"] = int(keep_idx.numel())
             metrics["kept_share"] = keep_idx.numel() / max(n_adv, 1)

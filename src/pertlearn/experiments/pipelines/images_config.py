@@ -105,7 +105,9 @@ class ImagesConfig(ExperimentConfig):
     mini-batch training of f and of g (and of the control). ``craft_batch_size``: images
     generated and attacked at once. ``checkpoint_dir``: per-epoch checkpoints of every network
     (sub-folders ``f``, ``g``, ``unperturbed_inputs``, ``mislabeled_clean``) so a killed run
-    resumes. ``construction``: scenarios ``robust`` / ``non_robust`` only."""
+    resumes. ``construction``: scenarios ``robust`` / ``non_robust`` only. ``f_weights``: f
+    is loaded (:mod:`pertlearn.experiments.trained_f`), ``train_f`` then only trains the
+    ``transfer_eval`` model."""
 
     pipeline: Literal["images"] = "images"
     data: ImageDataConfig = Field(default_factory=ImageDataConfig)
@@ -129,6 +131,11 @@ class ImagesConfig(ExperimentConfig):
         "fp32", description="fp32, bf16 or fp16 (CUDA) autocast of the crafting attack"
     )
     checkpoint_dir: str | None = Field(None, description="resumable per-epoch checkpoints")
+    f_weights: str | None = Field(
+        None,
+        description="use a trained f instead of training one: a run directory of this "
+        "pipeline (same data, seed and model) or a .safetensors file of f's weights",
+    )
     degenerate_threshold: float = Field(
         0.95, gt=0, le=1, description="g is degenerate when one class exceeds this share"
     )
@@ -164,13 +171,15 @@ class ImagesConfig(ExperimentConfig):
             raise ValueError(
                 f"construction: only for scenario 'robust' or 'non_robust', not {self.scenario!r}"
             )
+        # A loaded f (f_weights) is checked against the run that trained it, at run time.
+        trained_here = self.f_weights is None
         robust_f = self.train_f.adversarial is not None
-        if self.scenario == "robust" and not robust_f:
+        if trained_here and self.scenario == "robust" and not robust_f:
             raise ValueError(
                 "scenario 'robust' (D_R) needs a robust f: set train_f.adversarial "
                 "(use 'non_robust' for a standard f)"
             )
-        if self.scenario == "non_robust" and robust_f:
+        if trained_here and self.scenario == "non_robust" and robust_f:
             raise ValueError(
                 "scenario 'non_robust' (D_NR) needs a standard f: remove train_f.adversarial "
                 "(use 'robust' for an adversarially trained f)"
