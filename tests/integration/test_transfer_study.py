@@ -93,3 +93,29 @@ def test_transfer_and_band_limited_presets_are_valid(scale: str) -> None:
             ("low_pass", top_bin),
             ("high_pass", top_bin),
         }
+
+
+@pytest.mark.parametrize("scale", ["cpu", "paper"])
+@pytest.mark.parametrize(
+    ("name", "eps"),
+    [
+        ("hit-repair-mnist-l2", {"cpu": 2.0, "paper": 2.0}),
+        ("hit-repair-cifar10-l2", {"cpu": 1.0, "paper": 0.5}),
+    ],
+)
+def test_hit_repair_presets_compare_plain_and_repaired_attacks(
+    name: str, eps: dict[str, float], scale: str
+) -> None:
+    configs = [p.config for p in load_sweep(name, scale=scale).points()]
+    settings = [
+        (c.keep, c.attack.options.get("loss"), c.attack.options.get("restarts"))  # type: ignore[attr-defined]
+        for c in configs
+    ]
+    assert settings == [
+        ("all", "logistic", 0),
+        ("fooled", "logistic", 0),
+        ("fooled", "logit_margin", 1),
+    ]
+    # one budget and one scenario across the points: only the attack and `keep` differ
+    assert {c.attack.eps for c in configs} == {eps[scale]}  # type: ignore[attr-defined]
+    assert {c.scenario for c in configs} == {"natural_det"}

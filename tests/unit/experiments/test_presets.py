@@ -43,6 +43,7 @@ ADDED_SWEEPS = [
     "band-limited-mnist-l2",
     "band-limited-cifar10-l2",
     "hit-repair-mnist-l2",
+    "hit-repair-cifar10-l2",
 ]
 """Sweep presets added after the recording (feature studies of the images pipeline)."""
 
