@@ -4,6 +4,7 @@ budget ε = 2, a briefly trained :class:`~pertlearn.models.SmallCNN` and the in-
 (``tests/data/mnist``: 2,000 images, 80/20 split, seed 0). Not a test; run it as::
 
     PYTHONPATH=src python -m tests.unit.attacks.measure_hit_rates [--n 400] [--epochs 3]
+        [--width 16] [--data DIR] [--only TEXT]
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ SETTINGS: list[tuple[str, dict[str, Any]]] = [
         {"steps": 30, "until_fooled": True, "max_steps": 150, "restarts": 2, "noise_std": 0.1},
     ),
     ("logit_margin loss, 30 steps", {"steps": 30, "loss": "logit_margin"}),
+    ("logit_margin loss, 100 steps", {"steps": 100, "loss": "logit_margin"}),
     (
         "logit_margin + until_fooled 150 + restarts 2",
         {
@@ -59,6 +61,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=400, help="training images attacked")
     parser.add_argument("--epochs", type=int, default=3, help="epochs of f")
+    parser.add_argument("--width", type=int, default=16, help="channels of f's first layer")
     parser.add_argument("--eps", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", default=str(DATA), help="data directory holding mnist/")
@@ -70,7 +73,7 @@ def main() -> None:
         test_fraction=0.2,
         generator=torch.Generator().manual_seed(args.seed),
     )
-    f = SmallCNN(generator=torch.Generator().manual_seed(args.seed + 1))
+    f = SmallCNN(width=args.width, generator=torch.Generator().manual_seed(args.seed + 1))
     config = MinibatchConfig(lr=0.05, batch_size=64, epochs=args.epochs, plateau_patience=None)
     fit_minibatch(
         f, split.x_train, split.y_train, config, generator=torch.Generator().manual_seed(2)
@@ -78,7 +81,10 @@ def main() -> None:
     f.eval()
     with torch.no_grad():
         acc = (f(split.x_test).argmax(1) == split.y_test).float().mean().item()
-    print(f"f: {args.epochs} epochs on {len(split.x_train)} images, clean test accuracy {acc:.3f}")
+    print(
+        f"f: width {args.width}, {args.epochs} epochs on {len(split.x_train)} images, "
+        f"clean test accuracy {acc:.3f}"
+    )
     x, y = split.x_train[: args.n], split.y_train[: args.n]
     target = (y + 1) % 10
     print(f"natural_det, pgd_l2 eps={args.eps:g}, clip (0, 1), {len(x)} training images")
