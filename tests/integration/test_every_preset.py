@@ -65,9 +65,18 @@ SHARE_WORDS = ("acc", "rate", "share", "agreement", "chance")
 """A metric whose name holds one of these is a share of samples: in [0, 1]."""
 
 
-def shrink(name: str, data_dir: Path) -> list[str]:
-    """Overrides that cut preset ``name`` at cpu scale down to a few seconds of work."""
-    config = load_config(preset=name)
+PAPER_NETWORKS_SHRUNK = {
+    "small_cnn": ["model.options.width=4"],
+    "mlp": ["model.options.hidden=16"],
+    "wide_resnet": ["model.options.depth=10", "model.options.widen=1"],
+    "iclr_resnet": [],  # one residual block per stage already (its paper size)
+}
+"""Per image network: overrides that keep its class and shrink its size."""
+
+
+def shrink(name: str, data_dir: Path, scale: str = "cpu") -> list[str]:
+    """Overrides that cut preset ``name`` at ``scale`` down to a few seconds of work."""
+    config = load_config(preset=name, scale=scale)
     if config.pipeline == "neurips":
         sizes = ["data.n_train=80", "data.n_test=60", "model.width=16"]
         if config.data.name in ("gauss", "shifted_gauss"):
@@ -91,7 +100,7 @@ def shrink(name: str, data_dir: Path) -> list[str]:
         "data.n_train=60",
         "data.n_test=40",
         "data.n_noise=60",
-        "model.options.width=4",
+        *PAPER_NETWORKS_SHRUNK[config.model.name],
         "train_f.epochs=2",
         "train_g.epochs=1",
         "train_f.batch_size=32",
@@ -148,6 +157,66 @@ def check_values(metrics: dict[str, Any]) -> None:
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return every_dataset_dir(tmp_path_factory.mktemp("data"))
+
+
+def paper_scale_kinds() -> list[str]:
+    """One preset per kind of paper-scale run: pipeline, data set, network, scenario, and
+    whether f is trained adversarially and the training set constructed. The presets of a kind
+    differ in the attack's norm and budget, which the cpu-scale checks run for every preset."""
+    kinds: dict[tuple[Any, ...], str] = {}
+    for name in presets():
+        config = load_config(preset=name, scale="paper")
+        kind = (
+            config.pipeline,
+            config.data.name,
+            config.model.name,
+            getattr(config, "scenario", None),
+            getattr(config.train_f, "adversarial", None) is None,
+            getattr(config, "construction", None) is None,
+        )
+        kinds.setdefault(kind, name)
+    return list(kinds.values())
+
+
+PAPER_IMAGES_SIZES = [
+    "data.n_train=20",
+    "data.n_test=10",
+    "data.n_noise=20",
+    "train_f.batch_size=10",
+    "train_g.batch_size=10",
+    "robust_eval.n_test=10",
+]
+"""At paper scale the residual networks cost far more per image: fewer images still."""
+
+
+@pytest.mark.parametrize("name", paper_scale_kinds())
+def test_every_kind_of_paper_scale_run_runs_with_its_settings(name: str, data_dir: Path) -> None:
+    """The paper-scale settings (augmentation, dropout, adversarial training, the residual
+    networks, the papers' budgets and controls) run end to end at a tiny size: only sizes,
+    epochs, steps and the networks' depth and width are cut, the network class is kept."""
+    paper = load_config(preset=name, scale="paper")
+    overrides = shrink(name, data_dir, "paper")
+    if paper.pipeline == "images":
+        overrides += [o for o in PAPER_IMAGES_SIZES if "robust_eval" not in o or paper.robust_eval]
+    config = load_config(preset=name, scale="paper", overrides=overrides)
+    assert config.model.name == paper.model.name
+    if config.pipeline != "images":
+        assert config.attack.name == paper.attack.name
+    else:
+        assert (config.scenario, config.attack.name, config.attack.eps, config.controls) == (
+            paper.scenario,
+            paper.attack.name,
+            paper.attack.eps,
+            paper.controls,
+        )
+        assert (config.train_f.augment, config.train_f.adversarial is None) == (
+            paper.train_f.augment,
+            paper.train_f.adversarial is None,
+        )
+    metrics = dict(run(config).metrics)
+    missing = expected_keys(config) - set(metrics)
+    assert not missing, f"{name}: metrics lack {sorted(missing)}"
+    check_values(metrics)
 
 
 @pytest.mark.parametrize("name", list(presets()))

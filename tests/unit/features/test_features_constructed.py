@@ -14,7 +14,7 @@ from pertlearn.features.constructed import (
     representation,
     start_points,
 )
-from pertlearn.models import ICLRResNet, SmallCNN
+from pertlearn.models import ICLRResNet, SmallCNN, WideResNet
 
 
 def small_cnn(gen: torch.Generator) -> SmallCNN:
@@ -48,6 +48,20 @@ def test_residual_net_representation_is_pooled_features(gen: torch.Generator) ->
     with torch.no_grad():
         manual = F.adaptive_avg_pool2d(model.stages(model.stem(model.normalize(x))), 1).flatten(1)
         torch.testing.assert_close(representation(model, x), manual)
+
+
+def test_wide_resnet_representation_is_pooled_features(gen: torch.Generator) -> None:
+    # the network of the CIFAR-10 paper-scale presets, at depth 10 and widen 2 (64·2 features)
+    model = WideResNet((3, 8, 8), 10, depth=10, widen=2, dropout=0.0, generator=gen).eval()
+    x = torch.rand(3, 3, 8, 8, generator=gen)
+    assert classifier_layer(model) == "linear"
+    with torch.no_grad():
+        out = F.relu(model.bn(model.blocks(model.conv(model.normalize(x)))))
+        manual = F.adaptive_avg_pool2d(out, 1).flatten(1)
+        rep = representation(model, x)
+        torch.testing.assert_close(rep, manual)
+        assert rep.shape == (3, 128)
+        torch.testing.assert_close(model.linear(rep), model(x))
 
 
 def test_penultimate_method_and_sequential_protocols(gen: torch.Generator) -> None:
