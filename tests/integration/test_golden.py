@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,17 @@ def golden_record() -> tuple[dict[str, Any], float]:
 
 
 GOLDEN, TOLERANCE = golden_record()
+
+
+@pytest.fixture(autouse=True)
+def _say_which_record() -> None:
+    if TOLERANCE > SAME_MACHINE_TOLERANCE:
+        warnings.warn(
+            f"golden metrics compared with metrics.json within {TOLERANCE:g}: no record of this "
+            f"machine kind ({machine_record_path().name}); `python -m tests.golden.record "
+            "--machine` writes one",
+            stacklevel=1,
+        )
 
 
 @pytest.fixture
