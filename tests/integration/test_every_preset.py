@@ -95,16 +95,20 @@ def shrink(name: str, data_dir: Path, scale: str = "cpu") -> list[str]:
             "train_g.epochs=30",
         ]
     assert config.pipeline == "images", config.pipeline
+    # at paper scale the residual networks cost far more per image: fewer images still
+    n_train, n_test, n_noise, batch, n_robust = (60, 40, 60, 32, 20)
+    if scale == "paper":
+        n_train, n_test, n_noise, batch, n_robust = (20, 10, 20, 10, 10)
     overrides = [
         f"data.data_dir={data_dir}",
-        "data.n_train=60",
-        "data.n_test=40",
-        "data.n_noise=60",
+        f"data.n_train={n_train}",
+        f"data.n_test={n_test}",
+        f"data.n_noise={n_noise}",
         *PAPER_NETWORKS_SHRUNK[config.model.name],
         "train_f.epochs=2",
         "train_g.epochs=1",
-        "train_f.batch_size=32",
-        "train_g.batch_size=32",
+        f"train_f.batch_size={batch}",
+        f"train_g.batch_size={batch}",
         "attack.options.steps=2",
     ]
     if config.scenario in ("robust", "non_robust"):
@@ -112,7 +116,7 @@ def shrink(name: str, data_dir: Path, scale: str = "cpu") -> list[str]:
     if config.train_f.adversarial is not None:
         overrides.append("train_f.adversarial.steps=1")
     if config.robust_eval is not None:
-        overrides += ["robust_eval.n_test=20", "robust_eval.steps=2"]
+        overrides += [f"robust_eval.n_test={n_robust}", "robust_eval.steps=2"]
     return overrides
 
 
@@ -178,27 +182,13 @@ def paper_scale_kinds() -> list[str]:
     return list(kinds.values())
 
 
-PAPER_IMAGES_SIZES = [
-    "data.n_train=20",
-    "data.n_test=10",
-    "data.n_noise=20",
-    "train_f.batch_size=10",
-    "train_g.batch_size=10",
-    "robust_eval.n_test=10",
-]
-"""At paper scale the residual networks cost far more per image: fewer images still."""
-
-
 @pytest.mark.parametrize("name", paper_scale_kinds())
 def test_every_kind_of_paper_scale_run_runs_with_its_settings(name: str, data_dir: Path) -> None:
     """The paper-scale settings (augmentation, dropout, adversarial training, the residual
     networks, the papers' budgets and controls) run end to end at a tiny size: only sizes,
     epochs, steps and the networks' depth and width are cut, the network class is kept."""
     paper = load_config(preset=name, scale="paper")
-    overrides = shrink(name, data_dir, "paper")
-    if paper.pipeline == "images":
-        overrides += [o for o in PAPER_IMAGES_SIZES if "robust_eval" not in o or paper.robust_eval]
-    config = load_config(preset=name, scale="paper", overrides=overrides)
+    config = load_config(preset=name, scale="paper", overrides=shrink(name, data_dir, "paper"))
     assert config.model.name == paper.model.name
     if config.pipeline != "images":
         assert config.attack.name == paper.attack.name

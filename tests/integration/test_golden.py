@@ -21,6 +21,7 @@ import pytest
 import torch
 from tests.golden.cases import CASES
 from tests.golden.record import (
+    MACHINES,
     case_metrics,
     fingerprint_id,
     machine_record_path,
@@ -37,11 +38,14 @@ of the 100 test images of the small image cases; measured across this project's 
 0.03) and 5% of any other number."""
 
 
+MACHINE_RECORD = machine_record_path()
+"""Where the record of this machine's kind is, or would be."""
+
+
 def golden_record() -> tuple[dict[str, Any], float]:
     """The record to compare with, and the float tolerance that goes with it."""
-    path = machine_record_path()
-    if path.exists():
-        return json.loads(path.read_text()), SAME_MACHINE_TOLERANCE
+    if MACHINE_RECORD.exists():
+        return json.loads(MACHINE_RECORD.read_text()), SAME_MACHINE_TOLERANCE
     return ORIGINAL, OTHER_MACHINE_TOLERANCE
 
 
@@ -53,7 +57,7 @@ def _say_which_record() -> None:
     if TOLERANCE > SAME_MACHINE_TOLERANCE:
         warnings.warn(
             f"golden metrics compared with metrics.json within {TOLERANCE:g}: no record of this "
-            f"machine kind ({machine_record_path().name}); `python -m tests.golden.record "
+            f"machine kind ({MACHINE_RECORD.name}); `python -m tests.golden.record "
             "--machine` writes one",
             stacklevel=1,
         )
@@ -101,7 +105,7 @@ def test_golden_sweep(tmp_path: Path, one_thread: None) -> None:
 
 
 def test_every_machine_record_is_the_original_within_the_other_machine_tolerance() -> None:
-    records = sorted((Path(__file__).parents[1] / "golden" / "machines").glob("*.json"))
+    records = sorted(MACHINES.glob("*.json"))
     assert records, "tests/golden/machines/ holds no record"
     for path in records:
         record = json.loads(path.read_text())
