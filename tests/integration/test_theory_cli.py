@@ -138,7 +138,7 @@ def test_scenario_b_run_saves_and_reports_the_original_term(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_quickstart_meets_the_theory_targets() -> None:
-    """Issue 4: on quickstart the predicted directions match (cos ≥ 0.95; the authors' code
+    """On quickstart the predicted directions match (cos ≥ 0.95; the authors' code
     measures 0.995) and f̂, ĝ agree (≥ 0.9)."""
     import pertlearn
     from pertlearn.analysis.theory import compute_theory, run_data_from_result
