@@ -35,11 +35,16 @@ from typing import IO, Any
 from pertlearn.atomic import atomic_path, write_bytes, write_json
 from pertlearn.errors import cli_worded
 from pertlearn.experiments.config import ConfigError
-from pertlearn.experiments.rundir import CorruptFileError, read_json_object, read_run
+from pertlearn.experiments.rundir import (
+    CorruptFileError,
+    check_safetensors,
+    read_json_object,
+    read_run,
+)
 from pertlearn.experiments.sweeps import Point, Sweep
 
 SWEEP_FILE = "sweep.json"
-RUN_FILES = ("config.json", "metrics.json")
+RUN_FILES = ("config.json", "metrics.json", "curves.json")
 CORRUPT_DIR = "corrupt"
 
 
@@ -195,8 +200,9 @@ class SweepStore:
 
     def run_problem(self, run_id: str) -> str | None:
         """Why ``runs/<run_id>`` is not a complete run (one line naming the file), or ``None``
-        when it is: a directory whose ``config.json`` (with its ``config``) and
-        ``metrics.json`` are JSON objects."""
+        when it is: a directory whose ``config.json`` (with its ``config``), ``metrics.json``
+        and ``curves.json`` are JSON objects and whose ``.safetensors`` files are whole (a
+        missing one is not a problem: weights and tensors may be deleted to save space)."""
         run = self.run_dir(run_id)
         if not run.is_dir():
             return f"{run}: not a run directory"
@@ -205,6 +211,8 @@ class SweepStore:
                 payload = read_json_object(run / name)
                 if name == "config.json" and not isinstance(payload.get("config"), dict):
                     return f"{run / name}: holds no 'config' object"
+            for weights in sorted(run.glob("*.safetensors")):
+                check_safetensors(weights)
         except CorruptFileError as err:
             return str(err)
         return None
