@@ -6,10 +6,13 @@ Errors in configs, files or training print one line ``error: ...`` and exit with
 from __future__ import annotations
 
 import json
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -248,6 +251,26 @@ def presets_command(show: str | None, scale: str) -> None:
         click.echo(f"{name:<{width}}  {preset.summary}")
 
 
+@contextmanager
+def sigint_held_back() -> Iterator[None]:
+    """Hold SIGINT back while the block runs; a Ctrl-C meanwhile arrives when it ends. A
+    KeyboardInterrupt inside torch's import can be swallowed there (torch goes on with NumPy
+    half imported), and every configuration of the sweep would then fail and be recorded as
+    failed."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def stopped_by_ctrl_c() -> NoReturn:
+    """Exit like a sweep stopped by SIGINT (status 130), not with click's "Aborted!" and status
+    1, which a sweep gives for failed configurations."""
+    click.echo("error: sweep stopped by SIGINT; rerun the same command to continue", err=True)
+    sys.exit(128 + signal.SIGINT)
+
+
 @cli.command("sweep")
 @click.argument("spec", required=False)
 @click.option(
@@ -305,11 +328,15 @@ def sweep_command(
     if spec is None:
         fail("give a sweep SPEC (a .toml file or a preset name; `pertlearn sweep --list`)")
         return
-    # lazy: the sweep machinery imports torch; `sweep --list` must not
-    from pertlearn.experiments.execution import SweepInterrupted, run_sweep
-    from pertlearn.experiments.sweeps import load_sweep
+    try:
+        with sigint_held_back():
+            # lazy: the sweep machinery imports torch; `sweep --list` must not
+            from pertlearn.experiments.execution import SweepInterrupted, run_sweep
+            from pertlearn.experiments.sweeps import load_sweep
 
-    sweep = load_sweep(spec, scale=scale, overrides=list(overrides))
+        sweep = load_sweep(spec, scale=scale, overrides=list(overrides))
+    except KeyboardInterrupt:
+        stopped_by_ctrl_c()
     if trackers:
         # lazy: only --log needs the exporter; checked before any run
         from pertlearn.reports.tracking import check_trackers, export_sweep
@@ -340,6 +367,8 @@ def sweep_command(
             err=True,
         )
         sys.exit(128 + stop.signum)
+    except KeyboardInterrupt:  # while it validated, before it took the sweep directory
+        stopped_by_ctrl_c()
     click.echo(summary.line())
     if trackers:
         exported = export_sweep(out, trackers, log_dir=log_dir, experiment=sweep.name)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from pertlearn.atomic import write_json
@@ -267,6 +268,17 @@ def read_json_object(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise CorruptFileError(path, f"holds a JSON {type(data).__name__}, not an object")
     return data
+
+
+def check_safetensors(path: Path) -> None:
+    """Raise :class:`CorruptFileError` naming ``path`` unless it is a whole ``.safetensors``
+    file: its header is read and must describe exactly the file's bytes (a truncated or
+    extended file fails); no tensor is loaded."""
+    try:
+        with safe_open(str(path), framework="pt"):
+            pass
+    except Exception as err:  # safetensors raises its own error types for corrupt files
+        raise CorruptFileError(path, f"corrupt or truncated ({err})") from None
 
 
 @dataclass(frozen=True)

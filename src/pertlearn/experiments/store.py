@@ -35,11 +35,16 @@ from typing import IO, Any
 from pertlearn.atomic import atomic_path, write_bytes, write_json
 from pertlearn.errors import cli_worded
 from pertlearn.experiments.config import ConfigError
-from pertlearn.experiments.rundir import CorruptFileError, read_json_object, read_run
+from pertlearn.experiments.rundir import (
+    CorruptFileError,
+    check_safetensors,
+    read_json_object,
+    read_run,
+)
 from pertlearn.experiments.sweeps import Point, Sweep
 
 SWEEP_FILE = "sweep.json"
-RUN_FILES = ("config.json", "metrics.json")
+RUN_FILES = ("config.json", "metrics.json", "curves.json")
 CORRUPT_DIR = "corrupt"
 
 
@@ -67,7 +72,9 @@ class SweepStore:
         return read_json_object(path)
 
     def check(self, sweep: Sweep, points: list[Point] | None = None) -> None:
-        """Raise :class:`SweepDirError` if ``root`` holds something other than this sweep.
+        """Raise :class:`SweepDirError` if ``root`` holds something other than this sweep: the
+        runs of another fingerprint, or (given ``points``) runs or readable failure records of
+        none of ``points`` (the same spec resolving to other configs).
 
         A corrupt ``sweep.json`` is accepted when ``points`` are given and every run and
         failure record in the directory is one of theirs (:meth:`write_manifest` then moves it
@@ -107,6 +114,29 @@ class SweepStore:
                 SweepDirError(f"{problem}; choose another sweep directory"),
                 f"{problem}; choose another --out",
             )
+        foreign = self._foreign(points) if points is not None else []
+        if foreign:
+            # Same spec, other configs: a preset or base file edited since, another pertlearn
+            # version or another device. Running on would mix two sets of runs in one table.
+            problem = (
+                f"sweep directory {str(self.root)!r} holds {len(foreign)} run(s) or failure "
+                f"record(s) of configurations that sweep {sweep.name!r} no longer resolves to "
+                f"(e.g. {foreign[0]}): its presets, config file, pertlearn version or device "
+                "changed since they ran"
+            )
+            raise cli_worded(
+                SweepDirError(f"{problem}; choose another sweep directory"),
+                f"{problem}; choose another --out",
+            )
+
+    def _foreign(self, points: list[Point]) -> list[str]:
+        """The visible run directories and readable failure records that belong to none of
+        ``points`` (paths relative to the sweep directory; unreadable records are moved into
+        ``corrupt/`` by a sweep anyway)."""
+        ids = {p.run_id for p in points}
+        found = [f"runs/{p.name}" for p in self._visible(self.runs) if p.name not in ids]
+        found += [f"failed/{run_id}.json" for run_id in self.failed() if run_id not in ids]
+        return found
 
     def _holds_only(self, points: list[Point]) -> bool:
         """Whether every visible run directory and failure record belongs to ``points``."""
@@ -170,8 +200,9 @@ class SweepStore:
 
     def run_problem(self, run_id: str) -> str | None:
         """Why ``runs/<run_id>`` is not a complete run (one line naming the file), or ``None``
-        when it is: a directory whose ``config.json`` (with its ``config``) and
-        ``metrics.json`` are JSON objects."""
+        when it is: a directory whose ``config.json`` (with its ``config``), ``metrics.json``
+        and ``curves.json`` are JSON objects and whose ``.safetensors`` files are whole (a
+        missing one is not a problem: weights and tensors may be deleted to save space)."""
         run = self.run_dir(run_id)
         if not run.is_dir():
             return f"{run}: not a run directory"
@@ -180,6 +211,8 @@ class SweepStore:
                 payload = read_json_object(run / name)
                 if name == "config.json" and not isinstance(payload.get("config"), dict):
                     return f"{run / name}: holds no 'config' object"
+            for weights in sorted(run.glob("*.safetensors")):
+                check_safetensors(weights)
         except CorruptFileError as err:
             return str(err)
         return None

@@ -8,17 +8,21 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import types
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from pertlearn.cli.main import cli
 from pertlearn.experiments.config import ConfigError
 from pertlearn.experiments.execution import Outcome, SweepInterrupted, check_attacks, run_sweep
 from pertlearn.experiments.execution.driver import stop_on_signals
 from pertlearn.experiments.execution.local import children_ignore_sigint
 from pertlearn.experiments.store import SweepStore
-from pertlearn.experiments.sweeps import parse_sweep
+from pertlearn.experiments.sweeps import Sweep, parse_sweep
 from sweep_support import tiny_spec, write_spec_toml
 
 
@@ -95,6 +99,62 @@ def test_rerun_with_skipped_failures_exits_1_and_says_how_to_retry(tmp_path: Pat
     assert retry.returncode == 0, retry.stderr
     assert sorted(store.completed()) == sorted(p.run_id for p in points)
     assert store.failed() == {}
+
+
+@pytest.mark.parametrize("where", ["loading the spec", "validating the configurations"])
+def test_ctrl_c_before_the_sweep_starts_exits_130_not_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    # Status 1 says that configurations failed; a Ctrl-C (before the sweep's signal handlers
+    # are in place) must say it was stopped, like one while it runs.
+    def ctrl_c(*_args: object, **_kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    if where == "loading the spec":
+        monkeypatch.setattr("pertlearn.experiments.sweeps.load_sweep", ctrl_c)
+    else:
+        monkeypatch.setattr(Sweep, "points", ctrl_c)
+    spec_file = write_spec_toml(tmp_path / "s.toml", tiny_spec())
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["sweep", str(spec_file), "--out", str(out), "-q"])
+    assert result.exit_code == 128 + signal.SIGINT, result.output
+    assert "error: sweep stopped by SIGINT; rerun the same command to continue" in result.output
+    assert "Aborted!" not in result.output
+    assert not out.exists()
+
+
+class _TorchImport(types.ModuleType):
+    """Stands in for the sweep machinery while the sweep command imports it: a Ctrl-C arrives
+    in the middle of the import (where torch may swallow it)."""
+
+    def __init__(self, real: types.ModuleType, finished: list[str]) -> None:
+        super().__init__(real.__name__)
+        self._real, self._finished = real, finished
+
+    def __getattr__(self, name: str) -> object:
+        if name.startswith("_"):
+            return getattr(self._real, name)
+        # To this thread: the test process has other threads (torch's) that do not block it.
+        signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+        signal.sigtimedwait([], 0.1)  # let a handler run
+        self._finished.append(name)
+        return getattr(self._real, name)
+
+
+@pytest.mark.usefixtures("sigint_as_python_default")
+def test_ctrl_c_while_the_sweep_command_imports_torch_waits_for_the_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    finished: list[str] = []
+    name = "pertlearn.experiments.execution"
+    monkeypatch.setitem(sys.modules, name, _TorchImport(sys.modules[name], finished))
+    spec_file = write_spec_toml(tmp_path / "s.toml", tiny_spec())
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["sweep", str(spec_file), "--out", str(out), "-q"])
+    assert set(finished) == {"SweepInterrupted", "run_sweep"}, result.output  # not interrupted
+    assert result.exit_code == 128 + signal.SIGINT, result.output
+    assert "Aborted!" not in result.output
+    assert not out.exists()
 
 
 @pytest.fixture

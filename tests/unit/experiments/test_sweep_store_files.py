@@ -73,7 +73,21 @@ CORRUPTIONS: dict[str, tuple[Callable[[Path], None], str]] = {
         lambda run: (run / "config.json").write_text('{"versions": {}}'),
         "config.json: holds no 'config' object",
     ),
+    "curves missing": (lambda run: (run / "curves.json").unlink(), "curves.json: missing"),
+    "weights truncated": (
+        lambda run: _truncate(run / "g.safetensors"),
+        "g.safetensors: corrupt or truncated (",
+    ),
+    "weights empty": (
+        lambda run: (run / "f.safetensors").write_bytes(b""),
+        "f.safetensors: corrupt or truncated (",
+    ),
 }
+
+
+def _truncate(path: Path) -> None:
+    with path.open("r+b") as handle:
+        handle.truncate(path.stat().st_size - 4)
 
 
 @pytest.mark.parametrize("case", list(CORRUPTIONS))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from pertlearn.errors import cli_message
 from pertlearn.experiments.config import ConfigError
 from pertlearn.experiments.execution import run_sweep
 from pertlearn.experiments.presets import PRESETS, load_config
@@ -138,6 +139,27 @@ def test_directory_of_another_sweep_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SweepDirError, match="holds the runs of another sweep"):
         run_sweep(parse_sweep(tiny_spec()), out)
     assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_directory_of_the_same_spec_resolving_to_other_configs_is_refused(
+    tmp_path: Path,
+) -> None:
+    # An edited preset (or base file, pertlearn version, device) leaves the spec and so the
+    # fingerprint as they were but changes every run id: the resume must not run the new
+    # configurations beside the old runs, which the results table would then show twice.
+    out = tmp_path / "out"
+    spec = tiny_spec(zip={"data.dim": [5]}, grid={"model.width": [4]})
+    assert run_sweep(parse_sweep(spec), out).succeeded == 1
+    before = sorted(p.name for p in (out / "runs").iterdir())
+    edited = parse_sweep(spec)
+    edited.base["train_f"]["lr"] = 0.123  # what an edited preset gives
+    assert edited.fingerprint == parse_sweep(spec).fingerprint
+    with pytest.raises(SweepDirError, match="no longer resolves to") as caught:
+        run_sweep(edited, out)
+    assert f"runs/{before[0]}" in str(caught.value)
+    assert cli_message(caught.value).endswith("choose another --out")
+    assert sorted(p.name for p in (out / "runs").iterdir()) == before
+    assert run_sweep(parse_sweep(spec), out).skipped_done == 1  # the unchanged spec resumes
 
 
 def test_non_sweep_directory_is_refused(tmp_path: Path) -> None:
