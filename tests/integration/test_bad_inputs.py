@@ -215,6 +215,8 @@ FILE_ROWS: list[FileRow] = [
     ("toml-unknown-scale", _toml('preset = "quickstart"\nscale = "huge"'), "unknown scale"),
     ("toml-wrong-type", _toml('preset = "quickstart"\n[model]\nwidth = "wide"'), "model.width"),
     ("toml-table-as-value", _toml('preset = "quickstart"\nmodel = 3'), "model"),
+    ("toml-preset-number", _toml("preset = 3"), "preset must be the name of a preset"),
+    ("toml-preset-table", _toml("[preset]\nname = 1"), "preset must be the name of a preset"),
     ("sweep-binary", _bytes(b"\x00\xff\xfe", command="sweep"), "not UTF-8"),
     ("data-file-garbage", _file_data(b"not a safetensors file at all"), "data.safetensors"),
     (
@@ -242,6 +244,14 @@ FILE_ROWS: list[FileRow] = [
         "sweep-other-pipeline-key",
         _sweep(GOOD_SWEEP + '[grid]\n"scenario" = ["natural_det"]\n'),
         "scenario",
+    ),
+    ("sweep-preset-list", _sweep('preset = ["quickstart"]\n'), "sweep preset must be"),
+    ("sweep-config-number", _sweep("config = 3\n" + GOOD_SWEEP), "sweep config must be"),
+    ("sweep-report-x-number", _sweep("report = {x = 3}\n" + GOOD_SWEEP), "report.x"),
+    (
+        "sweep-report-x-string",
+        _sweep('report = {x = "model.width"}\n' + GOOD_SWEEP + '[grid]\n"model.width" = [1, 2]\n'),
+        "report.x must be a list",
     ),
     ("sweep-workers-zero", _sweep(GOOD_SWEEP, "--workers", "0", "--out", "sweep"), "--workers"),
 ]
