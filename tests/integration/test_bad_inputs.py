@@ -146,6 +146,15 @@ def _sweep(text: str, *extra: str) -> Callable[[Path], list[str]]:
     return make
 
 
+def test_a_config_file_with_a_byte_order_mark_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_bytes(b'\xef\xbb\xbfpreset = "quickstart"\n[model]\nwidth = "wide"\n')
+    result = invoke_in(tmp_path, ["run", str(path), *FAST], monkeypatch)
+    assert_one_line_error(result, "model.width")  # read as TOML, not "Invalid statement"
+
+
 def _missing_config(tmp: Path) -> list[str]:
     return ["run", str(tmp / "nope.toml")]
 
