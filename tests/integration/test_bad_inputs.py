@@ -46,6 +46,10 @@ CONFIG_ROWS: list[tuple[str, list[str], str]] = [
     ("lr-zero", run_set("train_f.lr=0"), "train_f.lr"),
     ("lr-nan", run_set("train_f.lr=nan"), "train_f.lr"),
     ("momentum-1.5", run_set("train_f.momentum=1.5"), "train_f.momentum"),
+    ("lr-inf", run_set("train_f.lr=inf"), "train_f.lr: Input should be a finite number"),
+    ("lr-string", run_set('train_g.lr="0.5"'), "train_g.lr"),
+    ("epochs-bool", run_set("train_f.epochs=true"), "train_f.epochs"),
+    ("stop-tol-inf", run_set("train_g.stop_tol=inf"), "train_g.stop_tol"),
     ("dim-zero", run_set("data.dim=0"), "data.dim"),
     ("n-train-one", run_set("data.n_train=1"), "data.n_train"),
     ("n-test-huge", run_set("data.n_test=1000000000000"), "data.n_test"),
@@ -58,6 +62,10 @@ CONFIG_ROWS: list[tuple[str, list[str], str]] = [
     ("control-unknown", run_set("controls=['nope']"), "controls"),
     ("control-of-other-pipeline", run_set("controls=['unperturbed_inputs']"), "controls"),
     ("attack-unknown", run_set("attack.name='nope'"), "unknown attack"),
+    ("attack-option-unknown", run_set("attack.options.stpes=3"), "unexpected keyword argument"),
+    ("attack-option-value", run_set("attack.options.loss='nope'"), "unknown loss 'nope'"),
+    ("pgd-eps-zero", run_set("attack.name='pgd_l2'", "attack.eps=0"), "eps must be positive"),
+    ("pgd-steps-zero", run_set("attack.name='pgd_l2'", "attack.options.steps=0"), "steps"),
     ("model-unknown", run_set("model.name='resnet'"), "model.name"),
     ("image-model-in-neurips", run_set("model.name='small_cnn'"), "model.name"),
     ("data-unknown", run_set("data.name='imagenet'"), "data.name"),
@@ -97,6 +105,8 @@ CONFIG_ROWS: list[tuple[str, list[str], str]] = [
         "f_weights: 'no/such/run' does not exist",
     ),
     ("images-epochs", ["run", *IMAGES, "--set", "train_f.epochs=0"], "train_f.epochs"),
+    ("images-lr-inf", ["run", *IMAGES, "--set", "train_g.lr=inf"], "train_g.lr"),
+    ("images-epochs-bool", ["run", *IMAGES, "--set", "train_f.epochs=true"], "train_f.epochs"),
     ("images-scenario", ["run", *IMAGES, "--set", "scenario='natural'"], "scenario"),
     ("images-targets-key", ["run", *IMAGES, "--set", "targets='random'"], "targets: unknown key"),
     ("images-binary-model", ["run", *IMAGES, "--set", "model.name='two_layer'"], "model.name"),
@@ -134,6 +144,15 @@ def _sweep(text: str, *extra: str) -> Callable[[Path], list[str]]:
         return ["sweep", str(path), *(extra or ["--dry-run"])]
 
     return make
+
+
+def test_a_config_file_with_a_byte_order_mark_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_bytes(b'\xef\xbb\xbfpreset = "quickstart"\n[model]\nwidth = "wide"\n')
+    result = invoke_in(tmp_path, ["run", str(path), *FAST], monkeypatch)
+    assert_one_line_error(result, "model.width")  # read as TOML, not "Invalid statement"
 
 
 def _missing_config(tmp: Path) -> list[str]:
@@ -215,6 +234,8 @@ FILE_ROWS: list[FileRow] = [
     ("toml-unknown-scale", _toml('preset = "quickstart"\nscale = "huge"'), "unknown scale"),
     ("toml-wrong-type", _toml('preset = "quickstart"\n[model]\nwidth = "wide"'), "model.width"),
     ("toml-table-as-value", _toml('preset = "quickstart"\nmodel = 3'), "model"),
+    ("toml-preset-number", _toml("preset = 3"), "preset must be the name of a preset"),
+    ("toml-preset-table", _toml("[preset]\nname = 1"), "preset must be the name of a preset"),
     ("sweep-binary", _bytes(b"\x00\xff\xfe", command="sweep"), "not UTF-8"),
     ("data-file-garbage", _file_data(b"not a safetensors file at all"), "data.safetensors"),
     (
@@ -242,6 +263,19 @@ FILE_ROWS: list[FileRow] = [
         "sweep-other-pipeline-key",
         _sweep(GOOD_SWEEP + '[grid]\n"scenario" = ["natural_det"]\n'),
         "scenario",
+    ),
+    ("sweep-preset-list", _sweep('preset = ["quickstart"]\n'), "sweep preset must be"),
+    ("sweep-config-number", _sweep("config = 3\n" + GOOD_SWEEP), "sweep config must be"),
+    ("sweep-report-x-number", _sweep("report = {x = 3}\n" + GOOD_SWEEP), "report.x"),
+    (
+        "sweep-report-x-string",
+        _sweep('report = {x = "model.width"}\n' + GOOD_SWEEP + '[grid]\n"model.width" = [1, 2]\n'),
+        "report.x must be a list",
+    ),
+    (
+        "sweep-attack-option-unknown",
+        _sweep(GOOD_SWEEP + '[grid]\n"attack.options.stpes" = [1, 2]\n'),
+        "unexpected keyword argument 'stpes'",
     ),
     ("sweep-workers-zero", _sweep(GOOD_SWEEP, "--workers", "0", "--out", "sweep"), "--workers"),
 ]
@@ -271,14 +305,19 @@ def assert_nothing_written(tmp_path: Path, before: set[str]) -> None:
     assert {p.name for p in tmp_path.iterdir()} == before
 
 
-@pytest.mark.parametrize(
-    ("args", "fragment"), [r[1:] for r in CONFIG_ROWS], ids=[r[0] for r in CONFIG_ROWS]
-)
+CHECKED_WHEN_THE_RUN_STARTS = {"allocation-too-large", "images-f-weights-missing"}
+"""Rows found only once the run has started; every other row is refused by the config
+validation, before ``running ...`` (and before f is trained)."""
+
+
+@pytest.mark.parametrize(("row", "args", "fragment"), CONFIG_ROWS, ids=[r[0] for r in CONFIG_ROWS])
 def test_bad_config_is_one_line(
-    args: list[str], fragment: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    row: str, args: list[str], fragment: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     result = invoke_in(tmp_path, args, monkeypatch)
     assert_one_line_error(result, fragment)
+    if row not in CHECKED_WHEN_THE_RUN_STARTS:
+        assert "running " not in result.stderr  # type: ignore[attr-defined]
     assert_nothing_written(tmp_path, set())
 
 

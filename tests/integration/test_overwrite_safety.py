@@ -126,3 +126,22 @@ def test_a_run_directory_follows_the_umask_and_cleans_stale_temporaries(tmp_path
     assert out.stat().st_mode & 0o777 == 0o755
     assert (out / "metrics.json").stat().st_mode & 0o777 == 0o644
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_report_refuses_to_replace_a_file_it_did_not_write(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert invoke(["run", *FAST, "--out", str(out)]).exit_code == 0  # type: ignore[attr-defined]
+    thesis = tmp_path / "thesis.tex"
+    thesis.write_text("my thesis")
+    config = (out / "config.json").read_text()
+    for target in (thesis, out / "config.json"):
+        result = invoke(["report", str(out), "--out", str(target)])
+        assert result.exit_code == 2  # type: ignore[attr-defined]
+        assert "is not a report written by pertlearn" in result.output  # type: ignore[attr-defined]
+    assert thesis.read_text() == "my thesis"
+    assert (out / "config.json").read_text() == config
+    assert not (tmp_path / "thesis-figures").exists()
+    # A page it wrote itself is replaced.
+    page = tmp_path / "page.html"
+    for _ in range(2):
+        assert invoke(["report", str(out), "--out", str(page)]).exit_code == 0  # type: ignore[attr-defined]

@@ -10,6 +10,7 @@ and impossible values are rejected with one line naming the key.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Literal
 
 from pydantic import (
@@ -110,7 +111,24 @@ class AttackConfig(StrictModel):
             raise ValueError(
                 "give exactly one of attack.eps, attack.eps_per_sqrt_dim and attack.eps_per_dim"
             )
+        self._check_options()
         return self
+
+    def _check_options(self) -> None:
+        """Build the attack once, so that a misspelt option or an impossible value is an error
+        of the config, not of the run after f is trained. A budget given per dimension stands
+        in as 1 (its sign is what the attacks check; the dimension is not known here)."""
+        if self.eps is not None:
+            eps = self.eps
+        elif self.eps_per_dim is not None:
+            eps = 1.0  # resolve_eps: at least one coordinate
+        else:
+            eps = 1.0 if self.eps_per_sqrt_dim else 0.0
+        try:
+            ATTACKS[self.name](eps, **self.options)
+        except TypeError as err:
+            problem = re.sub(r"^\w+\.__init__\(\) ", "", str(err))
+            raise ValueError(f"options do not fit attack {self.name!r} ({problem})") from None
 
     def resolve_eps(self, dim: int) -> float:
         """The budget ε for inputs of dimension ``dim``."""

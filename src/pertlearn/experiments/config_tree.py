@@ -91,7 +91,7 @@ def read_toml(path: str | Path) -> dict[str, Any]:
             "is it really a config?"
         )
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a byte-order mark (Windows editors) is not TOML
     except UnicodeDecodeError:
         raise ConfigError(f"config file {str(path)!r} is not UTF-8 text (binary?)") from None
     try:

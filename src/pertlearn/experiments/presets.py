@@ -323,6 +323,8 @@ def load_config(
         tree = read_toml(source) if isinstance(source, str | Path) else dict(source)
     base = tree.pop("preset", None)
     file_scale = tree.pop("scale", None)
+    if base is not None and not isinstance(base, str):
+        raise ConfigError(f"preset must be the name of a preset (a string), got {base!r}")
     if preset is not None and base is not None and preset != base:
         named = f"the config file names preset {base!r} but"
         raise cli_worded(

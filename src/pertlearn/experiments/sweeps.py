@@ -319,6 +319,8 @@ def parse_sweep(
     tree: dict[str, Any] = {}
     config_file = spec.get("config")
     config_tree: dict[str, Any] = {}
+    if config_file is not None and not isinstance(config_file, str):
+        raise ConfigError(f"sweep config must be the path of a config file, got {config_file!r}")
     if config_file is not None:
         path = Path(config_file)
         if not path.is_absolute() and base_dir is not None:
@@ -326,6 +328,8 @@ def parse_sweep(
         config_tree = read_toml(path)
         tree = copy.deepcopy(config_tree)
     preset = spec.get("preset", tree.pop("preset", None))
+    if preset is not None and not isinstance(preset, str):
+        raise ConfigError(f"sweep preset must be the name of a preset, got {preset!r}")
     file_scale = tree.pop("scale", None)
     used_scale = scale or spec.get("scale") or file_scale or "cpu"
     if used_scale not in SCALES:
@@ -357,7 +361,10 @@ def parse_sweep(
     seeds = _parse_seeds(spec.get("seeds"))
 
     report = spec.get("report", {})
-    report_x = list(report.get("x", [])) if isinstance(report, dict) else []
+    raw_x = report.get("x", []) if isinstance(report, dict) else []
+    if not isinstance(raw_x, list) or not all(isinstance(key, str) for key in raw_x):
+        raise ConfigError(f"sweep report.x must be a list of swept keys, got {raw_x!r}")
+    report_x = list(raw_x)
     for key in report_x:
         if key not in keys:
             raise ConfigError(f"sweep report.x {key!r} is not a swept key ({', '.join(keys)})")

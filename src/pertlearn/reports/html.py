@@ -20,6 +20,7 @@ from typing import Any
 
 from pertlearn.analysis.plotting import FORMATS, write_figure_files
 from pertlearn.atomic import write_text
+from pertlearn.errors import RunDirExistsError, cli_worded
 from pertlearn.experiments.config import ConfigError
 from pertlearn.experiments.rundir import FIGURES_DIR, read_run
 from pertlearn.experiments.store import SweepStore, collect_results, columns_of, format_cell
@@ -134,7 +135,7 @@ def _page(title: str, sections: list[str]) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{_esc(title)}</title><style>{CSS}</style></head><body>"
-        f'<h1>{_esc(title)}</h1><p class="muted">written {stamp} by pertlearn report</p>'
+        f'<h1>{_esc(title)}</h1><p class="muted">written {stamp} {REPORT_MARK}'
         + "".join(sections)
         + "</body></html>\n"
     )
@@ -299,12 +300,34 @@ def figures_dir(page: Path) -> Path:
     return page.parent / name
 
 
+REPORT_MARK = "by pertlearn report</p>"
+"""Written near the top of every report page (:func:`_page`): the sign that a file at the
+report's path may be replaced."""
+
+
+def check_report_target(target: Path) -> None:
+    """Raise :class:`RunDirExistsError` when ``target`` exists and is not a page written by
+    ``pertlearn report`` (a user's file is never replaced by a report)."""
+    if not target.exists():
+        return
+    if target.is_file():
+        with target.open("rb") as handle:
+            if REPORT_MARK.encode() in handle.read(64 * 1024):
+                return
+    problem = f"{str(target)!r} exists and is not a report written by pertlearn"
+    raise cli_worded(
+        RunDirExistsError(f"{problem}; pass another out path, or move that file"),
+        f"{problem}; pass another --out, or move that file",
+    )
+
+
 def write_report(directory: str | Path, out: str | Path | None = None) -> Path:
     """Write ``report.html`` for a sweep directory (``sweep.json``) or a run directory
     (``metrics.json``) atomically, with every figure also as PNG, PDF and SVG in
     :func:`figures_dir`; return the page's path (default ``directory/report.html``)."""
     directory = Path(directory)
     target = Path(out) if out is not None else directory / "report.html"
+    check_report_target(target)
     files = FigureFiles(figures_dir(target), target.parent)
     if (directory / "sweep.json").exists():
         page = sweep_report(directory, files)

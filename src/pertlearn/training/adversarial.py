@@ -25,7 +25,9 @@ class AdversarialConfig(BaseModel):
     """PGD adversarial training of an image classifier (``adversarial`` in a
     :class:`~pertlearn.training.minibatch.MinibatchConfig`)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False
+    )
 
     attack: str = Field("pgd_l2", description="attack of the registry, run untargeted")
     eps: float = Field(gt=0, allow_inf_nan=False, description="perturbation budget ε")

@@ -14,7 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 class TrainConfig(BaseModel):
     """How one network is trained (``train_f`` / ``train_g`` in an experiment config)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False
+    )
 
     loss: Literal["identity", "logistic", "exponential", "cross_entropy"] = "identity"
     lr: float = Field(1.0, gt=0, description="learning rate")

@@ -65,7 +65,9 @@ class MinibatchConfig(BaseModel):
     """How an image classifier is trained (ICLR24 reference: lr 0.1, momentum 0.9, Nesterov,
     weight decay 5e-4, batch 128, ReduceLROnPlateau; 100–300 epochs)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False
+    )
 
     lr: float = Field(0.1, gt=0, description="initial learning rate")
     momentum: float = Field(0.9, ge=0, lt=1)
