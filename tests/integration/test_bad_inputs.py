@@ -41,6 +41,7 @@ CONFIG_ROWS: list[tuple[str, list[str], str]] = [
     ("epochs-1e21", run_set("train_f.epochs=1e21"), "train_f.epochs"),
     ("epochs-zero", run_set("train_g.epochs=0"), "train_g.epochs"),
     ("shift-nan", run_set("data.shift=nan"), "data.shift"),
+    ("shift-overflows-float32", run_set("data.shift=1e300"), "data.shift"),
     ("eps-inf", run_set("attack.eps=inf"), "attack.eps"),
     ("eps-negative", run_set("attack.eps=-1"), "attack.eps"),
     ("lr-zero", run_set("train_f.lr=0"), "train_f.lr"),

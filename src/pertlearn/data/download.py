@@ -172,8 +172,15 @@ def download(
     mirrors are reported to ``echo`` (see :func:`fetch`)."""
     info = dataset_info(name)
     folder = resolve_data_dir(data_dir) / info.name
-    for remote in info.files:
-        path = fetch(remote, folder, opener=opener, progress=progress, echo=echo)
-        if path.name.endswith(".tar.gz"):
-            safe_extract(path, folder)
+    created = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        for remote in info.files:
+            path = fetch(remote, folder, opener=opener, progress=progress, echo=echo)
+            if path.name.endswith(".tar.gz"):
+                safe_extract(path, folder)
+    except DataError:
+        for made in created:  # deepest first: a failed download leaves no empty folders
+            if made.is_dir() and not any(made.iterdir()):
+                made.rmdir()
+        raise
     return folder / "cifar-10-batches-py" if name == "cifar10" else folder

@@ -266,7 +266,10 @@ def read_json_object(path: Path) -> dict[str, Any]:
     except RecursionError:
         raise CorruptFileError(path, "not valid JSON (nested too deeply)") from None
     if not isinstance(data, dict):
-        raise CorruptFileError(path, f"holds a JSON {type(data).__name__}, not an object")
+        kind = {type(None): "null", bool: "boolean", str: "string", list: "array"}.get(
+            type(data), "number"
+        )
+        raise CorruptFileError(path, f"holds a JSON {kind}, not an object")
     return data
 
 

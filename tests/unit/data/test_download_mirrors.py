@@ -115,4 +115,20 @@ def test_cli_download_with_every_connection_dropping(
     assert len(errors) == 1 and "any of its 3 mirrors" in errors[0]
     assert len(warnings) == 3 and all("IncompleteRead" in line for line in warnings)
     assert "Traceback" not in result.output
-    assert list((tmp_path / "mnist").iterdir()) == []
+    assert not (tmp_path / "mnist").exists()  # no partial files, no empty folder
+
+
+def test_a_failed_download_leaves_no_empty_folders(tmp_path: Path) -> None:
+    from pertlearn.data.download import download
+
+    def refused(url: str) -> IO[bytes]:
+        raise urllib.error.URLError(ConnectionRefusedError(111, "refused"))
+
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    for data_dir in (tmp_path / "new" / "data", kept):
+        with pytest.raises(DataError, match="could not download"):
+            download("mnist", data_dir, opener=refused)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]
+    assert [p.name for p in kept.iterdir()] == ["notes.txt"]

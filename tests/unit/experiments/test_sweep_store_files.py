@@ -62,7 +62,7 @@ CORRUPTIONS: dict[str, tuple[Callable[[Path], None], str]] = {
     ),
     "metrics a list": (
         lambda run: (run / "metrics.json").write_text("[1, 2]"),
-        "metrics.json: holds a JSON list, not an object",
+        "metrics.json: holds a JSON array, not an object",
     ),
     "metrics not UTF-8": (
         lambda run: (run / "metrics.json").write_bytes(b"\xff\xfe{"),
@@ -116,7 +116,7 @@ def test_results_leave_a_corrupt_run_out_and_name_it(sweep_dir: Path) -> None:
     result = _cli("results", str(sweep_dir))
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
-    assert f"warning: left out {run / 'metrics.json'}: holds a JSON list" in result.stderr
+    assert f"warning: left out {run / 'metrics.json'}: holds a JSON array" in result.stderr
     assert "1 runs ->" in result.stdout
 
 
@@ -168,7 +168,8 @@ def test_corrupt_sweep_json_over_this_sweeps_runs_is_rebuilt(sweep_dir: Path) ->
     ("content", "reason"),
     [
         (b"", "not valid JSON (Expecting value: line 1 column 1 (char 0))"),
-        (b"1", "holds a JSON int, not an object"),
+        (b"1", "holds a JSON number, not an object"),
+        (b"null", "holds a JSON null, not an object"),
         (b"\x80", "not UTF-8 text"),
         (b"[" * 100_000, "not valid JSON (nested too deeply)"),
     ],

@@ -59,7 +59,7 @@ class NeuripsDataConfig(StrictModel):
     dim: int = Field(100, ge=1, le=10_000_000, description="input dimension d")
     n_train: int = Field(1000, ge=2, le=100_000_000, description="training samples N")
     n_test: int = Field(1000, ge=1, le=100_000_000, description="fresh test samples")
-    shift: float = Field(0.3, description="shifted_gauss: class means ±shift·1_d")
+    shift: float = Field(0.3, ge=-1e6, le=1e6, description="shifted_gauss: class means ±shift·1_d")
     classes: list[int] | None = Field(
         None, description="images: the two classes, relabeled +1 (first) and -1"
     )

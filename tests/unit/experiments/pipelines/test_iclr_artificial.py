@@ -156,10 +156,10 @@ SMALL_SEEDS = {
 @pytest.mark.parametrize("preset", list(SMALL_SEEDS))
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_g_learns_from_perturbed_noise_and_control_does_not(preset: str, seed: int) -> None:
-    """The ICLR24 artificial figures at a small size: g (trained on perturbed noise only) classifies the
-    natural training set; g' (same noise, no perturbation) sits near chance. The control's
-    bound is a little wider than the cpu preset's 0.62 because D has only 50 samples here
-    (a chance classifier's accuracy has standard deviation ≈ 0.07)."""
+    """The ICLR24 artificial figures at a small size: g (trained on perturbed noise only)
+    classifies the natural training set; g' (same noise, no perturbation) sits near chance. The
+    control's bound is a little wider than the cpu preset's 0.62 because D has only 50 samples
+    here (a chance classifier's accuracy has standard deviation ≈ 0.07)."""
     low_g, high_control = SMALL_SEEDS[preset]
     overrides = [*FIGURES, f"seed={seed}"]
     if "-l0-" in preset:
