@@ -22,17 +22,20 @@ def predictions(model: nn.Module, x: torch.Tensor, batch_size: int = 8192) -> to
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Share of samples whose predicted label equals ``y``."""
+    """Share of samples of ``x`` (``(N, ...)``) whose predicted label equals ``y`` (``(N,)``:
+    ±1 for binary scores, ties to +1; class indices for logits): ``(1/N) Σ_n 1[ŷ_n = y_n]``."""
     predicted = predictions(model, x)
     return (predicted == y.to(predicted.dtype)).double().mean().item()
 
 
 def agreement(f: nn.Module, g: nn.Module, x: torch.Tensor) -> float:
-    """Share of inputs on which ``f`` and ``g`` predict the same label (sign f = sign g)."""
+    """Share of inputs ``x`` (``(N, ...)``) on which ``f`` and ``g`` predict the same label
+    (sign f = sign g, ties to +1; or the same argmax class): ``(1/N) Σ_n 1[f̂_n = ĝ_n]``."""
     return (predictions(f, x) == predictions(g, x)).double().mean().item()
 
 
 def majority_share(model: nn.Module, x: torch.Tensor) -> float:
-    """Share of inputs given the most frequent predicted label (1.0: a constant classifier)."""
+    """Share of inputs ``x`` (``(N, ...)``) given the most frequent predicted label:
+    ``max_c |{n: ŷ_n = c}| / N`` (1.0: a constant classifier)."""
     _, counts = predictions(model, x).unique(return_counts=True)
     return int(counts.max().item()) / x.shape[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -364,3 +365,106 @@ def test_targets_outside_the_model_classes_are_rejected(name: str) -> None:
             attack(model, x, wrong)
     with pytest.raises(ValueError, match="has 5 classes"):
         attack(model, x, classes.double() + 0.5)
+
+
+# --------------------------------------------------------------- one step, by hand
+
+
+def _step_inputs() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Clean images ``x`` ``(4, 2, 3, 3)`` in [0, 1] (some pixels at 0 and 1, so the clip
+    bites), a current iterate ``x_adv`` near ``x`` and a gradient, all float64."""
+    x = torch.rand(4, 2, 3, 3, generator=gen(20), dtype=torch.float64)
+    x[:, 0, 0, 0], x[:, 1, 2, 2] = 0.0, 1.0
+    x_adv = (x + 0.2 * torch.randn(x.shape, generator=gen(21), dtype=torch.float64)).clamp(0, 1)
+    grad = torch.randn(x.shape, generator=gen(22), dtype=torch.float64)
+    grad[:, 0, 0, 0], grad[:, 1, 2, 2] = 5.0, -5.0  # push the boundary pixels out of the range
+    grad[3] = 0.0  # a vanishing gradient: the iterate only gets projected
+    return x, x_adv, grad
+
+
+def _hand_step(
+    name: str,
+    x: torch.Tensor,
+    x_adv: torch.Tensor,
+    grad: torch.Tensor,
+    eps: float,
+    alpha: float,
+    clip: bool = True,
+) -> torch.Tensor:
+    """The update of each attack written out per sample with Python floats and numpy (the
+    formulas of the class docstrings), then clipped to [0, 1] (``clip``)."""
+    out = []
+    for x0, xa, g in zip(x.numpy(), x_adv.numpy(), grad.numpy(), strict=True):
+        x0, xa, g = x0.ravel(), xa.ravel(), g.ravel()
+        if name == "pgd_l2":
+            gn = float(np.sqrt((g**2).sum()))
+            d = xa - alpha * (g / gn if gn > 0 else 0 * g) - x0
+            size = float(np.sqrt((d**2).sum()))
+            d = d * min(1.0, eps / size) if size > 0 else d
+        elif name == "pgd_linf":
+            d = np.clip(xa - alpha * np.sign(g) - x0, -eps, eps)
+        else:  # pgd_linf_rescaled
+            gn = float(np.abs(g).max())
+            d = xa - alpha * (g / gn if gn > 0 else 0 * g) - x0
+            size = float(np.abs(d).max())
+            d = d * min(1.0, eps / size) if size > 0 else d
+        out.append(np.clip(x0 + d, 0.0, 1.0) if clip else x0 + d)
+    return torch.from_numpy(np.stack(out)).view_as(x)
+
+
+@pytest.mark.parametrize("name", list(DENSE))
+def test_one_step_is_the_hand_written_projected_update(name: str) -> None:
+    """One call of ``step`` equals the update and projection of the docstring computed by hand
+    (numpy, per sample): both the ε-ball projection and the [0, 1] clip bite here."""
+    x, x_adv, grad = _step_inputs()
+    eps = {"pgd_l2": 0.3, "pgd_linf": 0.1, "pgd_linf_rescaled": 0.1}[name]
+    alpha = 0.25 if name == "pgd_l2" else 0.07
+    attack = make(name, eps, step_size=alpha, clip=(0.0, 1.0))
+    got = attack.step(x, x_adv, grad, attack.init_state(x, x_adv))
+    expected = _hand_step(name, x, x_adv, grad, eps, alpha)
+    # torch.renorm scales by maxnorm/(norm + 1e-7): a relative difference of ~1e-7/ε
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    norms = per_sample_norm(got - x, DENSE[name][1])
+    assert bool((norms <= eps * (1 + 1e-9)).all())
+    # the ball projection and the clip were both active (else this test checks less than it
+    # says)
+    assert not torch.allclose(_hand_step(name, x, x_adv, grad, math.inf, alpha), expected)
+    assert not torch.allclose(_hand_step(name, x, x_adv, grad, eps, alpha, clip=False), expected)
+
+
+def test_l0_step_unlocks_the_largest_new_gradient_coordinate_and_moves_only_unlocked() -> None:
+    """``PgdL0.step`` by hand: the locked coordinate with the largest |g| is unlocked (while
+    fewer than k are), then the unlocked coordinates move by α·g/‖g_unlocked‖∞ and are clipped;
+    a sample with k coordinates unlocked unlocks no more."""
+    x = torch.full((3, 6), 0.5, dtype=torch.float64)
+    x[:, 5] = 1.0  # at the top of the range
+    grad = torch.tensor(
+        [
+            [0.1, -0.9, 0.3, 0.0, 0.2, -0.4],  # nothing unlocked yet: unlocks 1
+            [0.1, -0.9, 0.3, 0.0, 0.2, -0.4],  # 1 unlocked: unlocks 5 (|−0.4| > 0.3)
+            [2.0, -0.9, 0.3, 0.0, 0.2, -0.4],  # 1 and 2 unlocked (= k): nothing new
+        ],
+        dtype=torch.float64,
+    )
+    x_adv = x.clone()
+    x_adv[1, 1] = 0.6
+    x_adv[2, 1], x_adv[2, 2] = 0.6, 0.45
+    attack = PgdL0(2, step_size=0.3, clip=(0.0, 1.0))
+    state = attack.init_state(x, x_adv)
+    assert state["unlocked"].sum(dim=1).tolist() == [0, 1, 2]
+    got = attack.step(x, x_adv, grad, state)
+
+    expected = x_adv.clone()
+    # row 0: unlocked {1}; g on it −0.9, ‖·‖∞ 0.9 → x_1 += 0.3
+    expected[0, 1] += 0.3
+    # row 1: unlocked {1, 5}; ‖(−0.9, −0.4)‖∞ = 0.9 → x_1 += 0.3, x_5 += 0.3·0.4/0.9 → clip 1
+    expected[1, 1] += 0.3
+    expected[1, 5] = 1.0
+    # row 2: unlocked {1, 2}; ‖(−0.9, 0.3)‖∞ = 0.9 → x_1 += 0.3, x_2 −= 0.1; the large g_0
+    # stays locked
+    expected[2, 1] += 0.3
+    expected[2, 2] -= 0.1
+    torch.testing.assert_close(got, expected.clamp(0, 1), rtol=0, atol=1e-12)
+    assert state["unlocked"].sum(dim=1).tolist() == [1, 2, 2]
+    assert state["unlocked"][1].nonzero().flatten().tolist() == [1, 5]
+    assert not bool(state["unlocked"][2, 0])

@@ -302,3 +302,46 @@ def test_fast_fit_on_cuda():
         torch.tensor(got.losses), torch.tensor(expected.losses), rtol=1e-4, atol=1e-5
     )
     torch.testing.assert_close(model.weight.cpu(), reference.weight, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("loss", "lr"), [("identity", 2.0), ("logistic", 50.0), ("exponential", 2.0)]
+)
+def test_loss_weights_are_the_lr_weighted_sum_of_the_loss_derivative(loss, lr):
+    """``TrainResult.loss_weights`` = ``Σ_t lr_t ℓ'(-y f(x; t))`` (the NeurIPS24 weights
+    ``∫ ℓ'(-y f(x; t)) dt`` of gradient descent), with ``ℓ'`` written out here (1, the logistic
+    sigmoid, exp) along a trajectory from autograd, torch.optim.SGD and torch's
+    ReduceLROnPlateau; with the logistic and exponential losses these steps make the loss
+    oscillate, so the rate drops during the run. Both trainers agree with it."""
+    x, y = _data(dtype=torch.float64)
+    derivative = {
+        "identity": lambda s: torch.ones_like(s),
+        "logistic": lambda s: 1 / (1 + torch.exp(-s)),
+        "exponential": torch.exp,
+    }[loss]
+    config = TrainConfig(loss=loss, lr=lr, epochs=60, plateau_patience=0, plateau_factor=0.5)
+    reference = _model("two_layer", slope=0.1, dtype=torch.float64)
+    params = [reference.weight, reference.bias]
+    opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=0)
+    expected = torch.zeros_like(y)
+    rates = []
+    for _ in range(config.epochs):
+        rate = opt.param_groups[0]["lr"]
+        rates.append(rate)
+        opt.zero_grad()
+        scores = reference(x)
+        expected += rate * derivative(-y * scores.detach())
+        loss_value = per_sample_loss(scores, y, loss).mean()
+        loss_value.backward()
+        opt.step()
+        sched.step(loss_value.item())
+    if loss == "identity":  # ℓ' = 1: every weight is the sum of the rates
+        torch.testing.assert_close(expected, torch.full_like(y, sum(rates)))
+    else:  # the schedule changed the rate: the weights must follow it
+        assert min(rates) < lr
+    for fast_path in (True, False):
+        model = _model("two_layer", slope=0.1, dtype=torch.float64)
+        got = fit(model, x, y, config, fast=fast_path)
+        assert got.loss_weights is not None
+        torch.testing.assert_close(got.loss_weights, expected, rtol=1e-9, atol=1e-12)
