@@ -10,8 +10,8 @@ import torch
 
 from pertlearn.analysis.theory import RunData, agreements_on_test, compute_theory
 from pertlearn.attacks import GradientStep
-from pertlearn.data.synthetic import balanced_signs, shifted_gauss
-from pertlearn.models import TwoLayerNet
+from pertlearn.data.synthetic import balanced_signs, gauss, shifted_gauss
+from pertlearn.models import OneHiddenNet, TwoLayerNet
 
 
 def test_agreements_on_test_are_found_at_any_depth_and_in_either_order() -> None:
@@ -97,3 +97,50 @@ def test_compute_theory_evaluates_the_predictions_where_the_perturbations_were_c
     torch.testing.assert_close(report.scorers["fhat"](x_test), f_hat)
     dominates = (pert_term.abs() > orig_term.abs()).double().mean().item()
     assert section["scenario_b"]["perturbation_term_dominates"] == pytest.approx(dominates)
+
+
+def test_compute_theory_iclr_section_equals_the_max_margin_surrogate_solved_directly() -> None:
+    """One-hidden-layer run on nearly orthogonal data (all samples support vectors): the ICLR24
+    numbers of ``compute_theory`` equal those of ``w̃ = Σ_n λ_n y_n x_n`` with ``λ`` from a
+    dense solve of ``Σ_k λ_k y_k y_n ⟨x_k, x_n⟩ = 1`` (not the conjugate gradients of the
+    package), the condition ``γ³R_min⁴/(3NR_max²) > p_max`` from statistics computed here, and
+    the L2 prediction ``ε y^adv w̃/‖w̃‖``."""
+    g = torch.Generator().manual_seed(1)
+    n, d, slope, eps = 8, 400, 0.5, 0.3
+    x, y = gauss(n, d, g, dtype=torch.float64)
+    base, _ = gauss(n, d, g, dtype=torch.float64)
+    x_test, _ = gauss(20, d, g, dtype=torch.float64)
+    f = OneHiddenNet(d, 16, slope, generator=g, dtype=torch.float64)
+    net_g = OneHiddenNet(d, 16, slope, generator=g, dtype=torch.float64)
+    y_adv = balanced_signs(n, g, torch.float64)
+    x_adv = GradientStep(eps)(f, base, y_adv)
+    model = {"name": "one_hidden", "slope": slope}
+    run = RunData(
+        x_train=x, y_train=y, x_test=x_test, y_test=None, y_adv=y_adv, x_adv=x_adv,
+        g_inputs=x_adv, base=base, f=f, g=net_g, model_f=model, model_g=model, eps=eps,
+        scenario="noise",
+    )  # fmt: skip
+    section = compute_theory(run).theory["iclr"]
+
+    gram = x @ x.T
+    lam = torch.linalg.solve((y[:, None] * y[None, :]) * gram, torch.ones(n, dtype=torch.float64))
+    assert bool((lam > 0).all())
+    w = (lam * y) @ x
+    norms = gram.diagonal().sqrt()
+    p_max = (gram - torch.diag(gram.diagonal())).abs().max().item()
+    bound = slope**3 * norms.min().item() ** 4 / (3 * n * norms.max().item() ** 2)
+    assert section["p_max"] == pytest.approx(p_max, rel=1e-12)
+    assert section["orthogonality_bound"] == pytest.approx(bound, rel=1e-12)
+    assert section["orthogonality_condition"] == (p_max < bound)
+    with torch.no_grad():
+        f_scores = f(x_test)
+    assert section["agree_ftilde_f"] == pytest.approx(_sign_agree(x_test @ w, f_scores))
+    eta = x_adv - base
+    cos_l2 = [float(eta[i] @ (y_adv[i] * w)) / float(eta[i].norm() * w.norm()) for i in range(n)]
+    assert section["perturbations"]["cos_l2"]["mean"] == pytest.approx(sum(cos_l2) / n, abs=1e-9)
+    assert section["perturbations"]["l0_k"] == d  # a dense L2 step changes every coordinate
+    assert section["perturbations"]["l0_overlap"] is None
+    lo, hi = 1 / (2 * norms.max().item() ** 2), 3 / (2 * slope**2 * norms.min().item() ** 2)
+    assert section["lambdas"]["bounds"] == pytest.approx([lo, hi], rel=1e-12)
+    inside = ((lam > lo) & (lam < hi)).double().mean().item()
+    assert section["lambdas"]["share_in_bounds"] == pytest.approx(inside)
