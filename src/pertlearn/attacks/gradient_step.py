@@ -12,7 +12,7 @@ from pertlearn.attacks.base import Attack, per_sample_norm, register_attack
 @register_attack
 class GradientStep(Attack):
     """``x_adv = x + r`` with ``r = -ε ∇_x ℓ(x, y_adv) / ‖∇_x ℓ(x, y_adv)‖₂`` (NeurIPS24,
-    NeurIPS24 arXiv:2410.23677).
+    arXiv:2410.23677).
 
     Each perturbation has L2 norm exactly ``ε`` (a sample whose gradient vanishes is left
     unchanged). For a binary model and any of the margin losses, ``∇_x ℓ = -ℓ' y_adv ∇_x f``

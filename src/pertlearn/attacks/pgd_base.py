@@ -1,6 +1,5 @@
-"""Shared machinery of the PGD attacks (ICLR24, ICLR24 arXiv:2402.10470): validation, the data
-range, the
-iteration loop that keeps each sample's best iterate by its objective, batching, and the
+"""Shared machinery of the PGD attacks (ICLR24, arXiv:2402.10470): validation, the data range,
+the iteration loop that keeps each sample's best iterate by its objective, batching, and the
 target-hit repair options (random restarts, stepping on until the target is hit, and
 noise-averaged gradients).
 

@@ -164,5 +164,6 @@ def ghat(
 
 
 def sign_agreement(a: Tensor, b: Tensor) -> float:
-    """Share of entries with equal sign (ties count as +1, like :func:`training.predict`)."""
+    """Share of entries with equal sign (ties count as +1, like :func:`training.predict`);
+    ``a`` and ``b`` of one shape, e.g. ``(N,)`` predictions of f̂ and ĝ."""
     return ((a >= 0) == (b >= 0)).double().mean().item()
