@@ -63,7 +63,11 @@ CONFIG_ROWS: list[tuple[str, list[str], str]] = [
     ("control-unknown", run_set("controls=['nope']"), "controls"),
     ("control-of-other-pipeline", run_set("controls=['unperturbed_inputs']"), "controls"),
     ("attack-unknown", run_set("attack.name='nope'"), "unknown attack"),
-    ("attack-option-unknown", run_set("attack.options.stpes=3"), "unexpected keyword argument"),
+    (
+        "attack-option-unknown",
+        run_set("attack.options.stpes=3"),
+        "attack.options.stpes is not an option",
+    ),
     ("attack-option-value", run_set("attack.options.loss='nope'"), "unknown loss 'nope'"),
     ("pgd-eps-zero", run_set("attack.name='pgd_l2'", "attack.eps=0"), "eps must be positive"),
     ("pgd-steps-zero", run_set("attack.name='pgd_l2'", "attack.options.steps=0"), "steps"),
@@ -276,7 +280,7 @@ FILE_ROWS: list[FileRow] = [
     (
         "sweep-attack-option-unknown",
         _sweep(GOOD_SWEEP + '[grid]\n"attack.options.stpes" = [1, 2]\n'),
-        "unexpected keyword argument 'stpes'",
+        "attack.options.stpes is not an option of attack",
     ),
     ("sweep-workers-zero", _sweep(GOOD_SWEEP, "--workers", "0", "--out", "sweep"), "--workers"),
 ]

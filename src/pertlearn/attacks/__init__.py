@@ -8,6 +8,7 @@ name them by ``attack.name``.
 from pertlearn.attacks.base import (
     ATTACKS,
     Attack,
+    attack_options,
     check_targets,
     fooling_rate,
     make_attack,
@@ -33,6 +34,7 @@ __all__ = [
     "PgdLinfRescaled",
     "RandomL2",
     "TargetedPGD",
+    "attack_options",
     "check_targets",
     "fooling_rate",
     "make_attack",

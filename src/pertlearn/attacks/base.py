@@ -13,6 +13,7 @@ model's parameters are never changed and receive no gradients. To add an attack,
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
@@ -212,6 +213,15 @@ def register_attack(cls: A) -> A:
     """Class decorator adding an attack to :data:`ATTACKS` under ``cls.name``."""
     ATTACKS[cls.name] = cls
     return cls
+
+
+def attack_options(name: str) -> list[str] | None:
+    """The keyword options the registered attack ``name`` takes beyond ε (the parameters of its
+    ``__init__`` after ``eps``), or ``None`` when it takes any (``**options``)."""
+    parameters = list(inspect.signature(ATTACKS[name].__init__).parameters.values())[2:]
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return [p.name for p in parameters]
 
 
 def make_attack(name: str, eps: float, **options: Any) -> Attack:

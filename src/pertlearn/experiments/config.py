@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from pertlearn.attacks import ATTACKS
+from pertlearn.attacks import ATTACKS, attack_options
 from pertlearn.errors import ConfigError
 from pertlearn.experiments.config_tree import (
     MAX_CONFIG_BYTES,
@@ -124,6 +124,13 @@ class AttackConfig(StrictModel):
             eps = 1.0  # resolve_eps: at least one coordinate
         else:
             eps = 1.0 if self.eps_per_sqrt_dim else 0.0
+        known = attack_options(self.name)
+        unknown = [key for key in self.options if known is not None and key not in known]
+        if unknown:
+            raise ValueError(
+                f"attack.options.{unknown[0]} is not an option of attack {self.name!r} (it "
+                f"takes: {', '.join(known or []) or 'none'}); fix or remove it"
+            )
         try:
             ATTACKS[self.name](eps, **self.options)
         except TypeError as err:

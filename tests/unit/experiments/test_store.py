@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pertlearn.experiments.execution import driver, run_sweep
+from pertlearn.experiments.execution import run_sweep
 from pertlearn.experiments.store import SweepDirError, SweepStore, collect_results, write_results
 from pertlearn.experiments.sweeps import parse_sweep
 from sweep_support import run_metrics, tiny_spec, write_spec_toml
@@ -40,21 +40,17 @@ def test_sweep_runs_once_and_resumes(tmp_path: Path) -> None:
     assert sorted(p["run_id"] for p in manifest["points"]) == ids
 
 
-def test_failed_run_is_recorded_and_retried_only_on_request(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # With the attack check of the validation off, an attack option the attack does not take
-    # fails at run time: a configuration that fails while it runs.
-    monkeypatch.setattr(driver, "check_attacks", lambda points: None)
-    spec = tiny_spec(grid={"attack.options": [{}, {"bogus": 1}]}, zip={"data.dim": [5]})
+def test_failed_run_is_recorded_and_retried_only_on_request(tmp_path: Path) -> None:
+    # A learning rate that makes f's training diverge: a configuration that fails while it runs.
+    spec = tiny_spec(grid={"train_f.lr": [1.0, 1e30]}, zip={"data.dim": [5]})
     out = tmp_path / "s"
     summary = run_sweep(parse_sweep(spec), out)
     assert summary.succeeded == 1 and len(summary.failed) == 1
     store = SweepStore(out)
     (bad_id,) = summary.failed
     record = store.failed()[bad_id]
-    assert "bogus" in record["error"] and "Traceback" in record["traceback"]
-    assert record["values"]["attack.options"] == {"bogus": 1}
+    assert "diverged" in record["error"] and "Traceback" in record["traceback"]
+    assert record["values"]["train_f.lr"] == 1e30
     assert bad_id not in store.completed()
     rerun = run_sweep(parse_sweep(spec), out)
     assert rerun.ran == 0 and rerun.skipped_failed == 1 and rerun.skipped_done == 1

@@ -17,7 +17,7 @@ import pertlearn.experiments.batched as batched
 from pertlearn.errors import cli_message
 from pertlearn.experiments import IclrArtificialConfig
 from pertlearn.experiments.config import ConfigError, ExperimentConfig
-from pertlearn.experiments.execution import chunks, driver, run_sweep
+from pertlearn.experiments.execution import chunks, run_sweep
 from pertlearn.experiments.sweeps import parse_sweep
 from sweep_support import run_metrics, tiny_spec, write_spec_toml
 
@@ -77,13 +77,9 @@ def test_cli_no_batch_gives_the_same_metrics(tmp_path: Path) -> None:
     _assert_close(outs["--no-batch"], outs["--batch-size=10"])
 
 
-def test_failure_in_a_chunk_fails_only_its_configuration(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Same shapes, so both land in one chunk; with the attack check of the validation off, the
-    # bad attack option fails at run time.
-    monkeypatch.setattr(driver, "check_attacks", lambda points: None)
-    spec = tiny_spec(grid={"attack.options": [{}, {"bogus": 1}]}, zip={"data.dim": [5]})
+def test_failure_in_a_chunk_fails_only_its_configuration(tmp_path: Path) -> None:
+    # Same shapes, so both land in one chunk; the learning rate of one makes its f diverge.
+    spec = tiny_spec(grid={"train_f.lr": [1.0, 1e30]}, zip={"data.dim": [5]})
     summary = run_sweep(parse_sweep(spec), tmp_path / "s", batch_size=10)
     assert summary.succeeded == 1 and len(summary.failed) == 1
 

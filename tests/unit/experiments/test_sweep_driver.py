@@ -36,17 +36,15 @@ def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str
     )
 
 
-def test_attack_option_typos_fail_validation(tmp_path: Path) -> None:
+def test_attack_option_typos_fail_validation() -> None:
     spec = tiny_spec(zip={"data.dim": [5]}, grid={"attack.options": [{}, {"bogus": 1}]})
-    out = tmp_path / "s"
     with pytest.raises(ConfigError) as info:
-        run_sweep(parse_sweep(spec), out)
+        parse_sweep(spec).points()  # before any run: nothing ran, nothing written
     assert str(info.value) == (
-        "attack.options.bogus is not an option of attack 'gradient_step' "
-        "(it takes: loss, targeted); fix or remove it "
-        "(configuration data.dim=5, attack.options={'bogus': 1}, seed=0)"
+        "sweep 'tiny', configuration data.dim=5, attack.options={'bogus': 1}, seed=0: invalid "
+        "config: attack: attack.options.bogus is not an option of attack 'gradient_step' "
+        "(it takes: loss, targeted); fix or remove it"
     )
-    assert not out.exists()  # nothing ran, nothing written
 
 
 def test_attack_option_typo_in_a_pgd_attack_names_the_key() -> None:
@@ -56,14 +54,28 @@ def test_attack_option_typo_in_a_pgd_attack_names_the_key() -> None:
         base={**tiny_spec()["base"], "attack": {"name": "pgd_l2", "options": {"stepz": 5}}},
     )
     with pytest.raises(ConfigError, match=r"attack\.options\.stepz is not an option of attack"):
-        check_attacks(parse_sweep(spec).points())
+        parse_sweep(spec).points()
     bad_value = tiny_spec(
         zip={"data.dim": [5]},
         grid={},
         base={**tiny_spec()["base"], "attack": {"name": "pgd_l2", "options": {"steps": 0}}},
     )
-    with pytest.raises(ConfigError, match=r"attack\.options: .*steps"):
-        check_attacks(parse_sweep(bad_value).points())
+    with pytest.raises(ConfigError, match=r"invalid config: attack: .*steps"):
+        parse_sweep(bad_value).points()
+
+
+def test_attack_budget_resolved_per_dimension_is_checked_before_any_run(tmp_path: Path) -> None:
+    """An L0 budget given per √d is a whole number of coordinates only once d is known: the
+    sweep checks every resolved budget before it runs anything."""
+    base = {**tiny_spec()["base"], "attack": {"name": "pgd_l0", "eps_per_sqrt_dim": 0.01}}
+    points = parse_sweep(tiny_spec(zip={"data.dim": [5]}, grid={}, base=base)).points()
+    with pytest.raises(ConfigError, match=r"^attack: pgd_l0: eps .* whole number") as info:
+        check_attacks(points)
+    assert str(info.value).endswith("(configuration data.dim=5, seed=0)")
+    out = tmp_path / "s"
+    with pytest.raises(ConfigError, match="whole number"):
+        run_sweep(parse_sweep(tiny_spec(zip={"data.dim": [5]}, grid={}, base=base)), out)
+    assert not out.exists()
 
 
 def test_cli_attack_option_typo_is_one_line_exit_2(tmp_path: Path) -> None:
