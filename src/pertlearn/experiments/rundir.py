@@ -30,6 +30,7 @@ from importlib.metadata import version as metadata_version
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
@@ -63,7 +64,7 @@ def versions() -> dict[str, str]:
         "pertlearn": metadata_version("pertlearn"),
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "numpy": __import__("numpy").__version__,
+        "numpy": numpy.__version__,
     }
 
 
