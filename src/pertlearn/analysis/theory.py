@@ -33,11 +33,6 @@ from pertlearn.theory import neurips as kernel_theory
 from pertlearn.theory.kernel import DEFAULT_CHUNK
 from pertlearn.theory.neurips import cosines, sign_agreement
 
-THEORY_METRICS = tuple(
-    "cos_direction_mean agree_fhat_f agree_ghat_g agree_fhat_ghat orthogonality_condition "
-    "orthogonality_margin agree_ftilde_f agree_gtilde_g".split()
-)
-
 
 @dataclass
 class RunData:

@@ -3,10 +3,9 @@ untargeted, away from the true label)."""
 
 from __future__ import annotations
 
-import torch
 from torch import Generator, Tensor, nn
 
-from pertlearn.attacks.base import Attack, per_sample_norm, register_attack
+from pertlearn.attacks.base import Attack, normalize, register_attack
 
 
 @register_attack
@@ -33,6 +32,4 @@ class GradientStep(Attack):
         self, model: nn.Module, x: Tensor, target: Tensor, *, generator: Generator | None = None
     ) -> Tensor:
         _, grad = self.loss_and_grad(model, x, target)
-        norm = per_sample_norm(grad).view(-1, *([1] * (x.ndim - 1)))
-        step = torch.where(norm > 0, grad / norm.clamp_min(torch.finfo(grad.dtype).tiny), 0.0)
-        return x - self.eps * step
+        return x - self.eps * normalize(grad, 2.0)

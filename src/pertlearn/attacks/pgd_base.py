@@ -79,17 +79,6 @@ def draw(
     return sample(shape, generator=generator, dtype=like.dtype, device=device).to(like.device)
 
 
-def per_sample_view(t: Tensor, ndim: int) -> Tensor:
-    """``(N,)`` values reshaped to ``(N, 1, ..., 1)`` to broadcast over ``ndim``-d inputs."""
-    return t.view(-1, *([1] * (ndim - 1)))
-
-
-def normalize(t: Tensor, p: float) -> Tensor:
-    """``t / ‖t‖_p`` per sample (norm over all non-batch dimensions); zero where the norm is 0."""
-    norm = per_sample_view(torch.linalg.vector_norm(t.flatten(1), ord=p, dim=1), t.ndim)
-    return torch.where(norm > 0, t / norm.clamp_min(torch.finfo(t.dtype).tiny), 0.0)
-
-
 IMAGE_CHUNK = 256
 """Default number of image-shaped samples attacked at once (see ``batch_size``)."""
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import Generator, Tensor
 
-from pertlearn.attacks.base import register_attack
-from pertlearn.attacks.pgd_base import TargetedPGD, draw, normalize, per_sample_view
+from pertlearn.attacks.base import normalize, per_sample_view, register_attack
+from pertlearn.attacks.pgd_base import TargetedPGD, draw
 
 
 @register_attack

@@ -7,8 +7,8 @@ from typing import Any
 
 from torch import Generator, Tensor
 
-from pertlearn.attacks.base import register_attack
-from pertlearn.attacks.pgd_base import TargetedPGD, draw, normalize
+from pertlearn.attacks.base import normalize, register_attack
+from pertlearn.attacks.pgd_base import TargetedPGD, draw
 
 
 def linf_random_start(attack: TargetedPGD, x: Tensor, generator: Generator | None) -> Tensor:

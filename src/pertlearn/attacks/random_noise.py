@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Generator, Tensor, nn
 
-from pertlearn.attacks.base import Attack, per_sample_norm, register_attack
+from pertlearn.attacks.base import Attack, per_sample_norm, per_sample_view, register_attack
 
 
 @register_attack
@@ -21,5 +21,5 @@ class RandomL2(Attack):
         self, model: nn.Module, x: Tensor, target: Tensor, *, generator: Generator | None = None
     ) -> Tensor:
         noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
-        norm = per_sample_norm(noise).view(-1, *([1] * (x.ndim - 1)))
+        norm = per_sample_view(per_sample_norm(noise), x.ndim)
         return x + self.eps * noise / norm

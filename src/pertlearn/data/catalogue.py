@@ -92,8 +92,6 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 """Name → :class:`DatasetInfo` of the built-in image data sets (``data.name`` in configs)."""
 
-IMAGE_DATASETS: tuple[str, ...] = tuple(DATASETS)
-
 IDX_PARTS: dict[str, tuple[str, str]] = {
     # part -> (images file stem, labels file stem); a ".gz" suffix is accepted too
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),

@@ -48,16 +48,6 @@ def sha256_file(path: str | Path, chunk: int = _CHUNK) -> str:
     return digest.hexdigest()
 
 
-def verify_sha256(path: str | Path, expected: str) -> None:
-    """Raise :class:`DataError` unless ``path`` has SHA-256 ``expected``."""
-    found = sha256_file(path)
-    if found != expected.lower():
-        raise DataError(
-            f"{str(path)!r} has SHA-256 {found}, expected {expected}; the download is corrupt "
-            "or not the official file"
-        )
-
-
 def _default_opener(url: str) -> IO[bytes]:
     request = urllib.request.Request(url, headers={"User-Agent": "pertlearn"})
     response: IO[bytes] = urllib.request.urlopen(request, timeout=60)

@@ -1,7 +1,7 @@
 """Run many NeurIPS24-pipeline configurations as a few batched computations.
 
-:func:`run_many` gives the same :class:`~pertlearn.experiments.runner.Result` for each config
-as :func:`~pertlearn.experiments.runner.run` would (same data, initialisations, targets,
+:func:`run_many` gives the same :class:`~pertlearn.experiments.result.Result` for each config
+as :func:`~pertlearn.experiments.pipelines.run` would (same data, initialisations, targets,
 attacks and metrics, to float tolerance), but trains together every network whose shapes
 match (learning rates, seeds, ε, targets may differ) with
 :func:`pertlearn.training.fast.fit_batched`, and trains identical networks once: configs that
@@ -11,7 +11,7 @@ few passes over memory, each distinct network trains on its own instead: batchin
 there.)
 
 Configs of other pipelines, or with networks / losses / batching the fast trainer does not
-cover, run one by one through :func:`~pertlearn.experiments.runner.run`.
+cover, run one by one through :func:`~pertlearn.experiments.pipelines.run`.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ Layout::
     metrics.json          the metrics contract (docs/metrics.md) and ``stage_seconds``, the wall
                           time of each stage (not a metric: never compared or hashed)
     curves.json           training-loss curves of every network
-    f.safetensors, g.safetensors, control_random.safetensors   weights (state dicts)
+    NAME.safetensors      weights (state dicts) of every trained network: f, g, each control
+                          (``random_l2_noise``, ...) and ``transfer_model``
     tensors.safetensors   x_train, y_train, x_test, y_test, y_adv, x_adv, g_inputs, and
                           loss_weights_NAME (∫ℓ'dt per sample, from the trainer) per network
                           (skipped when ``save_tensors = false``)
@@ -29,6 +30,7 @@ from importlib.metadata import version as metadata_version
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
@@ -62,7 +64,7 @@ def versions() -> dict[str, str]:
         "pertlearn": metadata_version("pertlearn"),
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "numpy": __import__("numpy").__version__,
+        "numpy": numpy.__version__,
     }
 
 

@@ -42,7 +42,9 @@ from pertlearn.training.fast import fast_fit, supports_fast_fit
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 CONTROL_STAGE = "control_random"
-"""Seeding stage name of the control network (kept so that seeds give the same numbers)."""
+"""Seeding stage of the control g' on ``random_l2_noise`` (neurips) or ``unperturbed_inputs``
+(iclr_artificial, images); ``mislabeled_clean`` seeds from its own name. The name is part of the
+seed derivation: changing it changes those controls' numbers."""
 
 
 def build_model(

@@ -217,9 +217,6 @@ class SweepStore:
             return str(err)
         return None
 
-    def is_complete(self, run_id: str) -> bool:
-        return self.run_problem(run_id) is None
-
     def completed(self) -> list[str]:
         """Run ids with a complete run directory (see :meth:`run_problem`)."""
         return [p.name for p in self._visible(self.runs) if self.run_problem(p.name) is None]

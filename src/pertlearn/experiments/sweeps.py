@@ -66,6 +66,11 @@ def canonical_json(payload: Any) -> str:
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
+def short_hash(payload: Any) -> str:
+    """The first 16 hex digits of the SHA-256 of ``payload``'s :func:`canonical_json`."""
+    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:16]
+
+
 def config_hash(config: ExperimentConfig) -> str:
     """A stable 16-hex-digit id of a resolved config: SHA-256 of its canonical JSON, leaving
     out the cosmetic ``name`` and ``description``, with ``device = "auto"`` resolved for this
@@ -74,7 +79,7 @@ def config_hash(config: ExperimentConfig) -> str:
     with the same device; the config saved in a run's ``config.json`` hashes to the same id."""
     payload = config.model_dump(mode="json", exclude={"name", "description"})
     payload["device"] = resolved_device_name(payload["device"])
-    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:16]
+    return short_hash(payload)
 
 
 @dataclass(frozen=True)
@@ -130,7 +135,7 @@ class Sweep:
         """Identity of the sweep (its normalized spec without cosmetic fields): a sweep
         directory holds the runs of exactly one fingerprint."""
         payload = {k: v for k, v in self.spec.items() if k not in {"name", "description", "report"}}
-        return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:16]
+        return short_hash(payload)
 
     def base_config(self) -> ExperimentConfig:
         try:

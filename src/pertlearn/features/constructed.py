@@ -33,7 +33,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from pertlearn.attacks.pgd_base import normalize
+from pertlearn.attacks.base import normalize
 from pertlearn.models.cnn import ICLRResNet, SmallCNN, WideResNet
 
 Take = Literal["input", "output"]

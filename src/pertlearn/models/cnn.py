@@ -16,7 +16,7 @@ a :class:`Normalize` layer, so attacks work in pixel space and can clip to ``[0,
 
 Your own network: any ``nn.Module`` mapping ``(N, C, H, W)`` pixels in ``[0, 1]`` to logits
 ``(N, K)`` works as f or g. From Python pass it to
-:func:`pertlearn.experiments.images.run_images` as ``model_factory`` (a callable
+:func:`pertlearn.experiments.pipelines.images.run_images` as ``model_factory`` (a callable
 ``(in_shape, num_classes, generator) -> nn.Module``); from a config set
 ``model.name = "custom"`` and ``model.options = {factory = "package.module:function", ...}``,
 where the function is called as ``function(in_shape=(C, H, W), num_classes=K, **options)``.

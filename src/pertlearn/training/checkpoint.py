@@ -24,7 +24,7 @@ from pertlearn.atomic import atomic_path, write_json
 CHECKPOINT = "checkpoint.safetensors"
 CHECKPOINT_META = "checkpoint.json"
 
-_LATER_DEFAULTS: dict[str, Any] = {
+_HASHED_ONLY_OFF_DEFAULT: dict[str, Any] = {
     "adversarial": None,
     "precision": "fp32",
     "channels_last": "off",
@@ -34,11 +34,12 @@ _LATER_DEFAULTS: dict[str, Any] = {
 
 def fingerprint(config: BaseModel, name: str, x: torch.Tensor, model: nn.Module) -> str:
     """A short hash of the training settings, the network's name, the data's shape and the
-    model's tensor shapes: a checkpoint resumes only the run that wrote it. Settings left
-    at the defaults that older versions did not have (``adversarial``, ``precision``,
-    ``channels_last``, ``compile``) are left out, so their checkpoints still resume."""
+    model's tensor shapes: a checkpoint resumes only the run that wrote it. The settings of
+    :data:`_HASHED_ONLY_OFF_DEFAULT` (``adversarial``, ``precision``, ``channels_last``,
+    ``compile``) count only when changed from their defaults, so a checkpoint whose settings
+    lack them resumes a run that leaves them at their defaults."""
     settings = config.model_dump()
-    for key, default in _LATER_DEFAULTS.items():
+    for key, default in _HASHED_ONLY_OFF_DEFAULT.items():
         if key in settings and settings[key] == default:
             del settings[key]
     shapes = [list(t.shape) for t in model.state_dict().values()]

@@ -9,12 +9,9 @@ theory. :func:`margin_loss` averages over samples.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
-
-MarginLossName = Literal["identity", "logistic", "exponential"]
 
 _VALUE: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "identity": lambda s: s,
@@ -97,6 +94,3 @@ def predict(outputs: torch.Tensor) -> torch.Tensor:
     if outputs.ndim == 1:
         return torch.where(outputs >= 0, 1.0, -1.0).to(outputs.dtype)
     return outputs.argmax(dim=1)
-
-
-LossName = MarginLossName | Literal["cross_entropy"]

@@ -25,7 +25,7 @@ from image_data_support import (
 from pertlearn.data import catalogue, download
 from pertlearn.data.catalogue import RemoteFile, resolve_data_dir
 from pertlearn.data.cifar_pickle import load_cifar_batch, restricted_load
-from pertlearn.data.download import fetch, verify_sha256
+from pertlearn.data.download import fetch, sha256_file
 from pertlearn.data.errors import DataError
 from pertlearn.data.idx import load_idx_pair, read_idx
 from pertlearn.data.images import (
@@ -206,9 +206,8 @@ def test_cifar_folder_loads(tmp_path: Path) -> None:
 @pytest.mark.full_data
 def test_real_mnist_test_set(full_mnist_dir: Path) -> None:
     root = full_mnist_dir
-    verify_sha256(
-        root / "mnist" / "t10k-images-idx3-ubyte.gz",
-        "167310007f03058885c7e95e6c0b19c20de5c7fd3031f4cbdadc9014a523d80b",
+    assert sha256_file(root / "mnist" / "t10k-images-idx3-ubyte.gz") == (
+        "167310007f03058885c7e95e6c0b19c20de5c7fd3031f4cbdadc9014a523d80b"
     )
     data = load_dataset("mnist", root)
     assert data.x.shape == (10000, 1, 28, 28) and data.x.dtype == torch.uint8
@@ -219,13 +218,11 @@ def test_real_mnist_test_set(full_mnist_dir: Path) -> None:
 def test_in_repo_mnist_subset() -> None:
     """tests/data/mnist: the first 2,000 images of the real test set (see its README)."""
     root = fixture_data_dir()
-    verify_sha256(
-        root / "mnist" / "t10k-images-idx3-ubyte.gz",
-        "fa2fa0f453d30da7368de1b3d971c4d7d337993bb97663d604822d2b60473905",
+    assert sha256_file(root / "mnist" / "t10k-images-idx3-ubyte.gz") == (
+        "fa2fa0f453d30da7368de1b3d971c4d7d337993bb97663d604822d2b60473905"
     )
-    verify_sha256(
-        root / "mnist" / "t10k-labels-idx1-ubyte.gz",
-        "9016d84c0ff2a402884fc39ac1dfcb3ec411c5581759174110390192c6e1c7b5",
+    assert sha256_file(root / "mnist" / "t10k-labels-idx1-ubyte.gz") == (
+        "9016d84c0ff2a402884fc39ac1dfcb3ec411c5581759174110390192c6e1c7b5"
     )
     data = load_dataset("mnist", root)
     assert data.x.shape == (2000, 1, 28, 28) and data.x.dtype == torch.uint8
@@ -275,14 +272,6 @@ def test_stratified_split_is_seeded_disjoint_and_proportional() -> None:
 
 
 # ----------------------------------------------------------------------------- download
-
-
-def test_verify_sha256(tmp_path: Path) -> None:
-    path = tmp_path / "f"
-    path.write_bytes(b"abc")
-    verify_sha256(path, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-    with pytest.raises(DataError, match="SHA-256"):
-        verify_sha256(path, "0" * 64)
 
 
 def test_fetch_tries_mirrors_and_verifies(tmp_path: Path) -> None:

@@ -134,7 +134,7 @@ def test_corrupt_failure_record_does_not_block_resuming(sweep_dir: Path) -> None
     assert len(summary.moved_corrupt) == 2
     assert any(str(record) in line and "not valid JSON" in line for line in summary.moved_corrupt)
     assert not record.exists() and len(list((sweep_dir / "corrupt").glob("*/*.json"))) == 2
-    assert SweepStore(sweep_dir).is_complete(run.name)
+    assert SweepStore(sweep_dir).run_problem(run.name) is None
 
 
 def test_corrupt_sweep_json_is_named(sweep_dir: Path, tmp_path: Path) -> None:

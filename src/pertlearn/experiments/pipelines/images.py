@@ -73,33 +73,16 @@ from tqdm.auto import tqdm
 from pertlearn.attacks import Attack, make_attack
 from pertlearn.attacks.base import per_class_hit_rates
 from pertlearn.experiments.image_data import (
-    draw_image_targets as draw_image_targets,
-)
-from pertlearn.experiments.image_data import (
+    draw_image_targets,
     image_split,
     make_noise,
     noise_batches,
 )
 from pertlearn.experiments.pipelines.images_config import (
-    CONSTRUCTED_SCENARIOS as CONSTRUCTED_SCENARIOS,
-)
-from pertlearn.experiments.pipelines.images_config import (
-    ConstructConfig as ConstructConfig,
-)
-from pertlearn.experiments.pipelines.images_config import (
-    ImageDataConfig as ImageDataConfig,
-)
-from pertlearn.experiments.pipelines.images_config import (
-    ImageModelConfig as ImageModelConfig,
-)
-from pertlearn.experiments.pipelines.images_config import (
-    ImagesConfig as ImagesConfig,
-)
-from pertlearn.experiments.pipelines.images_config import (
-    PerturbationFilterConfig as PerturbationFilterConfig,
-)
-from pertlearn.experiments.pipelines.images_config import (
-    RobustEvalConfig as RobustEvalConfig,
+    CONSTRUCTED_SCENARIOS,
+    ConstructConfig,
+    ImageModelConfig,
+    ImagesConfig,
 )
 from pertlearn.experiments.result import Result
 from pertlearn.experiments.stages import CONTROL_STAGE, DTYPES, RunOutputs, split_tensors
@@ -213,7 +196,6 @@ def run_images(
     clock, device = out.clock, out.device
     dtype = DTYPES[config.dtype]
     seed = config.seed
-    cfg = config
     with clock("data"):
         split = image_split(config.data, seed, binary=False, center=False, dtype=dtype)
         info = split.info
@@ -221,8 +203,8 @@ def run_images(
         in_shape = info.shape
         x_train, y_train = split.x_train.to(device), split.y_train.to(device)
         x_test, y_test = split.x_test.to(device), split.y_test.to(device)
-    ckpt_root = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
-    eval_batch = max(cfg.train_f.eval_batch_size, 1)
+    ckpt_root = Path(config.checkpoint_dir) if config.checkpoint_dir else None
+    eval_batch = max(config.train_f.eval_batch_size, 1)
 
     def new_model(stage: str, model_config: ImageModelConfig) -> nn.Module:
         generator = stage_generator(seed, f"init_{stage}")
@@ -269,7 +251,7 @@ def run_images(
     f_weights_sha256 = None
     with clock("train_f"):
         if f_file is None:
-            f, f_history = train("f", config.model, x_train, y_train, cfg.train_f)
+            f, f_history = train("f", config.model, x_train, y_train, config.train_f)
         else:
             f, f_history = new_model("f", config.model), MinibatchResult()
             f_weights_sha256 = load_f_weights(f_file, f)
@@ -278,18 +260,18 @@ def run_images(
     with clock("craft"):
         options = dict(config.attack.options)
         options.setdefault("clip", (0.0, 1.0))
-        if cfg.craft_precision != "fp32":
-            options.setdefault("precision", cfg.craft_precision)
+        if config.craft_precision != "fp32":
+            options.setdefault("precision", config.craft_precision)
         craft_batch = resolve_craft_batch(
-            cfg.craft_batch_size, f, x_train[:1], options.get("precision", "fp32")
+            config.craft_batch_size, f, x_train[:1], options.get("precision", "fp32")
         )
-        if cfg.craft_batch_size == "auto" and device.type == "cuda":
+        if config.craft_batch_size == "auto" and device.type == "cuda":
             options.setdefault("batch_size", craft_batch)  # one attack chunk per craft batch
         eps = config.eps
         attack: Attack = make_attack(config.attack.name, eps, **options)
         attack_gen = stage_generator(seed, "attack")
         targets_gen = stage_generator(seed, "targets")
-        scenario = cfg.scenario
+        scenario = config.scenario
         constructed: dict[str, Any] = {}
         if scenario in CONSTRUCTED_SCENARIOS:
             n_adv = x_train.shape[0]
@@ -311,15 +293,15 @@ def run_images(
                 return make_noise(size, in_shape, generator).to(device=device, dtype=dtype)
             return x_train[start : start + size]
 
-        band = cfg.perturbation_filter
+        band = config.perturbation_filter
         energy = {"kept": 0.0, "total": 0.0}
         unfiltered_hits = 0
-        if cfg.construction is not None:  # D_R / D_NR: built, not attacked
+        if config.construction is not None:  # D_R / D_NR: built, not attacked
             constructed = construct_set(
                 f,
                 x_train,
                 y_train,
-                cfg.construction,
+                config.construction,
                 stage_generator(seed, "construct_start"),
                 progress,
             )
@@ -346,7 +328,8 @@ def run_images(
         # target on the adversarial set?
         predicted_adv = predictions(f, x_adv, eval_batch)
         fooled = predicted_adv == y_adv
-        keep_idx = fooled.nonzero().squeeze(1) if cfg.keep == "fooled" else None  # g learns these
+        # g learns from these only (None: from all)
+        keep_idx = fooled.nonzero().squeeze(1) if config.keep == "fooled" else None
         if keep_idx is not None and keep_idx.numel() == 0:
             raise ValueError("keep = 'fooled' kept no example; raise attack.eps or keep = 'all'")
         x_g, y_g = (x_adv, y_adv) if keep_idx is None else (x_adv[keep_idx], y_adv[keep_idx])
@@ -354,7 +337,7 @@ def run_images(
     # 4. a fresh g on the adversarial set only.
     g_model_config = config.model_g or config.model
     with clock("train_g"):
-        g, g_history = train("g", g_model_config, x_g, y_g, cfg.train_g)
+        g, g_history = train("g", g_model_config, x_g, y_g, config.train_g)
     with clock("evaluate"):
         f_test_pred = predictions(f, x_test, eval_batch)
         g_test_pred = predictions(g, x_test, eval_batch)
@@ -388,7 +371,7 @@ def run_images(
                 fooled, y_train, num_classes
             )
         metrics["g_degenerate"] = metrics["g_majority_share"] > config.degenerate_threshold
-        if cfg.craft_batch_size == "auto":
+        if config.craft_batch_size == "auto":
             metrics["craft_batch_size"] = craft_batch
         if f_weights_sha256 is not None:
             metrics["f_weights_sha256"] = f_weights_sha256
@@ -415,9 +398,9 @@ def run_images(
 
     # Transfer (Ilyas et al. arXiv:1905.02175 Sec. 3): an independent model of g's network,
     # trained on the clean images, scores the adversarial set.
-    if cfg.transfer_eval:
+    if config.transfer_eval:
         with clock("transfer"):
-            trained = train(TRANSFER_STAGE, g_model_config, x_train, y_train, cfg.train_f)
+            trained = train(TRANSFER_STAGE, g_model_config, x_train, y_train, config.train_f)
             independent = out.add(TRANSFER_STAGE, trained)
             metrics["transfer_rate"] = transfer_rate(
                 independent, x_adv, y_adv, batch_size=eval_batch
@@ -442,7 +425,7 @@ def run_images(
                 g_model_config,
                 clean_inputs,
                 y_g,
-                cfg.train_g,
+                config.train_g,
                 CONTROL_STAGE,
             )
             del clean_inputs
@@ -457,7 +440,7 @@ def run_images(
             leak_inputs = constructed.get("x_start", x_train)
             if keep_idx is not None:
                 leak_inputs = leak_inputs[keep_idx]
-            trained = train("mislabeled_clean", g_model_config, leak_inputs, y_g, cfg.train_g)
+            trained = train("mislabeled_clean", g_model_config, leak_inputs, y_g, config.train_g)
             leak = out.add("mislabeled_clean", trained)
             metrics.update(
                 mislabeled_clean_acc_train=_accuracy(leak, x_train, y_train, eval_batch),

@@ -17,8 +17,9 @@ import pertlearn
 from image_data_support import fixture_data_dir
 from image_data_support import tiny_images as support_tiny_images
 from pertlearn.experiments.config import ConfigError
+from pertlearn.experiments.image_data import draw_image_targets
 from pertlearn.experiments.pipelines import validate_config
-from pertlearn.experiments.pipelines.images import draw_image_targets, run_images
+from pertlearn.experiments.pipelines.images import run_images
 from pertlearn.experiments.presets import PRESETS, load_config
 from pertlearn.experiments.rundir import read_metrics
 from pertlearn.metrics import predictions

@@ -12,7 +12,8 @@ import torch
 
 import pertlearn
 from pertlearn.experiments import ConfigError, validate_config
-from pertlearn.experiments.pipelines.images import ConstructConfig, construct_set
+from pertlearn.experiments.pipelines.images import construct_set
+from pertlearn.experiments.pipelines.images_config import ConstructConfig
 from pertlearn.features.constructed import representation
 from pertlearn.models import SmallCNN
 
