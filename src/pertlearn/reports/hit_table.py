@@ -1,7 +1,8 @@
 """Per-class target-hit tables: the share of adversarial examples that f assigns to their
 target, per target class (the images pipeline's ``fooling_rate_per_class``; ICLR24
-arXiv:2402.10470, image experiments), with the classes below :data:`LOW_HIT_RATE`
-highlighted. g's accuracy says little about a class whose perturbations mostly miss."""
+arXiv:2402.10470, image experiments), with the classes below
+:data:`~pertlearn.reports.summary.LOW_HIT_RATE` (where the run summary warns) highlighted. g's
+accuracy says little about a class whose perturbations mostly miss."""
 
 from __future__ import annotations
 
@@ -10,10 +11,7 @@ import math
 from typing import Any
 
 from pertlearn.experiments.store import format_cell
-
-LOW_HIT_RATE = 0.5
-"""Highlight threshold; the same share below which ``pertlearn run``'s summary warns
-(``pertlearn.cli.main.LOW_HIT_RATE``)."""
+from pertlearn.reports.summary import LOW_HIT_RATE
 
 PER_CLASS_KEY = "fooling_rate_per_class"
 LOW_STYLE = "background:#f8d0c8;font-weight:bold"

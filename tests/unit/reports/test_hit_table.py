@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import re
 
-from pertlearn.cli.main import LOW_HIT_RATE as SUMMARY_THRESHOLD
-from pertlearn.reports.hit_table import LOW_HIT_RATE, LOW_STYLE, run_hit_table, sweep_hit_table
+from pertlearn.reports.hit_table import LOW_STYLE, run_hit_table, sweep_hit_table
 
 
 def _highlighted(page: str) -> list[str]:
     return re.findall(rf'<td style="{re.escape(LOW_STYLE)}">([^<]*)</td>', page)
-
-
-def test_the_threshold_is_the_summary_warnings() -> None:
-    assert LOW_HIT_RATE == SUMMARY_THRESHOLD
 
 
 def test_run_table_highlights_the_classes_below_the_threshold() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pertlearn.cli.main import format_stage_seconds, format_summary, reading_notes
+from pertlearn.reports.summary import format_stage_seconds, format_summary, reading_notes
 
 
 def test_tiny_eps_binary_run_gets_notes_not_warnings() -> None:
