@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from pertlearn.cli.errors import friendly_errors
+from pertlearn.data.catalogue import DATASETS
 
 DATA_DIR_HELP = "Data directory (default: $PERTLEARN_DATA, else ~/.cache/pertlearn/data)."
 
@@ -17,7 +18,7 @@ def data_group() -> None:
 
 
 @data_group.command("download")
-@click.argument("name", type=click.Choice(["mnist", "fashion_mnist", "cifar10"]))
+@click.argument("name", type=click.Choice(list(DATASETS)))
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help=DATA_DIR_HELP)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @friendly_errors
@@ -32,7 +33,7 @@ def download_command(name: str, data_dir: Path | None, quiet: bool) -> None:
 
 
 @data_group.command("info")
-@click.argument("name", type=click.Choice(["mnist", "fashion_mnist", "cifar10"]))
+@click.argument("name", type=click.Choice(list(DATASETS)))
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help=DATA_DIR_HELP)
 @friendly_errors
 def info_command(name: str, data_dir: Path | None) -> None:
