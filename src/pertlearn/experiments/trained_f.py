@@ -16,7 +16,6 @@ names and shapes: which images f was trained on is then the user's responsibilit
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from pertlearn.data.download import sha256_file
 from pertlearn.errors import ConfigError, RunDirError
 from pertlearn.experiments.rundir import read_run
 
@@ -96,7 +96,7 @@ def load_f_weights(path: Path, model: nn.Module) -> str:
     _check_state(path, state, model)
     device = next(iter(model.parameters())).device
     model.load_state_dict({name: tensor.to(device) for name, tensor in state.items()})
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return sha256_file(path)
 
 
 def trained_adversarially(source_config: dict[str, Any], depth: int = 0) -> bool | None:
