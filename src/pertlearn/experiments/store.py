@@ -6,7 +6,8 @@ Layout of a sweep directory::
     runs/<run id>/        one complete run directory per finished configuration
                           (see :mod:`pertlearn.experiments.rundir`); <run id> is the
                           stable hash of the resolved config (:func:`sweeps.config_hash`)
-    runs/.<run id>.*.tmp  a run being written (hidden; removed when a sweep restarts)
+    runs/.<run id>.*.tmp  a run being written (hidden; removed when a sweep restarts, like the
+                          hidden temporary files of sweep.json and failure records)
     failed/<run id>.json  error, traceback and config of a configuration that failed
     corrupt/              what a sweep moved aside because it could not be read (a run with a
                           corrupt metrics.json, an unreadable failure record); never deleted
@@ -251,7 +252,14 @@ class SweepStore:
         return moved
 
     def remove_partials(self) -> int:
-        """Remove hidden half-written run directories left by a killed sweep; their count."""
+        """Remove what a killed sweep left half-written (call it holding :meth:`lock`): hidden
+        run directories in ``runs/``, and the hidden temporary files of ``sweep.json`` and of
+        failure records; the number of run directories removed."""
+        stale_files = [*self.root.glob(f".{SWEEP_FILE}.*.tmp")]
+        if self.failures.exists():
+            stale_files += self.failures.glob(".*.json.*.tmp")
+        for path in stale_files:
+            path.unlink(missing_ok=True)
         if not self.runs.exists():
             return 0
         stale = [p for p in self.runs.iterdir() if p.name.startswith(".") and p.is_dir()]

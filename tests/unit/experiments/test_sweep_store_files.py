@@ -137,6 +137,24 @@ def test_corrupt_failure_record_does_not_block_resuming(sweep_dir: Path) -> None
     assert SweepStore(sweep_dir).run_problem(run.name) is None
 
 
+def test_temporary_files_of_a_killed_write_are_removed_on_resume(sweep_dir: Path) -> None:
+    """A sweep killed while it wrote sweep.json or a failure record leaves a hidden temporary
+    file (``pertlearn.atomic``); the next sweep removes them and leaves the user's own hidden
+    files and other temporaries alone."""
+    (sweep_dir / "failed").mkdir()
+    stale = [
+        sweep_dir / ".sweep.json.k3j2x9.tmp",
+        sweep_dir / "failed" / ".0123456789abcdef.json.a1b2c3.tmp",
+    ]
+    kept = [sweep_dir / ".notes", sweep_dir / ".results.csv.q7w8e9.tmp"]
+    for path in [*stale, *kept]:
+        path.write_text("{")
+    summary = run_sweep(_sweep(), sweep_dir)
+    assert summary.skipped_done == 2
+    assert not any(path.exists() for path in stale)
+    assert all(path.exists() for path in kept)
+
+
 def test_corrupt_sweep_json_is_named(sweep_dir: Path, tmp_path: Path) -> None:
     manifest = sweep_dir / "sweep.json"
     manifest.write_text("")
