@@ -37,6 +37,7 @@ from pertlearn.atomic import atomic_path, write_bytes, write_json
 from pertlearn.errors import cli_worded
 from pertlearn.experiments.config import ConfigError
 from pertlearn.experiments.rundir import (
+    FIGURES_DIR,
     CorruptFileError,
     check_safetensors,
     read_json_object,
@@ -79,7 +80,8 @@ class SweepStore:
 
         A corrupt ``sweep.json`` is accepted when ``points`` are given and every run and
         failure record in the directory is one of theirs (:meth:`write_manifest` then moves it
-        into ``corrupt/`` and writes it anew); otherwise the error names the file."""
+        into ``corrupt/`` and writes it anew); otherwise the error names the file. A deleted
+        one is accepted when the directory holds only what a sweep of ``points`` writes."""
         if not self.root.exists():
             return
         if not self.root.is_dir():
@@ -98,6 +100,8 @@ class SweepStore:
                 SweepDirError(f"{problem} another sweep directory"), f"{problem} another --out"
             ) from None
         if manifest is None:
+            if points is not None and self._only_this_sweeps(points):
+                return  # sweep.json deleted: write_manifest writes it anew
             if any(not p.name.startswith(".") for p in self.root.iterdir()):
                 problem = f"{str(self.root)!r} is not empty and holds no {SWEEP_FILE}"
                 raise cli_worded(
@@ -138,6 +142,15 @@ class SweepStore:
         found = [f"runs/{p.name}" for p in self._visible(self.runs) if p.name not in ids]
         found += [f"failed/{run_id}.json" for run_id in self.failed() if run_id not in ids]
         return found
+
+    def _only_this_sweeps(self, points: list[Point]) -> bool:
+        """Whether ``root`` holds only what a sweep of ``points`` writes (its runs and failure
+        records, ``corrupt/``, the results table and the report) and at least one run."""
+        own = {"runs", "failed", CORRUPT_DIR, "results.csv", "results.parquet", "report.html"}
+        own.add(FIGURES_DIR)  # the report's figure files
+        names = {p.name for p in self.root.iterdir() if not p.name.startswith(".")}
+        has_runs = self.runs.is_dir() and bool(self._visible(self.runs))
+        return has_runs and names <= own and self._holds_only(points)
 
     def _holds_only(self, points: list[Point]) -> bool:
         """Whether every visible run directory and failure record belongs to ``points``."""

@@ -155,6 +155,28 @@ def test_temporary_files_of_a_killed_write_are_removed_on_resume(sweep_dir: Path
     assert all(path.exists() for path in kept)
 
 
+def test_deleted_sweep_json_is_written_anew_when_only_the_sweeps_files_are_there(
+    sweep_dir: Path,
+) -> None:
+    (sweep_dir / "sweep.json").unlink()
+    (sweep_dir / "report.html").write_text("<html>")
+    summary = run_sweep(_sweep(), sweep_dir)
+    assert (summary.skipped_done, summary.ran) == (2, 0)
+    manifest = SweepStore(sweep_dir).read_manifest()
+    assert manifest is not None and manifest["fingerprint"] == _sweep().fingerprint
+
+
+def test_deleted_sweep_json_beside_other_files_is_refused(sweep_dir: Path) -> None:
+    (sweep_dir / "sweep.json").unlink()
+    (sweep_dir / "thesis.tex").write_text("mine")
+    with pytest.raises(SweepDirError, match=r"is not empty and holds no sweep\.json"):
+        run_sweep(_sweep(), sweep_dir)
+    other = parse_sweep(tiny_spec(zip={"data.dim": [6]}, grid={"model.width": [4]}))
+    (sweep_dir / "thesis.tex").unlink()
+    with pytest.raises(SweepDirError, match=r"is not empty and holds no sweep\.json"):
+        run_sweep(other, sweep_dir)  # the runs there are another sweep's
+
+
 def test_corrupt_sweep_json_is_named(sweep_dir: Path, tmp_path: Path) -> None:
     manifest = sweep_dir / "sweep.json"
     manifest.write_text("")
