@@ -57,118 +57,293 @@ Paper scale on a GPU (docs/gpu.md): ``train_f`` / ``train_g`` take ``precision``
 passes in bf16/fp16; ``craft_batch_size = "auto"`` attacks as many images at once as half the
 free CUDA memory holds (a fixed :data:`CPU_CRAFT_BATCH` on the CPU) and records the size in the
 metric ``craft_batch_size``.
+
+:func:`run_images` reads top to bottom: data → f (trained or loaded) → the adversarial or
+constructed set → the fooling check → g → metrics → transfer → controls → tensors; what the
+stages share (:class:`~.images_stages.ImageRun`), training and crafting are in
+:mod:`.images_stages`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from pertlearn.attacks import Attack, make_attack
 from pertlearn.attacks.base import per_class_hit_rates
-from pertlearn.experiments.image_data import (
-    draw_image_targets,
-    image_split,
-    make_noise,
-    noise_batches,
-)
+from pertlearn.experiments.image_data import image_split
 from pertlearn.experiments.pipelines.images_config import (
     CONSTRUCTED_SCENARIOS,
     ConstructConfig,
     ImageModelConfig,
     ImagesConfig,
 )
+from pertlearn.experiments.pipelines.images_stages import (
+    BAND_FILTERS,
+    CPU_CRAFT_BATCH,
+    CraftedSet,
+    ImageRun,
+    ModelFactory,
+    adversarial_perturb,
+    attacked_set,
+    clean_batches,
+    construct_set,
+    constructed_set,
+    craft_attack,
+    new_model,
+    resolve_craft_batch,
+    train_model,
+    untargeted_attack,
+)
 from pertlearn.experiments.result import Result
 from pertlearn.experiments.stages import CONTROL_STAGE, DTYPES, RunOutputs, split_tensors
 from pertlearn.experiments.trained_f import f_weights_file, load_f_weights
-from pertlearn.features.constructed import construct_dataset, start_points
-from pertlearn.features.spectra import high_pass, low_pass
 from pertlearn.features.transfer import transfer_rate
 from pertlearn.metrics import predictions
-from pertlearn.models.cnn import build_image_model
 from pertlearn.seeding import resolve_device, stage_generator
-from pertlearn.training.accel import Precision, probe_batch_size
-from pertlearn.training.adversarial import AdversarialConfig, Perturb, robust_accuracy
-from pertlearn.training.minibatch import MinibatchConfig, MinibatchResult, fit_minibatch
+from pertlearn.training.adversarial import robust_accuracy
+from pertlearn.training.minibatch import MinibatchResult
 
-ModelFactory = Callable[[tuple[int, int, int], int, torch.Generator], nn.Module]
-"""``(in_shape (C, H, W), num_classes, generator) -> nn.Module`` returning logits ``(N, K)``."""
-
-
-BAND_FILTERS: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {
-    "low_pass": low_pass,
-    "high_pass": high_pass,
-}
-"""``perturbation_filter.kind`` → filter ``(δ (N, C, H, W), cutoff) -> (N, C, H, W)``."""
+__all__ = [
+    "BAND_FILTERS",
+    "CONSTRUCTED_SCENARIOS",
+    "CPU_CRAFT_BATCH",
+    "TRANSFER_STAGE",
+    "ConstructConfig",
+    "ImageModelConfig",
+    "ImagesConfig",
+    "ModelFactory",
+    "adversarial_perturb",
+    "construct_set",
+    "resolve_craft_batch",
+    "run_images",
+    "untargeted_attack",
+]
 
 TRANSFER_STAGE = "transfer_model"
 """Seeding stage (and model name) of the independently trained model of ``transfer_eval``."""
 
 
-def untargeted_attack(
-    name: str,
-    eps: float,
-    steps: int,
-    step_size: float | None = None,
-    precision: Precision = "fp32",
-) -> Perturb:
-    """An untargeted registry attack clipped to the pixel range [0, 1], as a callable
-    ``(model, x, y, generator) -> x_adv`` (Madry et al. arXiv:1706.06083 eq. 2.1), its forward
-    passes in ``precision``."""
-    options: dict[str, Any] = {"steps": steps, "targeted": False, "clip": (0.0, 1.0)}
-    if step_size is not None:
-        options["step_size"] = step_size
-    if precision != "fp32":
-        options["precision"] = precision
-    attack = make_attack(name, eps, **options)
-
-    def perturb(
-        model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
-    ) -> torch.Tensor:
-        return attack(model, x, y, generator=generator)
-
-    return perturb
+# ----------------------------------------------------------------------------- stages
 
 
-def adversarial_perturb(config: MinibatchConfig) -> Perturb | None:
-    """The attack of PGD adversarial training when ``config.adversarial`` is set."""
-    adv: AdversarialConfig | None = config.adversarial
-    if adv is None:
-        return None
-    return untargeted_attack(adv.attack, adv.eps, adv.steps, adv.step_size, config.precision)
+def load_images(
+    config: ImagesConfig,
+    device: torch.device,
+    *,
+    progress: bool,
+    model_factory: ModelFactory | None,
+) -> ImageRun:
+    """Stage *data*: the seeded split of ``config.data`` (images ``(N, C, H, W)`` in
+    ``[0, 1]``, classes ``0..K-1``) on ``device``, with what every later stage shares."""
+    dtype = DTYPES[config.dtype]
+    split = image_split(config.data, config.seed, binary=False, center=False, dtype=dtype)
+    return ImageRun(
+        config=config,
+        x_train=split.x_train.to(device),
+        y_train=split.y_train.to(device),
+        x_test=split.x_test.to(device),
+        y_test=split.y_test.to(device),
+        info=split.info,
+        num_classes=len(split.classes),
+        device=device,
+        dtype=dtype,
+        eval_batch=max(config.train_f.eval_batch_size, 1),
+        progress=progress,
+        model_factory=model_factory,
+        checkpoint_root=Path(config.checkpoint_dir) if config.checkpoint_dir else None,
+    )
 
 
-CPU_CRAFT_BATCH = 1000
-"""Images generated and attacked at once on the CPU with ``craft_batch_size = "auto"``."""
+def train_or_load_f(
+    run: ImageRun, f_file: Path | None
+) -> tuple[nn.Module, MinibatchResult, str | None]:
+    """Stage *train_f*: f trained on the clean training images, or (``f_file``) f's weights
+    loaded into a fresh ``config.model`` with an empty training record; with the sha256 of
+    the weights loaded (else ``None``)."""
+    config = run.config
+    if f_file is None:
+        return (
+            *train_model(run, "f", config.model, run.x_train, run.y_train, config.train_f),
+            None,
+        )
+    f = new_model(run, "f", config.model)
+    return f, MinibatchResult(), load_f_weights(f_file, f)
 
 
-def resolve_craft_batch(
-    setting: int | Literal["auto"], model: nn.Module, sample: torch.Tensor, precision: Precision
-) -> int:
-    """The craft batch size: ``setting`` when a number; for ``"auto"``, :data:`CPU_CRAFT_BATCH`
-    on the CPU, and on CUDA what half the free memory holds for the attack's forward and
-    input-backward pass of ``model`` on images like ``sample`` (``(1, C, H, W)``), measured by
-    :func:`~pertlearn.training.accel.probe_batch_size`."""
-    if setting != "auto":
-        return setting
-    if sample.device.type != "cuda":
-        return CPU_CRAFT_BATCH
-    return probe_batch_size(model, sample, precision=precision)
+@dataclass(frozen=True)
+class GSet:
+    """g's training set, chosen by the fooling check: ``fooled`` ``(n_adv,)`` (f assigns the
+    crafted image to its label), ``kept`` the indices ``(n_kept,)`` of the fooled images under
+    ``keep = "fooled"`` (else ``None``: all images), ``x`` ``(n_g, C, H, W)`` and ``y``
+    ``(n_g,)`` the images and labels g learns from."""
+
+    fooled: torch.Tensor
+    kept: torch.Tensor | None
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def select(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The rows of ``inputs`` ``(n_adv, ...)`` that g learns from."""
+        return inputs if self.kept is None else inputs[self.kept]
 
 
-# ----------------------------------------------------------------------------- metrics
+def fooling_check(run: ImageRun, f: nn.Module, crafted: CraftedSet) -> GSet:
+    """The fooling check (ICLR24 arXiv:2402.10470, image experiments): does f predict the
+    label (the target) of each crafted image? Under ``keep = "fooled"`` g learns from these
+    only; none fooled is an error."""
+    fooled = predictions(f, crafted.x_adv, run.eval_batch) == crafted.y_adv
+    kept = fooled.nonzero().squeeze(1) if run.config.keep == "fooled" else None
+    if kept is not None and kept.numel() == 0:
+        raise ValueError("keep = 'fooled' kept no example; raise attack.eps or keep = 'all'")
+    if kept is None:
+        return GSet(fooled, None, crafted.x_adv, crafted.y_adv)
+    return GSet(fooled, kept, crafted.x_adv[kept], crafted.y_adv[kept])
 
 
 def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int) -> float:
     if x.shape[0] == 0:
         return math.nan
     return (predictions(model, x, batch) == y).double().mean().item()
+
+
+def scores(
+    run: ImageRun,
+    f: nn.Module,
+    g: nn.Module,
+    g_history: MinibatchResult,
+    crafted: CraftedSet,
+    g_set: GSet,
+    f_weights_sha256: str | None,
+) -> dict[str, Any]:
+    """Stage *evaluate*: the metrics of f, g and the crafted set (docs/metrics.md), in the
+    contract's order; with ``robust_eval`` also :func:`robust_scores`."""
+    config, eval_batch, num_classes = run.config, run.eval_batch, run.num_classes
+    x_train, y_train, x_test, y_test = run.x_train, run.y_train, run.x_test, run.y_test
+    f_test_pred = predictions(f, x_test, eval_batch)
+    g_test_pred = predictions(g, x_test, eval_batch)
+    counts = torch.bincount(g_test_pred, minlength=num_classes)
+    fooled, n_adv = g_set.fooled, crafted.n_adv
+    metrics: dict[str, Any] = {
+        "f_acc_train": _accuracy(f, x_train, y_train, eval_batch),
+        "f_acc_test": (f_test_pred == y_test).double().mean().item(),
+        "g_acc_train": _accuracy(g, x_train, y_train, eval_batch),
+        "g_acc_test": (g_test_pred == y_test).double().mean().item(),
+        "g_best_acc_test": g_history.best_val_acc,
+        "g_best_epoch": g_history.best_epoch,
+        "agreement": (f_test_pred == g_test_pred).double().mean().item(),
+        "chance": 1.0 / num_classes,
+        "fooling_rate": fooled.double().mean().item(),
+        "fooling_rate_per_class": per_class_hit_rates(fooled, crafted.y_adv, num_classes),
+        "g_fit_acc": _accuracy(g, g_set.x, g_set.y, eval_batch),
+        "g_majority_share": int(counts.max().item()) / max(x_test.shape[0], 1),
+        "eps": config.eps,
+        "scenario": config.scenario,
+        "num_classes": num_classes,
+        "n_train": x_train.shape[0],
+        "n_test": x_test.shape[0],
+        "n_adv": n_adv,
+        **crafted.distances,
+    }
+    if config.scenario != "uniform":
+        metrics["fooling_rate_per_source_class"] = per_class_hit_rates(fooled, y_train, num_classes)
+    metrics["g_degenerate"] = metrics["g_majority_share"] > config.degenerate_threshold
+    if config.craft_batch_size == "auto":
+        metrics["craft_batch_size"] = crafted.craft_batch
+    if f_weights_sha256 is not None:
+        metrics["f_weights_sha256"] = f_weights_sha256
+    if g_set.kept is not None:
+        metrics["n_kept"] = int(g_set.kept.numel())
+        metrics["kept_share"] = g_set.kept.numel() / max(n_adv, 1)
+    metrics |= crafted.band
+    if config.robust_eval is not None:
+        metrics |= robust_scores(run, f, g)
+    return metrics
+
+
+def robust_scores(run: ImageRun, f: nn.Module, g: nn.Module) -> dict[str, float]:
+    """``f_robust_acc`` and ``g_robust_acc``: the shares of the first ``robust_eval.n_test``
+    test images still classified correctly under the untargeted ``robust_eval`` attack, each
+    with the randomness of the stage ``robust_eval``."""
+    robust = run.config.robust_eval
+    assert robust is not None  # called with robust_eval set
+    perturb = untargeted_attack(robust.attack, robust.eps, robust.steps)
+    x_eval, y_eval = run.x_test[: robust.n_test], run.y_test[: robust.n_test]
+    return {
+        f"{key}_robust_acc": robust_accuracy(
+            model, x_eval, y_eval, perturb, run.eval_batch, stage_generator(run.seed, "robust_eval")
+        )
+        for key, model in (("f", f), ("g", g))
+    }
+
+
+def transfer_scores(run: ImageRun, independent: nn.Module, crafted: CraftedSet) -> dict[str, Any]:
+    """Transfer (Ilyas et al. arXiv:1905.02175 Sec. 3): ``transfer_rate``, the share of the
+    crafted set that the ``independent`` model assigns to its labels, and
+    ``transfer_model_acc_test``, its clean test accuracy."""
+    return {
+        "transfer_rate": transfer_rate(
+            independent, crafted.x_adv, crafted.y_adv, batch_size=run.eval_batch
+        ),
+        "transfer_model_acc_test": _accuracy(independent, run.x_test, run.y_test, run.eval_batch),
+    }
+
+
+def unperturbed_inputs(run: ImageRun, crafted: CraftedSet) -> torch.Tensor:
+    """g's inputs before the attack or construction, ``(n_adv, C, H, W)``: D_R / D_NR's start
+    points, the ``uniform`` noise (regenerated batch by batch from its stages), or the
+    training images."""
+    if crafted.x_start is not None:
+        return crafted.x_start
+    if run.config.scenario != "uniform":
+        return run.x_train
+    noise = torch.empty_like(crafted.x_adv)
+    for start, clean in clean_batches(run, crafted.n_adv, crafted.craft_batch):
+        noise[start : start + clean.shape[0]] = clean
+    return noise
+
+
+def source_images(run: ImageRun, crafted: CraftedSet) -> torch.Tensor:
+    """The clean images g's inputs were made from, ``(N, C, H, W)``: D_R / D_NR's start
+    images, else the training images."""
+    return crafted.x_start if crafted.x_start is not None else run.x_train
+
+
+def control_scores(
+    run: ImageRun,
+    prefix: str,
+    control: nn.Module,
+    history: MinibatchResult,
+    fit: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> dict[str, Any]:
+    """The metrics of a control ``PREFIX_acc_train``, ``PREFIX_acc_test``,
+    ``PREFIX_best_acc_test`` and, given its training set ``fit`` (``(n, C, H, W)``,
+    ``(n,)``), ``PREFIX_fit_acc``."""
+    metrics = {
+        f"{prefix}_acc_train": _accuracy(control, run.x_train, run.y_train, run.eval_batch),
+        f"{prefix}_acc_test": _accuracy(control, run.x_test, run.y_test, run.eval_batch),
+        f"{prefix}_best_acc_test": history.best_val_acc,
+    }
+    if fit is not None:
+        metrics[f"{prefix}_fit_acc"] = _accuracy(control, *fit, run.eval_batch)
+    return metrics
+
+
+def run_tensors(run: ImageRun, crafted: CraftedSet, g_set: GSet) -> dict[str, torch.Tensor]:
+    """The tensors a run saves: the split, ``y_adv`` ``(n_adv,)``, ``x_adv``
+    ``(n_adv, C, H, W)``, ``kept`` ``(n_kept,)`` under ``keep = "fooled"`` and D_R / D_NR's
+    ``x_start`` ``(n_adv, C, H, W)``."""
+    tensors = split_tensors(run.x_train, run.y_train, run.x_test, run.y_test)
+    tensors |= {"y_adv": crafted.y_adv, "x_adv": crafted.x_adv}
+    if g_set.kept is not None:
+        tensors["kept"] = g_set.kept
+    if crafted.x_start is not None:
+        tensors["x_start"] = crafted.x_start
+    return tensors
 
 
 # ----------------------------------------------------------------------------- pipeline
@@ -189,210 +364,34 @@ def run_images(
     to logits ``(N, K)``.
     """
     out = RunOutputs(config, resolve_device(config.device))
+    clock = out.clock
     # a trained f to load is checked before any work is done
     f_file = None
     if config.f_weights is not None:
         f_file = f_weights_file(config.f_weights, config.model_dump(mode="json"))
-    clock, device = out.clock, out.device
-    dtype = DTYPES[config.dtype]
-    seed = config.seed
     with clock("data"):
-        split = image_split(config.data, seed, binary=False, center=False, dtype=dtype)
-        info = split.info
-        num_classes = len(split.classes)
-        in_shape = info.shape
-        x_train, y_train = split.x_train.to(device), split.y_train.to(device)
-        x_test, y_test = split.x_test.to(device), split.y_test.to(device)
-    ckpt_root = Path(config.checkpoint_dir) if config.checkpoint_dir else None
-    eval_batch = max(config.train_f.eval_batch_size, 1)
-
-    def new_model(stage: str, model_config: ImageModelConfig) -> nn.Module:
-        generator = stage_generator(seed, f"init_{stage}")
-        if model_factory is not None:
-            model = model_factory(in_shape, num_classes, generator)
-        else:
-            model = build_image_model(
-                model_config.name,
-                in_shape,
-                num_classes,
-                mean=info.mean,
-                std=info.std,
-                options=model_config.options,
-                generator=generator,
-            )
-        return model.to(device=device, dtype=dtype)
-
-    def train(
-        name: str,
-        model_config: ImageModelConfig,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        train_cfg: MinibatchConfig,
-        stage: str | None = None,
-    ) -> tuple[nn.Module, MinibatchResult]:
-        stage = stage or name
-        model = new_model(stage, model_config)
-        history = fit_minibatch(
-            model,
-            x,
-            y,
-            train_cfg,
-            x_val=x_test,
-            y_val=y_test,
-            generator=stage_generator(seed, f"batches_{stage}"),
-            name=name,
-            progress=progress,
-            checkpoint_dir=ckpt_root / name if ckpt_root else None,
-            perturb=adversarial_perturb(train_cfg),
-        )
-        return model, history
+        run = load_images(config, out.device, progress=progress, model_factory=model_factory)
 
     # 1. f on the clean training images (or a trained f, loaded).
-    f_weights_sha256 = None
     with clock("train_f"):
-        if f_file is None:
-            f, f_history = train("f", config.model, x_train, y_train, config.train_f)
-        else:
-            f, f_history = new_model("f", config.model), MinibatchResult()
-            f_weights_sha256 = load_f_weights(f_file, f)
+        f, f_history, f_weights_sha256 = train_or_load_f(run, f_file)
 
-    # 2.-3. targets and the adversarial set, crafted in batches.
+    # 2.-3. the adversarial set crafted against f (D_R / D_NR: constructed), then the
+    # fooling check that chooses g's training set.
     with clock("craft"):
-        options = dict(config.attack.options)
-        options.setdefault("clip", (0.0, 1.0))
-        if config.craft_precision != "fp32":
-            options.setdefault("precision", config.craft_precision)
-        craft_batch = resolve_craft_batch(
-            config.craft_batch_size, f, x_train[:1], options.get("precision", "fp32")
-        )
-        if config.craft_batch_size == "auto" and device.type == "cuda":
-            options.setdefault("batch_size", craft_batch)  # one attack chunk per craft batch
-        eps = config.eps
-        attack: Attack = make_attack(config.attack.name, eps, **options)
-        attack_gen = stage_generator(seed, "attack")
-        targets_gen = stage_generator(seed, "targets")
-        scenario = config.scenario
-        constructed: dict[str, Any] = {}
-        if scenario in CONSTRUCTED_SCENARIOS:
-            n_adv = x_train.shape[0]
-            y_adv = y_train
-            batches: list[tuple[int, int, torch.Generator]] = []
-        elif scenario == "uniform":
-            n_adv = config.data.n_noise
-            y_adv = torch.randint(0, num_classes, (n_adv,), generator=targets_gen).to(device)
-            batches = noise_batches(n_adv, in_shape, craft_batch, seed)
+        attack, craft_batch = craft_attack(run, f)
+        if config.construction is not None:
+            crafted = constructed_set(run, f, config.construction, craft_batch)
         else:
-            n_adv = x_train.shape[0]
-            y_adv = draw_image_targets(scenario, y_train, num_classes, targets_gen)
-            batches = [
-                (s, min(craft_batch, n_adv - s), attack_gen) for s in range(0, n_adv, craft_batch)
-            ]
-
-        def clean_batch(start: int, size: int, generator: torch.Generator) -> torch.Tensor:
-            if scenario == "uniform":
-                return make_noise(size, in_shape, generator).to(device=device, dtype=dtype)
-            return x_train[start : start + size]
-
-        band = config.perturbation_filter
-        energy = {"kept": 0.0, "total": 0.0}
-        unfiltered_hits = 0
-        if config.construction is not None:  # D_R / D_NR: built, not attacked
-            constructed = construct_set(
-                f,
-                x_train,
-                y_train,
-                config.construction,
-                stage_generator(seed, "construct_start"),
-                progress,
-            )
-            x_adv = constructed.pop("x")
-        else:
-            x_adv = torch.empty((n_adv, *in_shape), dtype=dtype, device=device)
-            bar = _bar(n_adv, f"attack ({config.attack.name})", progress)
-            for start, size, generator in batches:
-                clean = clean_batch(start, size, generator)
-                crafted = attack(f, clean, y_adv[start : start + size], generator=attack_gen)
-                if band is not None:
-                    delta = crafted - clean
-                    kept = BAND_FILTERS[band.kind](delta, band.cutoff)
-                    energy["kept"] += float(kept.double().pow(2).sum())
-                    energy["total"] += float(delta.double().pow(2).sum())
-                    targets = y_adv[start : start + size]
-                    unfiltered_hits += int((predictions(f, crafted, eval_batch) == targets).sum())
-                    crafted = clean + kept
-                x_adv[start : start + size] = crafted
-                bar.update(size)
-            bar.close()
-
-        # Fooling check (ICLR24 arXiv:2402.10470, image experiments): does f predict the
-        # target on the adversarial set?
-        predicted_adv = predictions(f, x_adv, eval_batch)
-        fooled = predicted_adv == y_adv
-        # g learns from these only (None: from all)
-        keep_idx = fooled.nonzero().squeeze(1) if config.keep == "fooled" else None
-        if keep_idx is not None and keep_idx.numel() == 0:
-            raise ValueError("keep = 'fooled' kept no example; raise attack.eps or keep = 'all'")
-        x_g, y_g = (x_adv, y_adv) if keep_idx is None else (x_adv[keep_idx], y_adv[keep_idx])
+            crafted = attacked_set(run, f, attack, craft_batch)
+        g_set = fooling_check(run, f, crafted)
 
     # 4. a fresh g on the adversarial set only.
     g_model_config = config.model_g or config.model
     with clock("train_g"):
-        g, g_history = train("g", g_model_config, x_g, y_g, config.train_g)
+        g, g_history = train_model(run, "g", g_model_config, g_set.x, g_set.y, config.train_g)
     with clock("evaluate"):
-        f_test_pred = predictions(f, x_test, eval_batch)
-        g_test_pred = predictions(g, x_test, eval_batch)
-        counts = torch.bincount(g_test_pred, minlength=num_classes)
-
-        metrics: dict[str, Any] = {
-            "f_acc_train": _accuracy(f, x_train, y_train, eval_batch),
-            "f_acc_test": (f_test_pred == y_test).double().mean().item(),
-            "g_acc_train": _accuracy(g, x_train, y_train, eval_batch),
-            "g_acc_test": (g_test_pred == y_test).double().mean().item(),
-            "g_best_acc_test": g_history.best_val_acc,
-            "g_best_epoch": g_history.best_epoch,
-            "agreement": (f_test_pred == g_test_pred).double().mean().item(),
-            "chance": 1.0 / num_classes,
-            "fooling_rate": fooled.double().mean().item(),
-            "fooling_rate_per_class": per_class_hit_rates(fooled, y_adv, num_classes),
-            "g_fit_acc": _accuracy(g, x_g, y_g, eval_batch),
-            "g_majority_share": int(counts.max().item()) / max(x_test.shape[0], 1),
-            "eps": eps,
-            "scenario": scenario,
-            "num_classes": num_classes,
-            "n_train": x_train.shape[0],
-            "n_test": x_test.shape[0],
-            "n_adv": n_adv,
-        }
-        for key in ("distance_start", "distance_final"):
-            if key in constructed:
-                metrics[f"construct_{key}"] = constructed[key]
-        if scenario != "uniform":
-            metrics["fooling_rate_per_source_class"] = per_class_hit_rates(
-                fooled, y_train, num_classes
-            )
-        metrics["g_degenerate"] = metrics["g_majority_share"] > config.degenerate_threshold
-        if config.craft_batch_size == "auto":
-            metrics["craft_batch_size"] = craft_batch
-        if f_weights_sha256 is not None:
-            metrics["f_weights_sha256"] = f_weights_sha256
-        if keep_idx is not None:
-            metrics["n_kept"] = int(keep_idx.numel())
-            metrics["kept_share"] = keep_idx.numel() / max(n_adv, 1)
-        if band is not None:
-            metrics["fooling_rate_unfiltered"] = unfiltered_hits / max(n_adv, 1)
-            metrics["perturbation_energy_kept"] = (
-                energy["kept"] / energy["total"] if energy["total"] > 0 else math.nan
-            )
-        if config.robust_eval is not None:
-            robust = config.robust_eval
-            perturb = untargeted_attack(robust.attack, robust.eps, robust.steps)
-            x_eval, y_eval = x_test[: robust.n_test], y_test[: robust.n_test]
-            for key, model in (("f", f), ("g", g)):
-                metrics[f"{key}_robust_acc"] = robust_accuracy(
-                    model, x_eval, y_eval, perturb, eval_batch, stage_generator(seed, "robust_eval")
-                )
-
-    out.metrics = metrics
+        out.metrics = scores(run, f, g, g_history, crafted, g_set, f_weights_sha256)
     out.add("f", (f, f_history))
     out.add("g", (g, g_history))
 
@@ -400,99 +399,39 @@ def run_images(
     # trained on the clean images, scores the adversarial set.
     if config.transfer_eval:
         with clock("transfer"):
-            trained = train(TRANSFER_STAGE, g_model_config, x_train, y_train, config.train_f)
-            independent = out.add(TRANSFER_STAGE, trained)
-            metrics["transfer_rate"] = transfer_rate(
-                independent, x_adv, y_adv, batch_size=eval_batch
+            trained = train_model(
+                run, TRANSFER_STAGE, g_model_config, run.x_train, run.y_train, config.train_f
             )
-            metrics["transfer_model_acc_test"] = _accuracy(independent, x_test, y_test, eval_batch)
+            independent = out.add(TRANSFER_STAGE, trained)
+            out.metrics |= transfer_scores(run, independent, crafted)
 
-    # Control g': the same inputs without the perturbation, the same targets.
+    # Control g': the same inputs without the perturbation, the same labels.
     if "unperturbed_inputs" in config.controls:
         with clock("controls"):
-            if "x_start" in constructed:
-                clean_inputs = constructed["x_start"]
-            elif scenario == "uniform":
-                clean_inputs = torch.empty_like(x_adv)
-                for start, size, generator in noise_batches(n_adv, in_shape, craft_batch, seed):
-                    clean_inputs[start : start + size] = clean_batch(start, size, generator)
-            else:
-                clean_inputs = x_train
-            if keep_idx is not None:
-                clean_inputs = clean_inputs[keep_idx]
-            trained = train(
+            inputs = g_set.select(unperturbed_inputs(run, crafted))
+            trained = train_model(
+                run,
                 "unperturbed_inputs",
                 g_model_config,
-                clean_inputs,
-                y_g,
+                inputs,
+                g_set.y,
                 config.train_g,
-                CONTROL_STAGE,
+                stage=CONTROL_STAGE,
             )
-            del clean_inputs
+            del inputs
             control = out.add("unperturbed_inputs", trained)
-            metrics["control_g_acc_train"] = _accuracy(control, x_train, y_train, eval_batch)
-            metrics["control_g_acc_test"] = _accuracy(control, x_test, y_test, eval_batch)
-            metrics["control_g_best_acc_test"] = trained[1].best_val_acc
+            out.metrics |= control_scores(run, "control_g", control, trained[1])
 
     # Leakage control: the clean images g's inputs were made from, with g's labels.
     if "mislabeled_clean" in config.controls:
         with clock("controls"):
-            leak_inputs = constructed.get("x_start", x_train)
-            if keep_idx is not None:
-                leak_inputs = leak_inputs[keep_idx]
-            trained = train("mislabeled_clean", g_model_config, leak_inputs, y_g, config.train_g)
+            inputs = g_set.select(source_images(run, crafted))
+            trained = train_model(
+                run, "mislabeled_clean", g_model_config, inputs, g_set.y, config.train_g
+            )
             leak = out.add("mislabeled_clean", trained)
-            metrics.update(
-                mislabeled_clean_acc_train=_accuracy(leak, x_train, y_train, eval_batch),
-                mislabeled_clean_acc_test=_accuracy(leak, x_test, y_test, eval_batch),
-                mislabeled_clean_best_acc_test=trained[1].best_val_acc,
-                mislabeled_clean_fit_acc=_accuracy(leak, leak_inputs, y_g, eval_batch),
+            out.metrics |= control_scores(
+                run, "mislabeled_clean", leak, trained[1], fit=(inputs, g_set.y)
             )
 
-    tensors = split_tensors(x_train, y_train, x_test, y_test) | {"y_adv": y_adv, "x_adv": x_adv}
-    tensors |= {} if keep_idx is None else {"kept": keep_idx}
-    if "x_start" in constructed:
-        tensors["x_start"] = constructed["x_start"]
-    return out.result(tensors)
-
-
-def construct_set(
-    f: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    config: ConstructConfig,
-    generator: torch.Generator,
-    progress: bool,
-) -> dict[str, Any]:
-    """D_R (robust ``f``) or D_NR (standard ``f``) of Ilyas et al. (arXiv:1905.02175,
-    Sec. 3.1): for every training image ``x`` ``(N, C, H, W)`` an image ``x_r`` minimizing
-    ``‖rep(x_r) − rep(x)‖₂`` by ``config.steps`` normalized gradient steps from the start
-    points drawn by ``generator`` (:func:`~pertlearn.features.constructed.start_points`).
-
-    Returns ``x`` (the constructed images ``(N, C, H, W)``, to pair with ``y``), ``x_start``
-    (their start points) and the mean representation distances ``distance_start`` /
-    ``distance_final`` before and after the descent.
-    """
-    x_start = start_points(x, y, config.start, generator=generator)
-    parts: list[torch.Tensor] = []
-    first: list[torch.Tensor] = []
-    last: list[torch.Tensor] = []
-    bar = _bar(x.shape[0], f"construct ({config.steps} steps)", progress)
-    settings = config.model_dump(include={"steps", "step_size", "eps", "batch_size"})
-    for xt, x0 in zip(x.split(config.batch_size), x_start.split(config.batch_size), strict=True):
-        built = construct_dataset(f, xt, x0, **settings)
-        parts.append(built.x)
-        first.append(built.distance[0])
-        last.append(built.final_distance)
-        bar.update(xt.shape[0])
-    bar.close()
-    return {
-        "x": torch.cat(parts),
-        "x_start": x_start,
-        "distance_start": torch.cat(first).double().mean().item(),
-        "distance_final": torch.cat(last).double().mean().item(),
-    }
-
-
-def _bar(total: int, desc: str, enabled: bool) -> Any:
-    return tqdm(total=total, desc=desc, unit="img", disable=not enabled, leave=False)
+    return out.result(run_tensors(run, crafted, g_set))
