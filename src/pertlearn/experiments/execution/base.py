@@ -15,9 +15,10 @@ OutcomeHandler = Callable[[Point, Outcome], None]
 
 class SweepExecutor(Protocol):
     """Runs units of configurations (see :func:`~.chunking.chunks`) and hands every outcome to
-    ``handle`` in the driver process. ``run`` returns how many configurations could not run (a
-    broken worker pool); on any exception (an interrupt included) it stops its workers before
-    it returns, so that nothing writes into the store once the driver lets go of its lock."""
+    ``handle`` in the driver process. ``run`` returns how many configurations it could not run
+    (0 for the executors here: a configuration whose worker process dies fails); on any
+    exception (an interrupt included) it stops its workers before it returns, so that nothing
+    writes into the store once the driver lets go of its lock."""
 
     name: str
 
