@@ -17,7 +17,7 @@ from pertlearn.experiments.execution import run_sweep
 from pertlearn.experiments.execution.local import exit_text
 from pertlearn.experiments.execution.worker import execute_chunk
 from pertlearn.experiments.store import SweepStore
-from pertlearn.experiments.sweeps import parse_sweep
+from pertlearn.experiments.sweeps import Point, parse_sweep
 from sweep_support import run_metrics, tiny_spec
 
 DEADLY_SEED = 1
@@ -52,6 +52,13 @@ def deadly(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     return monkeypatch
 
 
+def _deadly_sweep() -> tuple[dict[str, Any], list[Point], str]:
+    """A two-seed sweep spec, its points and the run id of the one that kills its worker."""
+    spec = _spec(seeds=[0, DEADLY_SEED])
+    points = parse_sweep(spec).points()
+    return spec, points, next(p.run_id for p in points if p.seed == DEADLY_SEED)
+
+
 def test_exit_codes_name_the_signal() -> None:
     assert exit_text(-9) == "exit code -9: killed by SIGKILL, e.g. from the out-of-memory killer"
     assert exit_text(-11).startswith("exit code -11: killed by SIGSEGV, a segmentation fault")
@@ -64,9 +71,7 @@ def test_exit_codes_name_the_signal() -> None:
 def test_a_configuration_that_kills_its_worker_fails_alone(
     tmp_path: Path, deadly: pytest.MonkeyPatch
 ) -> None:
-    spec = _spec(seeds=[0, DEADLY_SEED])
-    points = parse_sweep(spec).points()
-    deadly_id = next(p.run_id for p in points if p.seed == DEADLY_SEED)
+    spec, _, deadly_id = _deadly_sweep()
     out = tmp_path / "out"
     summary = run_sweep(parse_sweep(spec), out, workers=2, threads=1, batch_size=1)
     assert (summary.succeeded, summary.failed, summary.not_run) == (1, [deadly_id], 0)
@@ -92,9 +97,7 @@ def test_a_configuration_that_kills_its_worker_fails_alone(
 def test_in_a_batched_chunk_only_the_deadly_configuration_is_blamed(
     tmp_path: Path, deadly: pytest.MonkeyPatch
 ) -> None:
-    spec = _spec(seeds=[0, DEADLY_SEED])
-    points = parse_sweep(spec).points()
-    deadly_id = next(p.run_id for p in points if p.seed == DEADLY_SEED)
+    spec, points, deadly_id = _deadly_sweep()
     out = tmp_path / "out"
     summary = run_sweep(parse_sweep(spec), out, workers=2, threads=1, batch_size=10)
     assert (summary.succeeded, summary.failed, summary.not_run) == (1, [deadly_id], 0)
