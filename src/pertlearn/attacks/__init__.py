@@ -13,7 +13,6 @@ from pertlearn.attacks.base import (
     fooling_rate,
     make_attack,
     per_class_hit_rates,
-    per_sample_norm,
     register_attack,
     target_hits,
 )
@@ -23,6 +22,7 @@ from pertlearn.attacks.pgd_l0 import PgdL0
 from pertlearn.attacks.pgd_l2 import PgdL2
 from pertlearn.attacks.pgd_linf import PgdLinf, PgdLinfRescaled
 from pertlearn.attacks.random_noise import RandomL2
+from pertlearn.tensors import per_sample_norm
 
 __all__ = [
     "ATTACKS",

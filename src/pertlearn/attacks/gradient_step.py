@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from torch import Generator, Tensor, nn
 
-from pertlearn.attacks.base import Attack, normalize, register_attack
+from pertlearn.attacks.base import Attack, register_attack
+from pertlearn.tensors import normalize
 
 
 @register_attack

@@ -8,8 +8,9 @@ from typing import Any
 import torch
 from torch import Generator, Tensor
 
-from pertlearn.attacks.base import normalize, register_attack
+from pertlearn.attacks.base import register_attack
 from pertlearn.attacks.pgd_base import TargetedPGD, draw
+from pertlearn.tensors import normalize
 
 
 @register_attack

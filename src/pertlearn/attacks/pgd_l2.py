@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from torch import Generator, Tensor
 
-from pertlearn.attacks.base import normalize, per_sample_view, register_attack
+from pertlearn.attacks.base import register_attack
 from pertlearn.attacks.pgd_base import TargetedPGD, draw
+from pertlearn.tensors import normalize, per_sample_view
 
 
 @register_attack

@@ -7,8 +7,9 @@ from typing import Any
 
 from torch import Generator, Tensor
 
-from pertlearn.attacks.base import normalize, register_attack
+from pertlearn.attacks.base import register_attack
 from pertlearn.attacks.pgd_base import TargetedPGD, draw
+from pertlearn.tensors import normalize
 
 
 def linf_random_start(attack: TargetedPGD, x: Tensor, generator: Generator | None) -> Tensor:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Generator, Tensor, nn
 
-from pertlearn.attacks.base import Attack, per_sample_norm, per_sample_view, register_attack
+from pertlearn.attacks.base import Attack, register_attack
+from pertlearn.tensors import per_sample_norm, per_sample_view
 
 
 @register_attack

@@ -33,8 +33,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from pertlearn.attacks.base import normalize
 from pertlearn.models.cnn import ICLRResNet, SmallCNN, WideResNet
+from pertlearn.tensors import normalize
 
 Take = Literal["input", "output"]
 StartMode = Literal["other_image", "other_class", "noise"]

@@ -25,12 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from pertlearn.tensors import per_sample_norm
 from pertlearn.theory.kernel import DEFAULT_CHUNK, phi_matmul
-
-
-def per_sample_norm(t: Tensor) -> Tensor:
-    """L2 norm of each sample over all non-batch dimensions, shape ``(N,)``."""
-    return torch.linalg.vector_norm(t.flatten(1), dim=1)
 
 
 def _weights(y: Tensor, weights: Tensor | None) -> Tensor:

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from pertlearn.attacks import PgdL2, PgdLinf, make_attack
-from pertlearn.attacks.base import per_sample_norm
 from pertlearn.models.cnn import SmallCNN
+from pertlearn.tensors import per_sample_norm
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 

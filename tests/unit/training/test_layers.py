@@ -16,6 +16,7 @@ ALLOWED = (
     "pertlearn.seeding",
     "pertlearn.atomic",
     "pertlearn.errors",
+    "pertlearn.tensors",
 )
 
 
