@@ -10,7 +10,6 @@ and impossible values are rejected with one line naming the key.
 from __future__ import annotations
 
 import math
-import re
 from typing import Any, Literal
 
 from pydantic import (
@@ -22,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from pertlearn.attacks import ATTACKS, attack_options
+from pertlearn.attacks import ATTACKS, attack_options, make_attack
 from pertlearn.errors import ConfigError
 from pertlearn.experiments.config_tree import (
     MAX_CONFIG_BYTES,
@@ -131,11 +130,7 @@ class AttackConfig(StrictModel):
                 f"attack.options.{unknown[0]} is not an option of attack {self.name!r} (it "
                 f"takes: {', '.join(known or []) or 'none'}); fix or remove it"
             )
-        try:
-            ATTACKS[self.name](eps, **self.options)
-        except TypeError as err:
-            problem = re.sub(r"^\w+\.__init__\(\) ", "", str(err))
-            raise ValueError(f"options do not fit attack {self.name!r} ({problem})") from None
+        make_attack(self.name, eps, **self.options)
 
     def resolve_eps(self, dim: int) -> float:
         """The budget ε for inputs of dimension ``dim``."""
