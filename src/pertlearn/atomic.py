@@ -16,10 +16,33 @@ from pathlib import Path
 from typing import Any
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process's file-mode creation mask (read without changing it)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+TEMPORARY_SUFFIX = ".tmp"
+
+
+def temporary_prefix(name: str) -> str:
+    """The prefix of the hidden temporaries written beside a target named ``name``."""
+    return f".{name}."
+
+
+def temporary_dir(folder: Path, name: str) -> Path:
+    """A fresh hidden directory ``.NAME.*.tmp`` in ``folder`` to write a directory named
+    ``name`` into before it is renamed into place (mode 0700, like ``mkdtemp``)."""
+    return Path(
+        tempfile.mkdtemp(dir=folder, prefix=temporary_prefix(name), suffix=TEMPORARY_SUFFIX)
+    )
+
+
+def left_temporaries(folder: Path, name: str) -> list[Path]:
+    """The hidden temporaries (``.NAME.*.tmp``) that interrupted writes of targets named
+    ``name`` (a glob pattern, e.g. ``"*.json"``) left in ``folder``."""
+    return sorted(folder.glob(f"{temporary_prefix(name)}*{TEMPORARY_SUFFIX}"))
 
 
 @contextmanager
@@ -29,12 +52,14 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     temporary file is removed and ``path`` is left as it was."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(
+        dir=target.parent, prefix=temporary_prefix(target.name), suffix=TEMPORARY_SUFFIX
+    )
     os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

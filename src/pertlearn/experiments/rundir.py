@@ -35,7 +35,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from pertlearn.atomic import write_json
+from pertlearn.atomic import left_temporaries, temporary_dir, umask, write_json
 from pertlearn.errors import RunDirError, RunDirExistsError, cli_worded
 
 
@@ -170,12 +170,10 @@ def write_run_dir(result: RunOutput, out: Path, *, overwrite: bool = False) -> P
     out = Path(os.path.abspath(out))
     check_target(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
-    for stale in out.parent.glob(f".{out.name}.*.tmp"):  # left by an interrupted write
+    for stale in left_temporaries(out.parent, out.name):  # left by an interrupted write
         shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o777 & ~mask)  # like a plain mkdir, not mkdtemp's 0700
+    tmp = temporary_dir(out.parent, out.name)
+    os.chmod(tmp, 0o777 & ~umask())  # like a plain mkdir, not mkdtemp's 0700
     try:
         config = result.config
         write_json(

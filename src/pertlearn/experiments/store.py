@@ -33,7 +33,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from pertlearn.atomic import atomic_path, write_bytes, write_json
+from pertlearn.atomic import (
+    atomic_path,
+    left_temporaries,
+    temporary_dir,
+    write_bytes,
+    write_json,
+)
 from pertlearn.errors import cli_worded
 from pertlearn.experiments.config import ConfigError
 from pertlearn.experiments.rundir import (
@@ -268,9 +274,9 @@ class SweepStore:
         """Remove what a killed sweep left half-written (call it holding :meth:`lock`): hidden
         run directories in ``runs/``, and the hidden temporary files of ``sweep.json`` and of
         failure records; the number of run directories removed."""
-        stale_files = [*self.root.glob(f".{SWEEP_FILE}.*.tmp")]
+        stale_files = left_temporaries(self.root, SWEEP_FILE)
         if self.failures.exists():
-            stale_files += self.failures.glob(".*.json.*.tmp")
+            stale_files += left_temporaries(self.failures, "*.json")
         for path in stale_files:
             path.unlink(missing_ok=True)
         if not self.runs.exists():
@@ -283,7 +289,7 @@ class SweepStore:
     def staging_dir(self, run_id: str) -> Path:
         """A fresh hidden directory in ``runs/`` to write a run into before :meth:`publish`."""
         self.runs.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(dir=self.runs, prefix=f".{run_id}.", suffix=".tmp"))
+        return temporary_dir(self.runs, run_id)
 
     def publish(self, run_id: str, written: Path) -> bool:
         """Move the complete run directory ``written`` (inside a staging dir) to
