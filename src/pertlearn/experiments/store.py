@@ -54,6 +54,9 @@ from pertlearn.experiments.sweeps import Point, Sweep
 SWEEP_FILE = "sweep.json"
 RUN_FILES = ("config.json", "metrics.json", "curves.json")
 CORRUPT_DIR = "corrupt"
+RESULT_FILES = ("results.csv", "results.parquet")
+REPORT_FILES = ("report.html", FIGURES_DIR)
+"""What ``pertlearn results`` and ``pertlearn report`` write into a sweep directory."""
 
 
 class SweepDirError(ConfigError):
@@ -152,8 +155,7 @@ class SweepStore:
     def _only_this_sweeps(self, points: list[Point]) -> bool:
         """Whether ``root`` holds only what a sweep of ``points`` writes (its runs and failure
         records, ``corrupt/``, the results table and the report) and at least one run."""
-        own = {"runs", "failed", CORRUPT_DIR, "results.csv", "results.parquet", "report.html"}
-        own.add(FIGURES_DIR)  # the report's figure files
+        own = {self.runs.name, self.failures.name, CORRUPT_DIR, *RESULT_FILES, *REPORT_FILES}
         names = {p.name for p in self.root.iterdir() if not p.name.startswith(".")}
         has_runs = self.runs.is_dir() and bool(self._visible(self.runs))
         return has_runs and names <= own and self._holds_only(points)
@@ -431,7 +433,7 @@ def write_results(root: str | Path) -> tuple[list[dict[str, Any]], list[str], li
     root = Path(root)
     rows, swept = collect_results(root)
     columns = columns_of(rows) or ["run_id", *swept, "seed"]
-    csv_path, parquet_path = root / "results.csv", root / "results.parquet"
+    csv_path, parquet_path = (root / name for name in RESULT_FILES)
 
     with atomic_path(csv_path) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, restval="")
