@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -21,10 +23,13 @@ def predictions(model: nn.Module, x: torch.Tensor, batch_size: int = 8192) -> to
         model.train(was_training)
 
 
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 8192) -> float:
     """Share of samples of ``x`` (``(N, ...)``) whose predicted label equals ``y`` (``(N,)``:
-    ±1 for binary scores, ties to +1; class indices for logits): ``(1/N) Σ_n 1[ŷ_n = y_n]``."""
-    predicted = predictions(model, x)
+    ±1 for binary scores, ties to +1; class indices for logits): ``(1/N) Σ_n 1[ŷ_n = y_n]``;
+    NaN for no samples. Evaluated in batches of ``batch_size`` (:func:`predictions`)."""
+    if x.shape[0] == 0:
+        return math.nan
+    predicted = predictions(model, x, batch_size)
     return (predicted == y.to(predicted.dtype)).double().mean().item()
 
 

@@ -66,7 +66,6 @@ stages share (:class:`~.images_stages.ImageRun`), training and crafting are in
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,7 +102,7 @@ from pertlearn.experiments.result import Result
 from pertlearn.experiments.stages import CONTROL_STAGE, DTYPES, RunOutputs, split_tensors
 from pertlearn.experiments.trained_f import f_weights_file, load_f_weights
 from pertlearn.features.transfer import transfer_rate
-from pertlearn.metrics import predictions
+from pertlearn.metrics import accuracy, predictions
 from pertlearn.seeding import resolve_device, stage_generator
 from pertlearn.training.adversarial import robust_accuracy
 from pertlearn.training.minibatch import MinibatchResult
@@ -205,12 +204,6 @@ def fooling_check(run: ImageRun, f: nn.Module, crafted: CraftedSet) -> GSet:
     return GSet(fooled, kept, crafted.x_adv[kept], crafted.y_adv[kept])
 
 
-def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int) -> float:
-    if x.shape[0] == 0:
-        return math.nan
-    return (predictions(model, x, batch) == y).double().mean().item()
-
-
 def scores(
     run: ImageRun,
     f: nn.Module,
@@ -229,9 +222,9 @@ def scores(
     counts = torch.bincount(g_test_pred, minlength=num_classes)
     fooled, n_adv = g_set.fooled, crafted.n_adv
     metrics: dict[str, Any] = {
-        "f_acc_train": _accuracy(f, x_train, y_train, eval_batch),
+        "f_acc_train": accuracy(f, x_train, y_train, eval_batch),
         "f_acc_test": (f_test_pred == y_test).double().mean().item(),
-        "g_acc_train": _accuracy(g, x_train, y_train, eval_batch),
+        "g_acc_train": accuracy(g, x_train, y_train, eval_batch),
         "g_acc_test": (g_test_pred == y_test).double().mean().item(),
         "g_best_acc_test": g_history.best_val_acc,
         "g_best_epoch": g_history.best_epoch,
@@ -239,7 +232,7 @@ def scores(
         "chance": 1.0 / num_classes,
         "fooling_rate": fooled.double().mean().item(),
         "fooling_rate_per_class": per_class_hit_rates(fooled, crafted.y_adv, num_classes),
-        "g_fit_acc": _accuracy(g, g_set.x, g_set.y, eval_batch),
+        "g_fit_acc": accuracy(g, g_set.x, g_set.y, eval_batch),
         "g_majority_share": int(counts.max().item()) / max(x_test.shape[0], 1),
         "eps": config.eps,
         "scenario": config.scenario,
@@ -289,7 +282,7 @@ def transfer_scores(run: ImageRun, independent: nn.Module, crafted: CraftedSet) 
         "transfer_rate": transfer_rate(
             independent, crafted.x_adv, crafted.y_adv, batch_size=run.eval_batch
         ),
-        "transfer_model_acc_test": _accuracy(independent, run.x_test, run.y_test, run.eval_batch),
+        "transfer_model_acc_test": accuracy(independent, run.x_test, run.y_test, run.eval_batch),
     }
 
 
@@ -324,12 +317,12 @@ def control_scores(
     ``PREFIX_best_acc_test`` and, given its training set ``fit`` (``(n, C, H, W)``,
     ``(n,)``), ``PREFIX_fit_acc``."""
     metrics = {
-        f"{prefix}_acc_train": _accuracy(control, run.x_train, run.y_train, run.eval_batch),
-        f"{prefix}_acc_test": _accuracy(control, run.x_test, run.y_test, run.eval_batch),
+        f"{prefix}_acc_train": accuracy(control, run.x_train, run.y_train, run.eval_batch),
+        f"{prefix}_acc_test": accuracy(control, run.x_test, run.y_test, run.eval_batch),
         f"{prefix}_best_acc_test": history.best_val_acc,
     }
     if fit is not None:
-        metrics[f"{prefix}_fit_acc"] = _accuracy(control, *fit, run.eval_batch)
+        metrics[f"{prefix}_fit_acc"] = accuracy(control, *fit, run.eval_batch)
     return metrics
 
 
