@@ -25,7 +25,9 @@ from pertlearn.analysis.decision_maps import Scorer, decision_map, plot_decision
 from pertlearn.analysis.plotting import FORMATS
 from pertlearn.atomic import write_json
 from pertlearn.errors import cli_worded
-from pertlearn.experiments.config import ModelConfig
+from pertlearn.experiments.config import ExperimentConfig, ModelConfig
+from pertlearn.experiments.pipelines import IclrArtificialConfig, NeuripsConfig
+from pertlearn.experiments.result import Result
 from pertlearn.experiments.rundir import read_metrics, read_run
 from pertlearn.experiments.stages import build_model
 from pertlearn.theory import iclr
@@ -80,14 +82,24 @@ def _model(config: dict[str, Any], state: dict[str, torch.Tensor], dim: int) -> 
     return model.eval()
 
 
-def check_theory_applies(config: Any) -> None:
+BinaryConfig = NeuripsConfig | IclrArtificialConfig
+"""Configs of the binary pipelines, the runs the theory covers."""
+
+
+def binary_config(config: ExperimentConfig) -> BinaryConfig:
+    """``config`` as the config of a binary pipeline; ``ValueError`` (one line) for another."""
+    if not isinstance(config, NeuripsConfig | IclrArtificialConfig):
+        covers = f"covers the binary pipelines (neurips, iclr_artificial), not {config.pipeline}"
+        raise cli_worded(ValueError(f"the theory {covers}"), f"--theory {covers}")
+    return config
+
+
+def check_theory_applies(config: ExperimentConfig) -> None:
     """Raise ``ValueError`` (one line) when the theory cannot be computed for a run of
     ``config``, so that ``run --theory`` fails before computing anything: it needs a binary
     run (``neurips`` or ``iclr_artificial`` pipeline) with saved tensors, and for
     one-hidden-layer networks a LeakyReLU slope in (0, 1)."""
-    if config.pipeline not in ("neurips", "iclr_artificial"):
-        covers = f"covers the binary pipelines (neurips, iclr_artificial), not {config.pipeline}"
-        raise cli_worded(ValueError(f"the theory {covers}"), f"--theory {covers}")
+    config = binary_config(config)
     if not config.save_tensors:
         tensors = "needs the run's tensors: set save_tensors = true"
         raise cli_worded(ValueError(f"the theory {tensors}"), f"--theory {tensors}")
@@ -131,10 +143,11 @@ def load_run(run_dir: str | Path) -> RunData:
     )
 
 
-def run_data_from_result(result: Any) -> RunData:
-    """:class:`RunData` of an in-memory :class:`pertlearn.Result` (no run directory needed)."""
+def run_data_from_result(result: Result) -> RunData:
+    """:class:`RunData` of an in-memory :class:`pertlearn.Result` of a binary pipeline (no run
+    directory needed)."""
     t = result.tensors
-    config = result.config
+    config = binary_config(result.config)
     model_f = config.model.model_dump()
     model_g = (config.model_g or config.model).model_dump()
     weights = [getattr(result.curves.get(key), "loss_weights", None) for key in ("f", "g")]
@@ -145,7 +158,8 @@ def run_data_from_result(result: Any) -> RunData:
         model_f,
         model_g,
         eps=float(config.eps),
-        scenario=getattr(config, "scenario", "perturbation_only"),
+        # iclr_artificial: g sees x_adv, the perturbations of noise
+        scenario=config.scenario if isinstance(config, NeuripsConfig) else "perturbation_only",
         weights=(weights[0], weights[1]),
         name=config.name,
     )

@@ -4,13 +4,21 @@ on its plane, and compute_theory's numbers against the NeurIPS24 sums written ou
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
 
-from pertlearn.analysis.theory import RunData, agreements_on_test, compute_theory
+from pertlearn.analysis.theory import (
+    RunData,
+    agreements_on_test,
+    check_theory_applies,
+    compute_theory,
+    run_data_from_result,
+)
 from pertlearn.attacks import GradientStep
 from pertlearn.data.synthetic import balanced_signs, gauss, shifted_gauss
+from pertlearn.experiments import Result, validate_config
 from pertlearn.models import OneHiddenNet, TwoLayerNet
 
 
@@ -144,3 +152,13 @@ def test_compute_theory_iclr_section_equals_the_max_margin_surrogate_solved_dire
     assert section["lambdas"]["bounds"] == pytest.approx([lo, hi], rel=1e-12)
     inside = ((lam > lo) & (lam < hi)).double().mean().item()
     assert section["lambdas"]["share_in_bounds"] == pytest.approx(inside)
+
+
+def test_theory_of_an_image_run_is_refused_in_one_line() -> None:
+    config = validate_config({"pipeline": "images"})
+    result = Result(config=config, metrics={}, models={}, curves={})
+    message = "the theory covers the binary pipelines (neurips, iclr_artificial), not images"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        run_data_from_result(result)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        check_theory_applies(config)
