@@ -1,5 +1,6 @@
 """Targeted L0 attack (:class:`PgdL0`): at most ``k`` coordinates change, the largest-gradient
-coordinates of a linear model, one ``step`` by hand, validation of ``k``, and its random start."""
+coordinates of a linear model, one ``step`` by hand, validation of ``k``, and its random start,
+also against its closed form."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import torch
 
 from pertlearn.attacks import PgdL0
 
+from .distribution_checks import DRAW_SEED, SAMPLES, assert_mean_near, assert_uniform_01
 from .support import binary_setup, gen, image_setup, linear_setup
 
 
@@ -95,3 +97,50 @@ def test_l0_random_start_unlocks_at_most_half_of_k() -> None:
     changed = (start != x).sum(dim=1)
     assert bool((changed <= 3).all()) and bool((changed >= 1).all())
     assert bool((attack.init_state(x, start)["unlocked"] == (start != x)).all())
+
+
+# --------------------------------------------------------------- random start
+
+
+@pytest.mark.parametrize("k", [1, 2, 9])
+def test_l0_random_start_moves_a_uniform_subset_by_uniform_offsets(k: int) -> None:
+    """With a data range too wide to clip, the start moves exactly ``m = max(1, k // 2)``
+    coordinates of each sample, a uniformly chosen subset: each coordinate with probability
+    ``m/d``, each pair with ``m(m-1)/(d(d-1))`` (Bernoulli counts, variance ``p(1-p)``); the
+    offsets, pooled over all ``SAMPLES·m`` moved coordinates, are ``U[-α, α)``."""
+    d, alpha = 12, 0.3
+    chosen_count = max(1, k // 2)
+    x = torch.rand(SAMPLES, d, generator=gen(DRAW_SEED), dtype=torch.float64) * 2 - 1
+    attack = PgdL0(k, step_size=alpha, clip=(-10.0, 10.0))
+    delta = attack.random_start(x, gen(DRAW_SEED + 1)) - x
+    moved = delta != 0
+    assert bool((moved.sum(dim=1) == chosen_count).all())
+    single = chosen_count / d
+    assert_mean_near(moved.double(), single, single * (1 - single), 1.0, "coordinate chosen")
+    pair = chosen_count * (chosen_count - 1) / (d * (d - 1))
+    off_diagonal = 1 - torch.eye(d, dtype=torch.float64)
+    both = (moved[:, :, None] & moved[:, None, :]).double() * off_diagonal
+    pair_expected = off_diagonal * pair
+    pair_variance = pair_expected * (1 - pair_expected)
+    assert_mean_near(both, pair_expected, pair_variance, 1.0, "pair of coordinates chosen")
+    assert float(delta.abs().max()) <= alpha * (1 + 1e-12)
+    assert_uniform_01((delta[moved] / alpha + 1) / 2)
+
+
+def test_clipped_l0_random_start_is_the_clipped_draw_in_the_range_and_the_budget() -> None:
+    """With clipping active the start is the unclipped draw clipped to the data range: in the
+    range, at most ``k // 2`` coordinates moved per sample, each by at most ``α``, and exactly
+    those count as unlocked."""
+    k, alpha = 8, 0.8
+    x = torch.rand(2_000, 6, generator=gen(DRAW_SEED), dtype=torch.float64)
+    x[:, :2] = torch.tensor([0.0, 1.0], dtype=torch.float64)  # on the edges of the range
+    attack = PgdL0(k, step_size=alpha, clip=(0.0, 1.0))
+    clipped = attack.random_start(x, gen(DRAW_SEED + 1))
+    unclipped = PgdL0(k, step_size=alpha).random_start(x, gen(DRAW_SEED + 1))
+    assert torch.equal(clipped, unclipped.clamp(0.0, 1.0))
+    assert not torch.equal(clipped, unclipped)  # the clip was active
+    assert float(clipped.min()) >= 0.0 and float(clipped.max()) <= 1.0
+    moved = clipped != x
+    assert bool((moved.sum(dim=1) <= k // 2).all())
+    assert float((clipped - x).abs().max()) <= alpha * (1 + 1e-12)
+    assert torch.equal(attack.init_state(x, clipped)["unlocked"], moved)

@@ -1,6 +1,6 @@
 """The L∞ attacks (:class:`PgdLinf`, sign steps, and :class:`PgdLinfRescaled`, the ICLR24
 reference): their closed forms on a linear model, how they compare on a trained model, and the
-random start of the sign attack."""
+uniform random start of the L∞ ball they share, against its closed form."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import pytest
 import torch
 
 from pertlearn.attacks import PgdLinf, PgdLinfRescaled, per_sample_norm
+from pertlearn.attacks.pgd_linf import linf_random_start
 from pertlearn.data import random_signs, uniform
 from pertlearn.models import OneHiddenNet
 from pertlearn.training import TrainConfig, fit
 
+from .distribution_checks import DRAW_SEED, SAMPLES, assert_mean_near, assert_uniform_01
 from .support import binary_setup, cosines, gen, linear_setup
 
 
@@ -72,3 +74,55 @@ def test_sign_linf_fools_a_trained_model_more_than_the_rescaled_variant(seed: in
     rescaled(f, noise, target)
     assert sign.last_fooling_rate is not None and rescaled.last_fooling_rate is not None
     assert sign.last_fooling_rate >= rescaled.last_fooling_rate + 0.08
+
+
+# --------------------------------------------------------------- random start
+
+
+def test_every_linf_random_start_is_the_uniform_draw_of_linf_random_start() -> None:
+    """``PgdLinf(random_start=True)``'s first iterate and the restarts of both L∞ attacks draw
+    the same start from the same generator state; without ``random_start`` the sign attack
+    starts at the clean input."""
+    x = torch.rand(50, 2, 3, 3, generator=gen(DRAW_SEED), dtype=torch.float64)
+    clip = (0.0, 1.0)
+    expected = linf_random_start(PgdLinf(0.1, clip=clip), x, gen(DRAW_SEED + 1))
+    starts = [
+        PgdLinf(0.1, random_start=True, clip=clip).start(x, gen(DRAW_SEED + 1)),
+        PgdLinf(0.1, clip=clip).random_start(x, gen(DRAW_SEED + 1)),
+        PgdLinfRescaled(0.1, clip=clip).random_start(x, gen(DRAW_SEED + 1)),
+    ]
+    for start in starts:
+        assert torch.equal(start, expected)
+    assert torch.equal(PgdLinf(0.1, clip=clip).start(x, gen(DRAW_SEED + 1)), x)
+
+
+def test_linf_random_start_coordinates_are_independent_and_uniform() -> None:
+    """With a data range too wide to clip, ``δ = ε(2u - 1)``: the scaled offsets ``s = δ/ε`` of
+    all ``SAMPLES·d`` coordinates, pooled, are ``U[-1, 1)`` (``(s + 1)/2`` is ``U[0, 1)``), and
+    they are uncorrelated with mean 0 per coordinate: ``E[s sᵀ] = I/3``, with ``Var s_i² =
+    1/5 - 1/9`` and ``Var s_i s_j = 1/9``."""
+    eps, d = 0.25, 8
+    x = torch.rand(SAMPLES, d, generator=gen(DRAW_SEED), dtype=torch.float64) * 2 - 1
+    attack = PgdLinf(eps, clip=(-10.0, 10.0))
+    scaled = (linf_random_start(attack, x, gen(DRAW_SEED + 1)) - x) / eps
+    assert float(scaled.abs().max()) <= 1 + 1e-12
+    assert_uniform_01((scaled + 1) / 2)
+    assert_mean_near(scaled, 0.0, 1 / 3, 1.0, "mean offset")
+    eye = torch.eye(d, dtype=torch.float64)
+    variance = eye * (1 / 5 - 1 / 9) + (1 - eye) / 9
+    outer = scaled[:, :, None] * scaled[:, None, :]
+    assert_mean_near(outer, eye / 3, variance, 1.0, "second moment of the offsets")
+
+
+def test_clipped_linf_random_start_is_the_clipped_draw_in_the_range_and_the_ball() -> None:
+    """With clipping active the start is the unclipped draw clipped to the data range: in the
+    range and within ε of the clean input in every coordinate."""
+    eps = 0.3
+    x = torch.rand(2_000, 12, generator=gen(DRAW_SEED), dtype=torch.float64)
+    x[:, :2] = torch.tensor([0.0, 1.0], dtype=torch.float64)  # on the edges of the range
+    clipped = linf_random_start(PgdLinf(eps, clip=(0.0, 1.0)), x, gen(DRAW_SEED + 1))
+    unclipped = linf_random_start(PgdLinf(eps), x, gen(DRAW_SEED + 1))
+    assert torch.equal(clipped, unclipped.clamp(0.0, 1.0))
+    assert not torch.equal(clipped, unclipped)  # the clip was active
+    assert float(clipped.min()) >= 0.0 and float(clipped.max()) <= 1.0
+    assert float(per_sample_norm(clipped - x, math.inf).max()) <= eps * (1 + 1e-12)
