@@ -88,7 +88,7 @@ def test_config_reference_is_generated_from_the_models() -> None:
 
 
 SEED_SUBSET = [
-    "tests/unit/attacks/test_base.py",
+    "tests/unit/attacks/test_gradient_step.py",
     "tests/unit/training/test_losses.py",
     "tests/unit/models/test_two_layer.py",
 ]

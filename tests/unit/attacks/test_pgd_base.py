@@ -1,14 +1,18 @@
-"""PGD under autocast: the forward passes in bf16 (CPU) / fp16 (CUDA), the iterates and input
-gradients in fp32, close to the exact fp32 attack on a tiny CNN."""
+"""The machinery every PGD attack shares (:mod:`pertlearn.attacks.pgd_base`): the best iterate
+kept over the run, the reported fooling rate, the model left untouched, validation of the
+options and inputs; and the forward passes under autocast (bf16 on the CPU, fp16 on CUDA), with
+iterates and input gradients in fp32, close to the exact fp32 attack on a tiny CNN."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from pertlearn.attacks import PgdL2, PgdLinf, make_attack
+from pertlearn.attacks import PgdL0, PgdL2, PgdLinf, fooling_rate, make_attack
 from pertlearn.models.cnn import SmallCNN
 from pertlearn.tensors import per_sample_norm
+
+from .support import binary_setup, linear_setup
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -92,3 +96,49 @@ def test_fp16_on_cuda_keeps_the_gradient_direction_and_the_fooling_rate() -> Non
     assert exact_attack.last_fooling_rate is not None
     assert low_attack.last_fooling_rate is not None
     assert abs(low_attack.last_fooling_rate - exact_attack.last_fooling_rate) <= 0.1
+
+
+# --------------------------------------------------------------- the loop, and bad input
+
+
+def test_best_iterate_is_kept_when_steps_overshoot() -> None:
+    """Huge L∞-normalized steps overshoot the boundary-crossing point; the returned input is
+    still the best visited, never worse than the clean start."""
+    model, x, target = binary_setup()
+    attack = PgdL0(3, steps=3, step_size=50.0)
+    x_adv = attack(model, x, target)
+    with torch.no_grad():
+        assert bool(
+            (attack.target_loss(model, x_adv, target) <= attack.target_loss(model, x, target)).all()
+        )
+
+
+def test_fooling_rate_is_reported() -> None:
+    model, x, target = linear_setup()
+    attack = PgdL2(5.0)
+    x_adv = attack(model, x, target)
+    assert attack.last_fooling_rate == fooling_rate(model, x_adv, target) == 1.0
+
+
+def test_model_is_untouched() -> None:
+    model, x, target = binary_setup()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    PgdL2(0.5, steps=5)(model, x, target)
+    assert model.training
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key])
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_malformed_clip_and_step_size_are_rejected() -> None:
+    with pytest.raises(ValueError, match="clip must be a pair"):
+        PgdL2(1.0, clip=(0.0,))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="step_size must be positive"):
+        PgdL2(1.0, step_size=0.0)
+
+
+def test_inputs_outside_the_data_range_are_rejected() -> None:
+    model, x, target = binary_setup()
+    with pytest.raises(ValueError, match="outside the data range"):
+        PgdL2(0.5, clip=(0, 1))(model, x, target)

@@ -1,6 +1,6 @@
 """Target-hit repair of the PGD attacks: random restarts, ``until_fooled`` with ``max_steps``,
-and noise-averaged (expectation-over-transformation) gradients; and the hit audit functions
-:func:`target_hits` and :func:`per_class_hit_rates`."""
+and noise-averaged (expectation-over-transformation) gradients: what they repair, and the
+contracts every PGD attack keeps under them (budget, range, determinism, batching, validation)."""
 
 from __future__ import annotations
 
@@ -11,21 +11,11 @@ import pytest
 import torch
 from torch import nn
 
-from pertlearn.attacks import (
-    ATTACKS,
-    PgdL0,
-    PgdL2,
-    TargetedPGD,
-    fooling_rate,
-    make_attack,
-    per_class_hit_rates,
-    per_sample_norm,
-    target_hits,
-)
+from pertlearn.attacks import PgdL2, TargetedPGD, make_attack, per_sample_norm, target_hits
 
 from .conftest import Trained
+from .support import PGD, binary_setup, gen
 
-PGD = sorted(name for name, cls in ATTACKS.items() if issubclass(cls, TargetedPGD))
 NORM = {"pgd_l2": 2.0, "pgd_linf": math.inf, "pgd_linf_rescaled": math.inf}
 BUDGET = {"pgd_l2": 0.8, "pgd_linf": 0.1, "pgd_linf_rescaled": 0.1, "pgd_l0": 4}
 REPAIRS: list[dict[str, Any]] = [
@@ -34,10 +24,6 @@ REPAIRS: list[dict[str, Any]] = [
     {"noise_std": 0.05, "eot_samples": 3},
     {"restarts": 1, "until_fooled": True, "noise_std": 0.05},
 ]
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 class Wavy(nn.Module):
@@ -134,21 +120,12 @@ def test_restarts_raise_the_hit_rate_of_short_runs(trained: Trained, seed: int) 
 # --------------------------------------------------------------- contracts of every option
 
 
-def binary_setup(n: int = 12, d: int = 30) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
-    from pertlearn.models import OneHiddenNet
-
-    model = OneHiddenNet(d, 20, 0.01, generator=gen(1), dtype=torch.float64)
-    x = torch.rand(n, d, generator=gen(2), dtype=torch.float64) * 2 - 1
-    target = torch.randint(0, 2, (n,), generator=gen(3)).double() * 2 - 1
-    return model, x, target
-
-
 @pytest.mark.parametrize("name", PGD)
 @pytest.mark.parametrize("options", REPAIRS, ids=lambda o: ",".join(o))
 def test_repairs_keep_budget_and_range_and_are_deterministic(
     name: str, options: dict[str, Any]
 ) -> None:
-    model, x, target = binary_setup()
+    model, x, target = binary_setup(n=12, dtype=torch.float64)
     clip = (-1.0, 1.0)
     attack = make_attack(name, BUDGET[name], steps=4, clip=clip, **options)
     a = attack(model, x, target, generator=gen(5))
@@ -167,7 +144,7 @@ def test_repairs_keep_budget_and_range_and_are_deterministic(
 
 @pytest.mark.parametrize("name", PGD)
 def test_random_draws_depend_on_the_generator(name: str) -> None:
-    model, x, target = binary_setup()
+    model, x, target = binary_setup(n=12, dtype=torch.float64)
     attack = make_attack(name, BUDGET[name], steps=2, clip=(-1.0, 1.0), restarts=1, noise_std=0.3)
     assert not torch.equal(
         attack(model, x, target, generator=gen(5)), attack(model, x, target, generator=gen(6))
@@ -176,7 +153,7 @@ def test_random_draws_depend_on_the_generator(name: str) -> None:
 
 @pytest.mark.parametrize("name", PGD)
 def test_options_at_their_defaults_give_the_plain_attack_bit_for_bit(name: str) -> None:
-    model, x, target = binary_setup()
+    model, x, target = binary_setup(n=12, dtype=torch.float64)
     plain = make_attack(name, BUDGET[name], steps=6)(model, x, target)
     same = make_attack(
         name,
@@ -196,7 +173,7 @@ def test_options_at_their_defaults_give_the_plain_attack_bit_for_bit(name: str) 
 def test_restarts_and_until_fooled_do_not_depend_on_batching(
     name: str, options: dict[str, Any]
 ) -> None:
-    model, x, target = binary_setup()
+    model, x, target = binary_setup(n=12, dtype=torch.float64)
     whole = make_attack(name, BUDGET[name], steps=3, clip=(-1.0, 1.0), **options)
     chunked = make_attack(name, BUDGET[name], steps=3, clip=(-1.0, 1.0), batch_size=5, **options)
     a = whole(model, x, target, generator=gen(7))
@@ -207,7 +184,7 @@ def test_restarts_and_until_fooled_do_not_depend_on_batching(
 def test_noise_averaged_gradient_is_the_mean_over_noisy_copies() -> None:
     """∇̃ = (1/S) Σ_s ∇J(x + σξ_s), ξ_s the S draws of N(0, I) from the generator, in order
     (arXiv:1707.07397): recomputed here sample by sample."""
-    model, x, target = binary_setup(n=4, d=5)
+    model, x, target = binary_setup(n=4, d=5, dtype=torch.float64)
     attack = PgdL2(1.0, noise_std=0.2, eot_samples=3)
     objective, grad, outputs = attack._objective_and_grad(model, x, target, gen(9))
     xi = torch.randn((3 * 4, 5), generator=gen(9), dtype=torch.float64).view(3, 4, 5)
@@ -220,15 +197,6 @@ def test_noise_averaged_gradient_is_the_mean_over_noisy_copies() -> None:
     with torch.no_grad():
         assert torch.allclose(objective, nn.functional.softplus(-target * model(x)))
         assert torch.allclose(outputs, model(x))
-
-
-def test_l0_random_start_unlocks_at_most_half_of_k() -> None:
-    _, x, _ = binary_setup()
-    attack = PgdL0(6, clip=(-1.0, 1.0))
-    start = attack.random_start(x, gen(3))
-    changed = (start != x).sum(dim=1)
-    assert bool((changed <= 3).all()) and bool((changed >= 1).all())
-    assert bool((attack.init_state(x, start)["unlocked"] == (start != x)).all())
 
 
 @pytest.mark.parametrize(
@@ -263,32 +231,3 @@ def test_restarts_need_a_random_start() -> None:
 
     with pytest.raises(ValueError, match=r"^test_no_start: restarts need a random start"):
         NoStart(1.0, restarts=1)
-
-
-# --------------------------------------------------------------- hit audit
-
-
-def test_target_hits_and_fooling_rate() -> None:
-    logits = nn.Identity()
-    x = torch.tensor([[2.0, 0.0, 1.0], [0.0, 3.0, 1.0], [0.0, 0.0, 5.0], [1.0, 0.0, 0.0]])
-    target = torch.tensor([0, 2, 2, 1])
-    assert target_hits(logits, x, target).tolist() == [True, False, True, False]
-    assert fooling_rate(logits, x, target) == 0.5
-    scores = torch.tensor([[0.5], [-0.2], [0.0]])
-    linear = nn.Flatten(0)  # (N, 1) → (N,): binary scores, sign ties to +1
-    assert target_hits(linear, scores, torch.tensor([1.0, 1.0, 1.0])).tolist() == [
-        True,
-        False,
-        True,
-    ]
-
-
-def test_per_class_hit_rates() -> None:
-    hits = torch.tensor([True, False, True, True, False])
-    target = torch.tensor([0, 0, 2, 2, 2])
-    rates = per_class_hit_rates(hits, target, 4)
-    assert rates == {"0": 0.5, "1": None, "2": pytest.approx(2 / 3), "3": None}
-    with pytest.raises(ValueError, match="must both have shape"):
-        per_class_hit_rates(hits, target[:3], 4)
-    with pytest.raises(ValueError, match="num_classes must be an integer >= 1"):
-        per_class_hit_rates(hits, target, 0)

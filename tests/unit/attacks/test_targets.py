@@ -8,16 +8,14 @@ import pytest
 import torch
 from torch import nn
 
-from pertlearn.attacks import ATTACKS, Attack, GradientStep, check_targets, make_attack
+from pertlearn.attacks import ATTACKS, Attack, GradientStep, make_attack
 from pertlearn.attacks.pgd_base import TargetedPGD
 from pertlearn.models import OneHiddenNet
 
+from .support import ALL, EPS, binary_setup, gen, image_setup, make
+
 NAMES = sorted(ATTACKS)
 D = 6
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def build(name: str) -> Attack:
@@ -118,8 +116,17 @@ def test_gradient_step_moves_every_sample_of_a_binary_model() -> None:
     assert torch.allclose(moved, torch.full((5,), 0.5, dtype=torch.float64))
 
 
-def test_check_targets_on_outputs() -> None:
-    check_targets(torch.zeros(3), torch.tensor([1, -1, 1]), "mine")
-    check_targets(torch.zeros(3, 4), torch.tensor([0, 3, 1]), "mine")
-    with pytest.raises(ValueError, match=r"^mine: 3 inputs but 2 targets"):
-        check_targets(torch.zeros(3, 4), torch.tensor([0, 3]), "mine")
+@pytest.mark.parametrize("name", ALL)
+def test_targets_outside_the_model_classes_are_rejected(name: str) -> None:
+    model, x, target = binary_setup()
+    attack = make(name, EPS[name], steps=2)
+    with pytest.raises(ValueError, match="targets must be -1 or \\+1"):
+        attack(model, x, (target + 1) / 2)  # 0/1 labels for a binary model
+    model, x, classes = image_setup(classes=5)
+    for bad in (5, -1):
+        wrong = classes.clone()
+        wrong[0] = bad
+        with pytest.raises(ValueError, match="has 5 classes"):
+            attack(model, x, wrong)
+    with pytest.raises(ValueError, match="has 5 classes"):
+        attack(model, x, classes.double() + 0.5)

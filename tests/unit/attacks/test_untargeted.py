@@ -6,38 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pertlearn.attacks import ATTACKS, GradientStep, make_attack
-from pertlearn.attacks.pgd_base import TargetedPGD
-from pertlearn.models import OneHiddenNet
+from pertlearn.attacks import ATTACKS, make_attack
 
 from .conftest import Trained
+from .support import PGD, binary_setup
 
-PGD = sorted(name for name, cls in ATTACKS.items() if issubclass(cls, TargetedPGD))
 BUDGET = {"pgd_l2": 0.8, "pgd_linf": 0.1, "pgd_linf_rescaled": 0.1, "pgd_l0": 5}
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def binary_setup() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
-    model = OneHiddenNet(30, 20, 0.01, generator=gen(1), dtype=torch.float64)
-    x = torch.rand(16, 30, generator=gen(2), dtype=torch.float64) * 2 - 1
-    y = torch.randint(0, 2, (16,), generator=gen(3)).double() * 2 - 1
-    return model, x, y
-
-
-@pytest.mark.parametrize("loss", ["identity", "logistic", "exponential"])
-def test_untargeted_gradient_step_is_the_ascent_step(loss: str) -> None:
-    """On binary scores, ∇ℓ(-y f) = -ℓ'·y∇f with ℓ' > 0, so the untargeted step of size ε is
-    r = -ε y ∇f/‖∇f‖: exactly the targeted step towards -y."""
-    model, x, y = binary_setup()
-    up = GradientStep(0.3, loss=loss, targeted=False)(model, x, y)
-    xg = x.clone().requires_grad_(True)
-    (grad_f,) = torch.autograd.grad(model(xg).sum(), xg)
-    expected = x - 0.3 * y[:, None] * grad_f / grad_f.norm(dim=1, keepdim=True)
-    assert torch.allclose(up, expected)
-    assert torch.allclose(up, GradientStep(0.3, loss=loss)(model, x, -y))
 
 
 @pytest.mark.parametrize("name", PGD)
@@ -45,7 +19,7 @@ def test_untargeted_pgd_on_binary_scores_equals_targeting_the_other_label(name: 
     """For margin losses both objectives, -ℓ(-y f) and ℓ(y f), decrease with y f and have
     gradients along -y∇f; every PGD step normalizes the gradient (L2, L∞, sign, top-|g|), so
     the iterates coincide up to rounding."""
-    model, x, y = binary_setup()
+    model, x, y = binary_setup(dtype=torch.float64)
     options = {"steps": 8, "clip": (-1.0, 1.0)}
     untargeted = make_attack(name, BUDGET[name], targeted=False, **options)(model, x, y)
     towards_other = make_attack(name, BUDGET[name], **options)(model, x, -y)
