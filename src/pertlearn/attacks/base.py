@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import torch
 from torch import Generator, Tensor, nn
@@ -72,6 +72,19 @@ def check_target_values(outputs: Tensor, target: Tensor, name: str) -> None:
             f"{name}: the model has {classes} classes, so targets must be integers in "
             f"0..{classes - 1}; got {values[bad][0].item():g} (pass class indices)"
         )
+
+
+def draw(
+    kind: Literal["uniform", "normal"],
+    shape: tuple[int, ...],
+    generator: Generator | None,
+    like: Tensor,
+) -> Tensor:
+    """Random numbers of ``shape`` (``U[0, 1)`` or ``N(0, 1)``) drawn from ``generator`` on its
+    own device, returned with the dtype and device of ``like``."""
+    device = generator.device if generator is not None else torch.device("cpu")
+    sample = torch.rand if kind == "uniform" else torch.randn
+    return sample(shape, generator=generator, dtype=like.dtype, device=device).to(like.device)
 
 
 class Attack(ABC):

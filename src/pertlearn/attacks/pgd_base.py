@@ -15,12 +15,12 @@ from __future__ import annotations
 import math
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Generator, Tensor, nn
 
-from pertlearn.attacks.base import Attack
+from pertlearn.attacks.base import Attack, draw
 from pertlearn.training.accel import (
     FP16_ATTACK_LOSS_SCALE,
     PRECISIONS,
@@ -64,19 +64,6 @@ def check_count(value: Any, name: str, option: str, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{name}: {option} must be at least {minimum}, got {int(value)}")
     return int(value)
-
-
-def draw(
-    kind: Literal["uniform", "normal"],
-    shape: tuple[int, ...],
-    generator: Generator | None,
-    like: Tensor,
-) -> Tensor:
-    """Random numbers of ``shape`` (``U[0, 1)`` or ``N(0, 1)``) drawn from ``generator`` on its
-    own device, returned with the dtype and device of ``like``."""
-    device = generator.device if generator is not None else torch.device("cpu")
-    sample = torch.rand if kind == "uniform" else torch.randn
-    return sample(shape, generator=generator, dtype=like.dtype, device=device).to(like.device)
 
 
 IMAGE_CHUNK = 256

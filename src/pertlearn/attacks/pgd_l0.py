@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from torch import Generator, Tensor
 
-from pertlearn.attacks.base import register_attack
-from pertlearn.attacks.pgd_base import TargetedPGD, draw
+from pertlearn.attacks.base import draw, register_attack
+from pertlearn.attacks.pgd_base import TargetedPGD
 from pertlearn.tensors import normalize
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import Generator, Tensor
 
-from pertlearn.attacks.base import register_attack
-from pertlearn.attacks.pgd_base import TargetedPGD, draw
+from pertlearn.attacks.base import draw, register_attack
+from pertlearn.attacks.pgd_base import TargetedPGD
 from pertlearn.tensors import normalize, per_sample_view
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from torch import Generator, Tensor
 
-from pertlearn.attacks.base import register_attack
-from pertlearn.attacks.pgd_base import TargetedPGD, draw
+from pertlearn.attacks.base import draw, register_attack
+from pertlearn.attacks.pgd_base import TargetedPGD
 from pertlearn.tensors import normalize
 
 

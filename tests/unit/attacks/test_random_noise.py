@@ -3,6 +3,7 @@ exactly ε, in a direction uniform on the sphere."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -31,3 +32,17 @@ def test_random_l2_norm_is_eps_and_direction_isotropic() -> None:
     norms = delta.norm(dim=1)
     assert float((norms / eps - 1).abs().max()) <= 1e-12
     assert_isotropic(delta / norms[:, None])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_random_l2_draws_on_a_cuda_generator() -> None:
+    """A CUDA generator draws on the GPU (as the PGD random starts do), reproducibly."""
+    x = torch.rand(16, 1, 4, 4, device="cuda")
+    target = torch.zeros(16, dtype=torch.long, device="cuda")
+    runs = [
+        RandomL2(0.5)(nn.Flatten(), x, target, generator=torch.Generator("cuda").manual_seed(3))
+        for _ in range(2)
+    ]
+    assert runs[0].device.type == "cuda"
+    assert torch.equal(runs[0], runs[1])
+    assert torch.allclose(per_sample_norm(runs[0] - x), torch.full((16,), 0.5, device="cuda"))
