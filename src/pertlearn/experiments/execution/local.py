@@ -194,9 +194,9 @@ class LocalExecutor:
         """Run ``units`` in a fresh pool of ``workers`` and handle their outcomes; if a worker
         dies, the pool breaks: the indices of the units it did not finish, and of its
         suspects among them."""
-        pool = self._pool(self.workers)
         unfinished: list[int] = []  # indices of the units a broken pool did not finish
         with StartMarks(len(units)) as marks:
+            pool = self._pool(self.workers)
             try:
                 futures: dict[Future[list[Outcome]], int] = {}
                 with children_ignore_sigint():  # submit starts the worker processes
