@@ -5,9 +5,11 @@
   into ``corrupt/`` and rerun, failures recorded), runs the rest with an executor and stops
   cleanly on SIGINT/SIGTERM (:class:`SweepInterrupted`).
 - :mod:`.local`: ``local`` (default): one worker runs in this process; more use spawned worker
-  processes, each limited to ``cpu_count // workers`` torch threads, that die with the driver.
+  processes, each limited to ``cpu_count // workers`` torch threads, that die with the driver;
+  a configuration that kills its worker fails alone while the others go on in parallel.
 - :mod:`.ray_executor`: ``ray``: one Ray task per unit, on a cluster (``address``) or on a
-  local Ray instance started for the sweep and shut down with it.
+  local Ray instance started for the sweep and shut down with it; a unit of several
+  configurations whose task dies runs again one configuration per task.
 - :mod:`.worker`: what a worker runs; :mod:`.outcome`: the typed :class:`Outcome`.
 
 Both executors run batchable configurations of equal shapes (``neurips`` pipeline: learning

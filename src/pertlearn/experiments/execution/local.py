@@ -18,7 +18,12 @@ import torch
 
 from pertlearn.experiments.execution.base import OutcomeHandler, unit_args
 from pertlearn.experiments.execution.outcome import Outcome
-from pertlearn.experiments.execution.worker import execute_chunk, init_worker
+from pertlearn.experiments.execution.worker import (
+    StartMarks,
+    execute_chunk,
+    execute_marked,
+    init_worker,
+)
 from pertlearn.experiments.store import SweepStore
 from pertlearn.experiments.sweeps import Point
 
@@ -78,6 +83,19 @@ def exit_text(code: int | None) -> str:
     return f"exit code {code}: killed by {signum.name}" + (f", {hint}" if hint else "")
 
 
+def suspects(
+    unfinished: Sequence[int], started: dict[int, int], exit_codes: dict[int | None, int | None]
+) -> set[int]:
+    """The units of a broken pool that may have killed their worker: of the ``unfinished``
+    ones that ``started`` (unit → pid), those whose worker died by itself, that is, did not end
+    with the SIGTERM by which the pool stops its other workers once one died (``exit_codes``:
+    pid → exit code). If there are none (a worker that died by SIGTERM looks like one the pool
+    stopped), every unfinished unit that started."""
+    running = [i for i in unfinished if i in started]
+    died = {i for i in running if exit_codes.get(started[i]) != -signal.SIGTERM}
+    return died or set(running)
+
+
 def worker_died(run_id: str, code: int | None) -> Outcome:
     """The ``failed`` outcome of a configuration whose worker process died (exit ``code``)
     even when it ran alone."""
@@ -91,11 +109,16 @@ class LocalExecutor:
     """``workers = 1`` runs in this process with ``threads`` torch threads (``None``: this
     process's setting): a configuration that kills its process kills the sweep there. More
     workers are a pool of spawned processes with ``threads`` each (default
-    ``cpu_count // workers``). When a worker process dies (out of memory, a crash in native
-    code), the pool breaks and every unit it had not finished runs again alone, one at a time,
-    each in a fresh pool of one worker: a unit of several configurations that kills that worker
-    too runs again one configuration at a time, and a configuration that kills its worker alone
-    fails with how the worker died, so every configuration ends done or failed."""
+    ``cpu_count // workers``).
+
+    When a worker process dies (out of memory, a crash in native code), the pool breaks. Each
+    worker marks the unit it starts with its pid (:class:`~.worker.StartMarks`), so the unit
+    whose worker died by itself is known (:func:`suspects`); the other units the pool had not
+    finished go on in a fresh pool of ``workers``, and so on after each break. A suspect of
+    several configurations goes on as one unit per configuration; a suspect of one runs again
+    alone, in a fresh pool of one worker, once the pools are done, and fails with how its
+    worker died if it kills that worker too. So every configuration ends once, done or failed,
+    and the sweep keeps its parallelism."""
 
     workers: int = 1
     threads: int | None = None
@@ -134,28 +157,69 @@ class LocalExecutor:
     def _run_pool(
         self, units: Sequence[Sequence[Point]], store: SweepStore, handle: OutcomeHandler
     ) -> None:
-        pool = self._pool(self.workers)
+        """Run ``units`` in rounds of pools of ``workers``: when a worker dies and breaks the
+        pool, the units it did not finish go on in a fresh pool, except its suspects
+        (:func:`suspects`): a suspect of one configuration waits to run alone
+        (:meth:`_run_alone`), the configurations of a suspect of several go on in the next
+        pool one per unit. A break that no unit explains sends every unit left to run alone.
+        Each break thus takes a configuration out of the pools or splits a unit for good, so a
+        sweep of n configurations in u units breaks at most n + u pools."""
+        parallel: list[Sequence[Point]] = list(units)
+        alone: list[Sequence[Point]] = []
+        broke = False
+        while parallel:
+            unfinished, suspected = self._run_round(parallel, store, handle)
+            broke = broke or bool(unfinished)
+            if unfinished and not suspected:
+                alone += [parallel[i] for i in unfinished]
+                break
+            next_round: list[Sequence[Point]] = []
+            for i in unfinished:
+                unit = parallel[i]
+                if i not in suspected:
+                    next_round.append(unit)
+                elif len(unit) > 1:
+                    next_round += [[point] for point in unit]
+                else:
+                    alone.append(unit)
+            parallel = next_round
+        for unit in alone:
+            self._run_alone(unit, store, handle)
+        if broke:  # what the workers of broken pools left half-written; none runs now
+            store.remove_partials()
+
+    def _run_round(
+        self, units: Sequence[Sequence[Point]], store: SweepStore, handle: OutcomeHandler
+    ) -> tuple[list[int], set[int]]:
+        """Run ``units`` in a fresh pool of ``workers`` and handle their outcomes; if a worker
+        dies, the pool breaks: the indices of the units it did not finish, and of its
+        suspects among them."""
         unfinished: list[int] = []  # indices of the units a broken pool did not finish
-        try:
-            futures: dict[Future[list[Outcome]], int] = {}
-            with children_ignore_sigint():  # submit starts the worker processes
-                for i, unit in enumerate(units):
-                    futures[pool.submit(execute_chunk, *unit_args(unit), str(store.root))] = i
-            for future in as_completed(futures):
-                try:
-                    outcomes = future.result()
-                except BrokenProcessPool:  # a worker died: which unit killed it is unknown
-                    unfinished.append(futures[future])
-                    continue
-                for point, outcome in zip(units[futures[future]], outcomes, strict=True):
-                    handle(point, outcome)
-        except BaseException:
-            kill_workers(pool)  # before the driver lets go of the lock
-            raise
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-        for i in sorted(unfinished):
-            self._run_alone(units[i], store, handle)
+        with StartMarks(len(units)) as marks:
+            pool = self._pool(self.workers)
+            try:
+                futures: dict[Future[list[Outcome]], int] = {}
+                with children_ignore_sigint():  # submit starts the worker processes
+                    for i, unit in enumerate(units):
+                        args = (*unit_args(unit), str(store.root))
+                        future = pool.submit(execute_marked, marks.name, i, execute_chunk, *args)
+                        futures[future] = i
+                for future in as_completed(futures):
+                    try:
+                        outcomes = future.result()
+                    except BrokenProcessPool:  # a worker died
+                        unfinished.append(futures[future])
+                        continue
+                    for point, outcome in zip(units[futures[future]], outcomes, strict=True):
+                        handle(point, outcome)
+                processes = worker_processes(pool)  # before shutdown lets go of them
+            except BaseException:
+                kill_workers(pool)  # before the driver lets go of the lock
+                raise
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)  # joins them: exit codes known
+            exit_codes = {process.pid: process.exitcode for process in processes}
+            return sorted(unfinished), suspects(unfinished, marks.started(), exit_codes)
 
     def _run_alone(self, unit: Sequence[Point], store: SweepStore, handle: OutcomeHandler) -> None:
         """Run ``unit`` in a fresh pool of one worker; if that worker dies, run a unit of several

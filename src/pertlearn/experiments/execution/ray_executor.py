@@ -81,7 +81,11 @@ def _first_line(err: BaseException, default: str = "") -> str:
 @dataclass
 class RayExecutor:
     """Ray tasks of ``cpus_per_task`` CPUs (and torch threads) and ``gpus_per_task`` GPUs, on
-    the cluster at ``address`` or on a local instance of ``num_cpus`` CPUs (``None``: all)."""
+    the cluster at ``address`` or on a local instance of ``num_cpus`` CPUs (``None``: all).
+
+    A task that fails as a whole (its worker died, e.g. out of memory, or Ray failed it) fails
+    its configuration; a task of several configurations is split instead: each of them runs
+    again as a task of its own, so only the one that kills its worker fails."""
 
     address: str | None = None
     cpus_per_task: float = 1.0
@@ -131,14 +135,22 @@ class RayExecutor:
             )
             threads = max(1, int(self.cpus_per_task))
             root = str(store.root.resolve()) if self.shared_fs else None
-            for unit in units:
+
+            def submit(unit: Sequence[Point]) -> None:
                 pending[task.remote(*unit_args(unit), root, threads)] = unit
+
+            for unit in units:
+                submit(unit)
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 unit = pending.pop(ready[0])
                 try:
                     outcomes: list[Outcome] = ray.get(ready[0])
                 except Exception as err:  # the worker died or Ray failed the task
+                    if len(unit) > 1:  # which configuration did is unknown: each on its own
+                        for point in unit:
+                            submit([point])
+                        continue
                     outcomes = [
                         Outcome(
                             p.run_id,

@@ -1,5 +1,5 @@
 """What a worker executes: run configurations, publish or return their run directories, and
-(in a local worker process) die with the driver."""
+(in a local worker process) die with the driver and say which unit it starts."""
 
 from __future__ import annotations
 
@@ -7,12 +7,15 @@ import ctypes
 import os
 import shutil
 import signal
+import struct
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import torch
@@ -68,6 +71,70 @@ def init_worker(threads: int | None, parent: int, interval: float = 1.0) -> None
     # never releases, and the resource tracker then warns about it; a worker needs no such lock.
     tqdm.set_lock(threading.RLock())
     limit_threads(threads)
+
+
+def _buffer(memory: SharedMemory) -> memoryview:
+    buffer = memory.buf
+    assert buffer is not None  # None only once closed
+    return buffer
+
+
+class StartMarks:
+    """Which worker process started which unit of a pool, in a named block of shared memory
+    (``/dev/shm``, not the sweep directory) with one slot per unit: a worker writes its pid into
+    the slot of a unit before it runs it (:func:`execute_marked`). The write is a plain store
+    into memory shared with the driver, so it holds even if the worker is killed the next
+    instant, and takes no lock that a killed worker could leave held. The driver creates the
+    block for one pool and removes it when the block ends."""
+
+    SLOT = struct.Struct("q")
+
+    def __init__(self, units: int) -> None:
+        self.units = units
+        self._memory = SharedMemory(create=True, size=max(1, units) * self.SLOT.size)
+
+    @property
+    def name(self) -> str:
+        """What a worker passes to :meth:`mark`."""
+        return self._memory.name
+
+    @classmethod
+    def mark(cls, name: str, index: int) -> None:
+        """In a worker: record that this process starts unit ``index`` of the block ``name``."""
+        memory = SharedMemory(name)
+        try:
+            cls.SLOT.pack_into(_buffer(memory), index * cls.SLOT.size, os.getpid())
+        finally:
+            memory.close()
+
+    def started(self) -> dict[int, int]:
+        """Unit index → pid of the worker that started it, for the units that started."""
+        pids = (
+            self.SLOT.unpack_from(_buffer(self._memory), i * self.SLOT.size)[0]
+            for i in range(self.units)
+        )
+        return {i: pid for i, pid in enumerate(pids) if pid}
+
+    def __enter__(self) -> StartMarks:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._memory.close()
+        self._memory.unlink()
+
+
+def execute_marked(
+    marks: str, index: int, execute: Callable[..., list[Outcome]], *args: Any
+) -> list[Outcome]:
+    """In a pool's worker: :meth:`StartMarks.mark` unit ``index`` started, then run it as
+    ``execute(*args)`` (:func:`execute_chunk`)."""
+    StartMarks.mark(marks, index)
+    return execute(*args)
 
 
 def _publish(result: Result, run_id: str, store_root: str | None) -> Outcome:

@@ -1,7 +1,8 @@
-"""The local executor's worker pool: when a worker process dies, the units the broken pool did
-not finish run again alone, so the configuration that kills its worker fails with how the
-worker died (recorded, skipped on a rerun, retried with ``retry_failed``) and the others
-complete as in a sweep without it."""
+"""The local executor's worker pool: when a worker process dies, the unit it was running is
+suspected and the others the broken pool did not finish go on in a fresh pool of the same
+width, so the configuration that kills its worker, run again alone, fails with how the worker
+died (recorded, skipped on a rerun, retried with ``retry_failed``) and the others complete as
+in a sweep without it."""
 
 from __future__ import annotations
 
@@ -14,13 +15,15 @@ from typing import Any
 import pytest
 
 from pertlearn.experiments.execution import run_sweep
-from pertlearn.experiments.execution.local import exit_text
+from pertlearn.experiments.execution.local import LocalExecutor, exit_text, suspects
+from pertlearn.experiments.execution.outcome import Outcome
 from pertlearn.experiments.execution.worker import execute_chunk
 from pertlearn.experiments.store import SweepStore
 from pertlearn.experiments.sweeps import Point, parse_sweep
 from sweep_support import run_metrics, tiny_spec
 
 DEADLY_SEED = 1
+SECOND_DEADLY_SEED = 2
 
 
 def die_on_the_deadly_seed(
@@ -30,10 +33,10 @@ def die_on_the_deadly_seed(
     threads: int | None = None,
 ) -> list[Any]:
     """``execute_chunk``, but the worker process is SIGKILLed (as by the out-of-memory killer)
-    when the chunk holds a configuration of seed ``DEADLY_SEED``. Module level: the pool pickles
-    it by name and the spawned worker imports this module (the driver's ``sys.path`` goes with
-    it)."""
-    if any(config["seed"] == DEADLY_SEED for config in configs_json):
+    when the chunk holds a configuration of seed ``DEADLY_SEED`` or ``SECOND_DEADLY_SEED``.
+    Module level: the pool pickles it by name and the spawned worker imports this module (the
+    driver's ``sys.path`` goes with it)."""
+    if any(config["seed"] in (DEADLY_SEED, SECOND_DEADLY_SEED) for config in configs_json):
         os.kill(os.getpid(), signal.SIGKILL)
     return execute_chunk(configs_json, run_ids, store_root, threads)
 
@@ -50,6 +53,32 @@ def deadly(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
         "pertlearn.experiments.execution.local.execute_chunk", die_on_the_deadly_seed
     )
     return monkeypatch
+
+
+@pytest.fixture
+def pools(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
+    """What the executor started: ``widths``, the number of workers of each pool in order, and
+    ``alone``, the run ids of each unit it ran alone (in a pool of one worker)."""
+    seen: dict[str, list[Any]] = {"widths": [], "alone": []}
+    make_pool, run_alone = LocalExecutor._pool, LocalExecutor._run_alone
+
+    def recording_pool(self: LocalExecutor, workers: int) -> Any:
+        seen["widths"].append(workers)
+        return make_pool(self, workers)
+
+    def recording_run_alone(self: LocalExecutor, unit: Sequence[Point], *args: Any) -> None:
+        seen["alone"].append([point.run_id for point in unit])
+        run_alone(self, unit, *args)
+
+    monkeypatch.setattr(LocalExecutor, "_pool", recording_pool)
+    monkeypatch.setattr(LocalExecutor, "_run_alone", recording_run_alone)
+    return seen
+
+
+KILLED_TEXT = (
+    "the worker process running this configuration died "
+    "(exit code -9: killed by SIGKILL, e.g. from the out-of-memory killer)"
+)
 
 
 def _deadly_sweep() -> tuple[dict[str, Any], list[Point], str]:
@@ -105,3 +134,123 @@ def test_in_a_batched_chunk_only_the_deadly_configuration_is_blamed(
     assert sorted(SweepStore(out).completed()) == sorted(
         p.run_id for p in points if p.seed != DEADLY_SEED
     )
+
+
+def test_after_a_worker_dies_the_others_go_on_in_a_pool_of_the_same_width(
+    tmp_path: Path, deadly: pytest.MonkeyPatch, pools: dict[str, list[Any]]
+) -> None:
+    """The deadly configuration comes first: its worker dies before the other worker can
+    finish the five others, so some of them go on in a second pool of two workers; only the
+    culprit runs alone."""
+    spec = _spec(seeds=[DEADLY_SEED, 0, 3, 4, 5, 6])
+    points = parse_sweep(spec).points()
+    deadly_id = points[0].run_id
+    out = tmp_path / "out"
+    summary = run_sweep(parse_sweep(spec), out, workers=2, threads=1, batch_size=1)
+    assert (summary.succeeded, summary.failed, summary.not_run) == (5, [deadly_id], 0)
+    assert SweepStore(out).failed()[deadly_id]["error"] == KILLED_TEXT
+    assert sorted(SweepStore(out).completed()) == sorted(p.run_id for p in points[1:])
+    assert pools["alone"] == [[deadly_id]]
+    assert pools["widths"] == [2, 2, 1]  # the broken pool, the fresh one, the culprit alone
+
+
+def test_two_deadly_configurations_each_fail_alone(
+    tmp_path: Path, deadly: pytest.MonkeyPatch, pools: dict[str, list[Any]]
+) -> None:
+    """Both may die in the first pool, or the second in the next one: either way each break
+    takes a culprit out of the pools (so at most three pools of two), the innocent
+    configurations never run alone, and each culprit does, once."""
+    spec = _spec(seeds=[DEADLY_SEED, SECOND_DEADLY_SEED, 0, 3, 4, 5])
+    points = parse_sweep(spec).points()
+    deadly_ids = [p.run_id for p in points[:2]]
+    out = tmp_path / "out"
+    summary = run_sweep(parse_sweep(spec), out, workers=2, threads=1, batch_size=1)
+    assert (summary.succeeded, sorted(summary.failed), summary.not_run) == (
+        4,
+        sorted(deadly_ids),
+        0,
+    )
+    failed = SweepStore(out).failed()
+    assert sorted(failed) == sorted(deadly_ids)
+    assert {record["error"] for record in failed.values()} == {KILLED_TEXT}
+    assert sorted(SweepStore(out).completed()) == sorted(p.run_id for p in points[2:])
+    assert sorted(pools["alone"]) == sorted([run_id] for run_id in deadly_ids)
+    assert pools["widths"][-2:] == [1, 1]
+    assert pools["widths"][:-2] in ([2, 2], [2, 2, 2])
+
+
+def test_a_chunk_that_kills_its_worker_goes_on_one_configuration_per_unit_in_the_pool(
+    tmp_path: Path, deadly: pytest.MonkeyPatch, pools: dict[str, list[Any]]
+) -> None:
+    """One chunk of five: it breaks the first pool; its configurations go on one per unit in a
+    pool of two, where the deadly one (second by seed) breaks it again; the others go on in a
+    third pool of two, and only the culprit runs alone."""
+    spec = _spec(seeds=[0, DEADLY_SEED, 3, 4, 5])
+    points = parse_sweep(spec).points()
+    deadly_id = points[1].run_id
+    out = tmp_path / "out"
+    summary = run_sweep(parse_sweep(spec), out, workers=2, threads=1, batch_size=10)
+    assert (summary.succeeded, summary.failed, summary.not_run) == (4, [deadly_id], 0)
+    assert SweepStore(out).failed()[deadly_id]["error"] == KILLED_TEXT
+    assert pools["alone"] == [[deadly_id]]
+    assert pools["widths"] == [2, 2, 2, 1]
+
+
+def test_suspects_are_the_units_whose_worker_died_by_itself() -> None:
+    unfinished = [0, 1, 2, 3]
+    started = {0: 100, 1: 101, 3: 103}  # unit 2 never started: never a suspect
+    killed, stopped = -signal.SIGKILL, -signal.SIGTERM  # stopped: by the broken pool
+    assert suspects(unfinished, started, {100: stopped, 101: killed, 103: stopped}) == {1}
+    assert suspects(unfinished, started, {100: killed, 101: 3, 103: stopped}) == {0, 1}
+    assert suspects(unfinished, started, {100: stopped, 101: stopped}) == {3}  # 103 unknown
+    # Every worker ended by SIGTERM: the one that died by itself cannot be told apart.
+    everyone_stopped = {100: stopped, 101: stopped, 103: stopped}
+    assert suspects(unfinished, started, everyone_stopped) == {0, 1, 3}
+    assert suspects([1, 2], started, {101: killed}) == {1}  # unit 0 finished: not a suspect
+    assert suspects([2], started, {}) == set()  # nothing that started: no suspect
+
+
+@pytest.mark.parametrize("explained", [True, False])
+def test_each_broken_pool_takes_a_configuration_out_or_splits_a_unit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, explained: bool
+) -> None:
+    """The rounds of :meth:`LocalExecutor._run_pool` with pools that break as badly as they
+    can (nothing finishes in a pool that breaks): every configuration ends exactly once, and a
+    sweep of n configurations in u units breaks at most n + u pools. A break that no unit
+    explains sends every unit left to run alone."""
+    points = parse_sweep(_spec(seeds=list(range(12)))).points()
+    deadly_ids = {p.run_id for p in points if p.seed in (DEADLY_SEED, SECOND_DEADLY_SEED, 7)}
+    units = [points[0:5], points[5:9], points[9:10], points[10:12]]
+    rounds: list[int] = []
+    alone: list[list[str]] = []
+
+    def fake_round(
+        self: LocalExecutor, units: Sequence[Sequence[Point]], store: Any, handle: Any
+    ) -> tuple[list[int], set[int]]:
+        rounds.append(len(units))
+        deadly = [i for i, unit in enumerate(units) if deadly_ids & {p.run_id for p in unit}]
+        if not deadly:
+            for point in (point for unit in units for point in unit):
+                handle(point, Outcome(point.run_id, "done"))
+            return [], set()
+        return list(range(len(units))), ({deadly[-1]} if explained else set())
+
+    def fake_alone(self: LocalExecutor, unit: Sequence[Point], store: Any, handle: Any) -> None:
+        alone.append([point.run_id for point in unit])
+        for point in unit:
+            handle(point, Outcome(point.run_id, "failed" if point.run_id in deadly_ids else "done"))
+
+    monkeypatch.setattr(LocalExecutor, "_run_round", fake_round)
+    monkeypatch.setattr(LocalExecutor, "_run_alone", fake_alone)
+    ended: list[tuple[str, str]] = []
+    executor = LocalExecutor(workers=2)
+    executor.run(units, SweepStore(tmp_path), lambda p, o: ended.append((p.run_id, o.status)))
+
+    assert sorted(ended) == sorted(
+        (p.run_id, "failed" if p.run_id in deadly_ids else "done") for p in points
+    )
+    if explained:
+        assert len(rounds) - 1 <= len(points) + len(units)  # the last round did not break
+        assert sorted(alone) == sorted([run_id] for run_id in deadly_ids)
+    else:
+        assert rounds == [len(units)] and alone == [[p.run_id for p in u] for u in units]

@@ -1,0 +1,103 @@
+"""The Ray executor when a task dies, with a stand-in for Ray (an optional extra, not needed
+here): a chunk whose task dies runs again one configuration per task, so only the
+configuration that kills its worker fails."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pertlearn.experiments.execution import run_sweep
+from pertlearn.experiments.store import SweepStore
+from pertlearn.experiments.sweeps import parse_sweep
+from sweep_support import tiny_spec
+
+DEADLY_SEED = 1
+
+
+class WorkerCrashedError(Exception):
+    """Ray's error for a task whose worker process died."""
+
+
+class FakeRay:
+    """The part of the ``ray`` module the executor uses. A task runs in this process when the
+    driver asks for its result, and fails as if its worker had died when it holds a
+    configuration of seed ``DEADLY_SEED``. ``tasks``: the run ids of each task submitted, in
+    order."""
+
+    def __init__(self) -> None:
+        self.tasks: list[list[str]] = []
+        self._calls: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+
+    def is_initialized(self) -> bool:
+        return True  # as if connected already: the executor neither starts nor stops Ray
+
+    def remote(self, function: Callable[..., Any]) -> FakeTask:
+        return FakeTask(self, function)
+
+    def submit(self, function: Callable[..., Any], args: tuple[Any, ...]) -> int:
+        self.tasks.append(list(args[1]))
+        self._calls.append((function, args))
+        return len(self._calls) - 1
+
+    def wait(self, refs: list[int], num_returns: int) -> tuple[list[int], list[int]]:
+        return refs[:num_returns], refs[num_returns:]
+
+    def get(self, ref: int) -> Any:
+        function, args = self._calls[ref]
+        if any(config["seed"] == DEADLY_SEED for config in args[0]):
+            raise WorkerCrashedError("The worker died unexpectedly while executing this task.")
+        return function(*args)
+
+    def cancel(self, ref: int, force: bool) -> None:
+        pass
+
+
+class FakeTask:
+    """``ray.remote(function)``: ``options`` keeps it, ``remote`` submits a call."""
+
+    def __init__(self, ray: FakeRay, function: Callable[..., Any]) -> None:
+        self.ray, self.function = ray, function
+
+    def options(self, **_options: Any) -> FakeTask:
+        return self
+
+    def remote(self, *args: Any) -> int:
+        return self.ray.submit(self.function, args)
+
+
+@pytest.fixture
+def fake_ray(monkeypatch: pytest.MonkeyPatch) -> FakeRay:
+    ray = FakeRay()
+    monkeypatch.setitem(sys.modules, "ray", ray)
+    return ray
+
+
+CRASHED = "WorkerCrashedError: The worker died unexpectedly while executing this task."
+
+
+def test_a_chunk_whose_task_dies_runs_again_one_configuration_per_task(
+    tmp_path: Path, fake_ray: FakeRay
+) -> None:
+    sweep = parse_sweep(tiny_spec(zip={"data.dim": [5]}, grid={}, seeds=[0, 1, 2]))
+    ids = [p.run_id for p in sweep.points()]  # in the order of their seeds, as in their chunk
+    deadly_id = ids[DEADLY_SEED]
+    out = tmp_path / "out"
+    summary = run_sweep(sweep, out, executor="ray", batch_size=10)
+    assert fake_ray.tasks == [ids, [ids[0]], [ids[1]], [ids[2]]]
+    assert (summary.succeeded, summary.failed, summary.not_run) == (2, [deadly_id], 0)
+    assert SweepStore(out).failed()[deadly_id]["error"] == CRASHED
+    assert sorted(SweepStore(out).completed()) == sorted([ids[0], ids[2]])
+
+
+def test_a_task_of_one_configuration_that_dies_fails_it(tmp_path: Path, fake_ray: FakeRay) -> None:
+    sweep = parse_sweep(tiny_spec(zip={"data.dim": [5]}, grid={}, seeds=[0, 1]))
+    ids = [p.run_id for p in sweep.points()]
+    summary = run_sweep(sweep, tmp_path / "out", executor="ray", batch_size=1)
+    assert fake_ray.tasks == [[ids[0]], [ids[1]]]  # nothing runs again
+    assert (summary.succeeded, summary.failed) == (1, [ids[DEADLY_SEED]])
+    assert SweepStore(tmp_path / "out").failed()[ids[DEADLY_SEED]]["error"] == CRASHED
