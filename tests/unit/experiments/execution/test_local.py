@@ -139,9 +139,9 @@ def test_in_a_batched_chunk_only_the_deadly_configuration_is_blamed(
 def test_after_a_worker_dies_the_others_go_on_in_a_pool_of_the_same_width(
     tmp_path: Path, deadly: pytest.MonkeyPatch, pools: dict[str, list[Any]]
 ) -> None:
-    """The deadly configuration comes first: its worker dies before the other worker can
-    finish the five others, so some of them go on in a second pool of two workers; only the
-    culprit runs alone."""
+    """The deadly configuration comes first, so its worker dies while the others are still
+    queued: they go on in a second pool of two workers (unless, on a loaded machine, the other
+    worker finished them all before the break was seen), and only the culprit runs alone."""
     spec = _spec(seeds=[DEADLY_SEED, 0, 3, 4, 5, 6])
     points = parse_sweep(spec).points()
     deadly_id = points[0].run_id
@@ -151,7 +151,8 @@ def test_after_a_worker_dies_the_others_go_on_in_a_pool_of_the_same_width(
     assert SweepStore(out).failed()[deadly_id]["error"] == KILLED_TEXT
     assert sorted(SweepStore(out).completed()) == sorted(p.run_id for p in points[1:])
     assert pools["alone"] == [[deadly_id]]
-    assert pools["widths"] == [2, 2, 1]  # the broken pool, the fresh one, the culprit alone
+    # the broken pool, the fresh one (if anything was left), the culprit alone
+    assert pools["widths"] in ([2, 2, 1], [2, 1])
 
 
 def test_two_deadly_configurations_each_fail_alone(
@@ -183,8 +184,9 @@ def test_a_chunk_that_kills_its_worker_goes_on_one_configuration_per_unit_in_the
     tmp_path: Path, deadly: pytest.MonkeyPatch, pools: dict[str, list[Any]]
 ) -> None:
     """One chunk of five: it breaks the first pool; its configurations go on one per unit in a
-    pool of two, where the deadly one (second by seed) breaks it again; the others go on in a
-    third pool of two, and only the culprit runs alone."""
+    pool of two, where the deadly one (second by seed) breaks it again; what that pool had not
+    finished goes on in a third pool of two (none, when the other worker finished them all
+    before the break was seen), and only the culprit runs alone."""
     spec = _spec(seeds=[0, DEADLY_SEED, 3, 4, 5])
     points = parse_sweep(spec).points()
     deadly_id = points[1].run_id
@@ -193,7 +195,7 @@ def test_a_chunk_that_kills_its_worker_goes_on_one_configuration_per_unit_in_the
     assert (summary.succeeded, summary.failed, summary.not_run) == (4, [deadly_id], 0)
     assert SweepStore(out).failed()[deadly_id]["error"] == KILLED_TEXT
     assert pools["alone"] == [[deadly_id]]
-    assert pools["widths"] == [2, 2, 2, 1]
+    assert pools["widths"] in ([2, 2, 2, 1], [2, 2, 1])
 
 
 def test_suspects_are_the_units_whose_worker_died_by_itself() -> None:
