@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -20,6 +18,7 @@ from pertlearn.cli.data import data_group
 from pertlearn.cli.errors import fail, friendly_errors
 from pertlearn.experiments.presets import PRESETS, SCALES, load_config, preset_tree, sweep_presets
 from pertlearn.reports.summary import format_stage_seconds, format_summary
+from pertlearn.signals import sigint_held_back
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -164,19 +163,6 @@ def presets_command(show: str | None, scale: str) -> None:
         click.echo(f"{name:<{width}}  {preset.summary}")
 
 
-@contextmanager
-def sigint_held_back() -> Iterator[None]:
-    """Hold SIGINT back while the block runs; a Ctrl-C meanwhile arrives when it ends. A
-    KeyboardInterrupt inside torch's import can be swallowed there (torch goes on with NumPy
-    half imported), and every configuration of the sweep would then fail and be recorded as
-    failed."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-
-
 def stopped_by_ctrl_c() -> NoReturn:
     """Exit like a sweep stopped by SIGINT (status 130), not with click's "Aborted!" and status
     1, which a sweep gives for failed configurations."""
@@ -242,6 +228,8 @@ def sweep_command(
         fail("give a sweep SPEC (a .toml file or a preset name; `pertlearn sweep --list`)")
         return
     try:
+        # a KeyboardInterrupt inside torch's import can be swallowed there (torch goes on with
+        # NumPy half imported), and every configuration would then fail and be recorded
         with sigint_held_back():
             # lazy: the sweep machinery imports torch; `sweep --list` must not
             from pertlearn.experiments.execution import SweepInterrupted, run_sweep

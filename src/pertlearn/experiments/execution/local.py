@@ -26,6 +26,7 @@ from pertlearn.experiments.execution.worker import (
 )
 from pertlearn.experiments.store import SweepStore
 from pertlearn.experiments.sweeps import Point
+from pertlearn.signals import sigint_held_back
 
 
 @contextmanager
@@ -40,12 +41,11 @@ def children_ignore_sigint() -> Iterator[None]:
     except ValueError:  # not the main thread: signals are not ours to change
         yield
         return
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    with sigint_held_back():
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)  # before a pending Ctrl-C arrives
 
 
 def worker_processes(pool: ProcessPoolExecutor) -> list[BaseProcess]:
