@@ -250,6 +250,16 @@ class ImagesConfig(ExperimentConfig):
         return self
 
     @model_validator(mode="after")
+    def _crafting_attack(self) -> ImagesConfig:
+        """The crafting attack is clipped to the pixel range (unless its options set ``clip``),
+        so it must take ``clip``."""
+        if "clip" not in self.attack.options:
+            check_attack_takes(
+                "attack.name", self.attack.name, ["clip"], "crafted images stay in the pixel range"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _untargeted_attacks(self) -> ImagesConfig:
         """Build the untargeted attacks of robust evaluation and adversarial training the way
         the run does, so that an attack without iterations or pixel clipping (or a budget it

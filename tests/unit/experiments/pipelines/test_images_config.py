@@ -60,3 +60,10 @@ def test_the_untargeted_attacks_the_run_builds_are_accepted() -> None:
     )
     assert config.robust_eval is not None and config.robust_eval.attack == "pgd_linf"
 
+
+@pytest.mark.parametrize("attack", ["gradient_step", "random_l2"])
+def test_a_crafting_attack_that_cannot_clip_to_the_pixels_is_refused(attack: str) -> None:
+    tree = tiny_images(attack={"name": attack, "eps": 1.0})
+    with pytest.raises(ConfigError, match=rf"attack\.name: attack '{attack}' takes no clip"):
+        validate_config(tree)
+
