@@ -228,6 +228,12 @@ class ImagesConfig(ExperimentConfig):
                 "scenario 'non_robust' (D_NR) needs a standard f: remove train_f.adversarial "
                 "(use 'robust' for an adversarially trained f)"
             )
+        if constructed and self.perturbation_filter is not None:
+            raise ValueError(
+                "perturbation_filter: only for the attacked scenarios (natural_rand, "
+                f"natural_det, uniform), not {self.scenario!r} whose images are constructed; "
+                "remove perturbation_filter or change scenario"
+            )
         if "mislabeled_clean" in self.controls:
             if self.scenario == "uniform":
                 raise ValueError(

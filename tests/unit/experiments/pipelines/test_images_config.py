@@ -67,3 +67,13 @@ def test_a_crafting_attack_that_cannot_clip_to_the_pixels_is_refused(attack: str
     with pytest.raises(ConfigError, match=rf"attack\.name: attack '{attack}' takes no clip"):
         validate_config(tree)
 
+
+@pytest.mark.parametrize("scenario", ["robust", "non_robust"])
+def test_a_perturbation_filter_of_a_constructed_scenario_is_refused(scenario: str) -> None:
+    tree = tiny_images(
+        scenario, perturbation_filter={"kind": "low_pass", "cutoff": 3.0}, construction={"steps": 2}
+    )
+    if scenario == "robust":
+        tree["train_f"] = {**tree["train_f"], "adversarial": {"eps": 1.0, "steps": 1}}
+    with pytest.raises(ConfigError, match=r"perturbation_filter: only for the attacked scenarios"):
+        validate_config(tree)
