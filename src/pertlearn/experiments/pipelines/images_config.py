@@ -4,11 +4,12 @@ D_R / D_NR, band-limited perturbations, and :class:`ImagesConfig` itself."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from pertlearn.attacks import ATTACKS
+from pertlearn.attacks import ATTACKS, attack_options, make_attack
 from pertlearn.data.catalogue import DATASETS, check_classes
 from pertlearn.experiments.config import AttackConfig, ExperimentConfig, StrictModel
 from pertlearn.training.accel import Precision
@@ -84,6 +85,49 @@ class ConstructConfig(StrictModel):
     )
     eps: float | None = Field(None, gt=0, description="L2 ball around the start; None: none")
     batch_size: int = Field(500, ge=1, description="images constructed at once")
+
+
+PIXEL_RANGE = (0.0, 1.0)
+"""The data range of the images every attack of this pipeline is clipped to."""
+
+
+def untargeted_options(
+    steps: int, step_size: float | None = None, precision: Precision = "fp32"
+) -> dict[str, Any]:
+    """The options of an untargeted registry attack (robust evaluation, adversarial training):
+    ``steps`` iterations of ``step_size`` (the attack's default when ``None``), clipped to
+    :data:`PIXEL_RANGE`, its forward passes in ``precision``."""
+    options: dict[str, Any] = {"steps": steps, "targeted": False, "clip": PIXEL_RANGE}
+    if step_size is not None:
+        options["step_size"] = step_size
+    if precision != "fp32":
+        options["precision"] = precision
+    return options
+
+
+def attacks_taking(options: Iterable[str]) -> list[str]:
+    """The registered attacks (sorted) that take every keyword option in ``options``."""
+    return sorted(
+        name
+        for name in ATTACKS
+        if (known := attack_options(name)) is None or set(options) <= set(known)
+    )
+
+
+def check_attack_takes(where: str, name: str, options: Iterable[str], why: str) -> None:
+    """Raise ``ValueError`` naming ``where`` unless the registered attack ``name`` exists and
+    takes every option in ``options`` (``why``: what the pipeline needs them for)."""
+    if name not in ATTACKS:
+        raise ValueError(
+            f"{where}: unknown attack {name!r}; choose one of {', '.join(sorted(ATTACKS))}"
+        )
+    known = attack_options(name)
+    missing = [option for option in options if known is not None and option not in known]
+    if missing:
+        raise ValueError(
+            f"{where}: attack {name!r} takes no {', '.join(missing)} ({why}); choose one of "
+            f"{', '.join(attacks_taking(options))}"
+        )
 
 
 CONSTRUCTED_SCENARIOS = ("robust", "non_robust")
@@ -184,6 +228,12 @@ class ImagesConfig(ExperimentConfig):
                 "scenario 'non_robust' (D_NR) needs a standard f: remove train_f.adversarial "
                 "(use 'robust' for an adversarially trained f)"
             )
+        if constructed and self.perturbation_filter is not None:
+            raise ValueError(
+                "perturbation_filter: only for the attacked scenarios (natural_rand, "
+                f"natural_det, uniform), not {self.scenario!r} whose images are constructed; "
+                "remove perturbation_filter or change scenario"
+            )
         if "mislabeled_clean" in self.controls:
             if self.scenario == "uniform":
                 raise ValueError(
@@ -206,16 +256,42 @@ class ImagesConfig(ExperimentConfig):
         return self
 
     @model_validator(mode="after")
-    def _known_attacks(self) -> ImagesConfig:
-        named = {"robust_eval.attack": self.robust_eval.attack if self.robust_eval else None}
+    def _crafting_attack(self) -> ImagesConfig:
+        """The crafting attack is clipped to the pixel range (unless its options set ``clip``),
+        so it must take ``clip``."""
+        if "clip" not in self.attack.options:
+            check_attack_takes(
+                "attack.name", self.attack.name, ["clip"], "crafted images stay in the pixel range"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _untargeted_attacks(self) -> ImagesConfig:
+        """Build the untargeted attacks of robust evaluation and adversarial training the way
+        the run does, so that an attack without iterations or pixel clipping (or a budget it
+        cannot take) is an error of the config, not of the run after f is trained."""
+        untargeted: dict[str, tuple[str, float, dict[str, Any]]] = {}
+        if self.robust_eval is not None:
+            robust = self.robust_eval
+            untargeted["robust_eval"] = (
+                robust.attack,
+                robust.eps,
+                untargeted_options(robust.steps),
+            )
         for key in ("train_f", "train_g"):
-            adversarial = getattr(self, key).adversarial
-            named[f"{key}.adversarial.attack"] = adversarial.attack if adversarial else None
-        for where, name in named.items():
-            if name is not None and name not in ATTACKS:
-                raise ValueError(
-                    f"{where}: unknown attack {name!r}; choose one of {', '.join(sorted(ATTACKS))}"
-                )
+            train = getattr(self, key)
+            if train.adversarial is not None:
+                adv = train.adversarial
+                options = untargeted_options(adv.steps, adv.step_size, train.precision)
+                untargeted[f"{key}.adversarial"] = (adv.attack, adv.eps, options)
+        for where, (name, eps, options) in untargeted.items():
+            check_attack_takes(
+                f"{where}.attack", name, options, "it runs untargeted, iterated, in the pixel range"
+            )
+            try:
+                make_attack(name, eps, **options)
+            except ValueError as err:
+                raise ValueError(f"{where}: {err}") from None
         return self
 
 

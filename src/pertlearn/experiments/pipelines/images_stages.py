@@ -26,10 +26,12 @@ from pertlearn.experiments.image_data import (
     noise_batches,
 )
 from pertlearn.experiments.pipelines.images_config import (
+    PIXEL_RANGE,
     ConstructConfig,
     ImageModelConfig,
     ImagesConfig,
     PerturbationFilterConfig,
+    untargeted_options,
 )
 from pertlearn.features.constructed import construct_dataset, start_points
 from pertlearn.features.spectra import high_pass, low_pass
@@ -87,12 +89,7 @@ def untargeted_attack(
     """An untargeted registry attack clipped to the pixel range [0, 1], as a callable
     ``(model, x, y, generator) -> x_adv`` (Madry et al. arXiv:1706.06083 eq. 2.1), its forward
     passes in ``precision``."""
-    options: dict[str, Any] = {"steps": steps, "targeted": False, "clip": (0.0, 1.0)}
-    if step_size is not None:
-        options["step_size"] = step_size
-    if precision != "fp32":
-        options["precision"] = precision
-    attack = make_attack(name, eps, **options)
+    attack = make_attack(name, eps, **untargeted_options(steps, step_size, precision))
 
     def perturb(
         model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None
@@ -220,7 +217,7 @@ def craft_attack(run: ImageRun, f: nn.Module) -> tuple[Attack, int]:
     for every scenario, so that a bad attack fails the same way for all."""
     config = run.config
     options = dict(config.attack.options)
-    options.setdefault("clip", (0.0, 1.0))
+    options.setdefault("clip", PIXEL_RANGE)
     if config.craft_precision != "fp32":
         options.setdefault("precision", config.craft_precision)
     craft_batch = resolve_craft_batch(
