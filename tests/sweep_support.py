@@ -4,6 +4,7 @@ second per configuration on one core."""
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,18 @@ def write_spec_toml(path: Path, spec: dict[str, Any]) -> Path:
         emit(key, table)
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def run_file_hashes(sweep_dir: Path) -> dict[str, dict[str, str]]:
+    """``run id → {file name: SHA-256}`` of the curves and the saved tensors (networks, data)
+    of every complete run of a sweep dir: equal exactly when the runs computed the same bits."""
+    out = {}
+    for run in sorted((sweep_dir / "runs").iterdir()):
+        if run.name.startswith("."):
+            continue
+        files = [run / "curves.json", *sorted(run.glob("*.safetensors"))]
+        out[run.name] = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+    return out
 
 
 def run_metrics(sweep_dir: Path) -> dict[str, dict[str, Any]]:

@@ -9,6 +9,8 @@ seed give the same numbers on the same machine.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -24,6 +26,24 @@ def stage_generator(seed: int, stage: str, device: str | torch.device = "cpu") -
     generator = torch.Generator(device=device)
     generator.manual_seed(stage_seed(seed, stage))
     return generator
+
+
+@contextmanager
+def seeded_global_generator(seed: int, device: str | torch.device = "cpu") -> Iterator[None]:
+    """Run the block with torch's global generator seeded with ``seed`` (the CPU's, and
+    ``device``'s own when it is a GPU), and give the global generators their state back
+    afterwards. Modules that take no generator, such as ``nn.Dropout``, draw from the global
+    one: inside the block they draw the same numbers whatever the process ran before, and
+    the caller's global random state is left as it was."""
+    device = torch.device(device)
+    index = None
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+    with torch.random.fork_rng(devices=[] if index is None else [index]):
+        torch.default_generator.manual_seed(seed)
+        if index is not None:
+            torch.cuda.default_generators[index].manual_seed(seed)
+        yield
 
 
 def resolved_device_name(device: str) -> str:

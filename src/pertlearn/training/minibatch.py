@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 from tqdm.auto import tqdm
 
+from pertlearn.seeding import seeded_global_generator, stage_seed
 from pertlearn.training.accel import (
     ChannelsLast,
     Precision,
@@ -274,7 +275,10 @@ def fit_minibatch(
     (``(N,)``, ``0..K-1``) by mini-batch SGD on the cross-entropy loss.
 
     ``x_val``/``y_val`` give the validation accuracy after each epoch. ``generator`` (CPU)
-    drives shuffling, augmentation and the attack's random starts. ``checkpoint_dir``: write a
+    drives shuffling, augmentation and the attack's random starts; layers that draw from torch's
+    global generator (dropout) draw from it seeded per epoch from ``generator``'s seed and given
+    its state back after (:func:`~pertlearn.seeding.seeded_global_generator`), so a training
+    does not depend on what the process ran before. ``checkpoint_dir``: write a
     checkpoint after every epoch and resume from one left there by an interrupted identical
     call. ``perturb``: the untargeted attack of adversarial training, required exactly when
     ``config.adversarial`` is set (Madry et al. arXiv:1706.06083 eq. 2.1: each mini-batch is
@@ -338,17 +342,21 @@ def fit_minibatch(
         for epoch in range(start, config.epochs):
             lr = optimizer.param_groups[0]["lr"]
             warming_up = config.adversarial is not None and epoch < config.adversarial.clean_epochs
-            epoch_loss, train_acc = _train_epoch(
-                model,
-                x,
-                y,
-                config,
-                optimizer,
-                generator,
-                None if warming_up else perturb,
-                bar,
-                step,
-            )
+            # layers that draw from torch's global generator (dropout) draw per epoch from a
+            # seed of this training's generator: the same numbers in any process, on resume too
+            forward_seed = stage_seed(generator.initial_seed(), f"train_forward_epoch_{epoch}")
+            with seeded_global_generator(forward_seed, x.device):
+                epoch_loss, train_acc = _train_epoch(
+                    model,
+                    x,
+                    y,
+                    config,
+                    optimizer,
+                    generator,
+                    None if warming_up else perturb,
+                    bar,
+                    step,
+                )
             check_epoch(name, epoch + 1, lr, epoch_loss, params, margin_loss=False)
             result.losses.append(epoch_loss)
             result.train_acc.append(train_acc)

@@ -109,3 +109,21 @@ def test_run_each_isolates_a_diverging_config():
     for outcome in (outcomes[0], outcomes[2]):
         assert not isinstance(outcome, Exception)
         assert outcome.metrics["f_acc_train"] == run(good).metrics["f_acc_train"]
+
+
+def test_with_the_identity_loss_on_the_cpu_run_many_computes_the_bits_of_run() -> None:
+    # each distinct network trains on its own there (see the module docstring of batched)
+    configs = [
+        load_config(preset="quickstart", overrides=[*SMALL, f"seed={seed}", f"train_g.lr={lr}"])
+        for seed, lr in ((0, 1.0), (0, 0.5), (1, 1.0))
+    ]
+    for got, expected in zip(run_many(configs), [run(c) for c in configs], strict=True):
+        got.metrics.pop("seconds"), expected.metrics.pop("seconds")
+        assert got.metrics == expected.metrics
+        for name, curve in expected.curves.items():
+            assert got.curves[name].losses == curve.losses, name
+        for name, model in expected.models.items():
+            for p, q in zip(got.models[name].parameters(), model.parameters(), strict=True):
+                assert torch.equal(p, q), name
+        for name, tensor in expected.tensors.items():
+            assert torch.equal(got.tensors[name], tensor), name

@@ -63,13 +63,16 @@ def toy_images(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
-def small_net(seed: int = 0) -> nn.Module:
+def small_net(seed: int = 0, dropout: float = 0.0) -> nn.Module:
+    """A tiny CNN initialised from torch's global generator seeded with ``seed`` (which leaves
+    the global generator in a state that depends on ``seed``)."""
     torch.manual_seed(seed)
     return nn.Sequential(
         nn.Conv2d(1, 4, 3, padding=1),
         nn.ReLU(),
         nn.AdaptiveAvgPool2d(2),
         nn.Flatten(),
+        nn.Dropout(dropout),
         nn.Linear(16, 3),
     )
 
@@ -86,13 +89,16 @@ def test_learns_a_simple_task_and_records_curves() -> None:
     assert result.best_val_acc == max(result.val_acc)
 
 
+@pytest.mark.parametrize("dropout", [0.0, 0.5])
 def test_killed_run_resumes_to_the_same_weights(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dropout: float
 ) -> None:
+    # with dropout, the resumed training starts from another global random state (small_net
+    # seeds it differently) and must still draw the dropout masks of the uninterrupted one
     x, y = toy_images(64, 0)
     config = MinibatchConfig(lr=0.05, batch_size=16, epochs=4, augment=True, plateau_patience=1)
 
-    reference = small_net()
+    reference = small_net(dropout=dropout)
     full = fit_minibatch(
         reference, x, y, config, x_val=x, y_val=y, generator=torch.Generator().manual_seed(5)
     )
@@ -109,7 +115,7 @@ def test_killed_run_resumes_to_the_same_weights(
     monkeypatch.setattr(minibatch, "save_checkpoint", dying_save)
     with pytest.raises(KeyboardInterrupt):
         fit_minibatch(
-            small_net(),
+            small_net(dropout=dropout),
             x,
             y,
             config,
@@ -119,7 +125,8 @@ def test_killed_run_resumes_to_the_same_weights(
             checkpoint_dir=tmp_path,
         )
     monkeypatch.setattr(minibatch, "save_checkpoint", save)
-    resumed_model = small_net(seed=99)  # fresh weights: everything comes from the checkpoint
+    # fresh weights: everything comes from the checkpoint
+    resumed_model = small_net(seed=99, dropout=dropout)
     resumed = fit_minibatch(
         resumed_model,
         x,
@@ -140,6 +147,29 @@ def test_killed_run_resumes_to_the_same_weights(
     other = config.model_copy(update={"lr": 0.01})
     with pytest.raises(ValueError, match="different training run"):
         fit_minibatch(small_net(), x, y, other, checkpoint_dir=tmp_path)
+
+
+def test_dropout_draws_the_same_masks_whatever_the_global_random_state() -> None:
+    x, y = toy_images(64, 0)
+    config = MinibatchConfig(lr=0.05, batch_size=16, epochs=2)
+    trained = []
+    for global_seed in (1, 2):
+        model = small_net(dropout=0.5)
+        torch.manual_seed(global_seed)
+        fit_minibatch(model, x, y, config, generator=torch.Generator().manual_seed(5))
+        trained.append(model)
+    for p, q in zip(trained[0].parameters(), trained[1].parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+
+def test_training_leaves_the_global_random_state_as_it_was() -> None:
+    x, y = toy_images(32, 0)
+    model = small_net(dropout=0.5)
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    torch.manual_seed(3)
+    fit_minibatch(model, x, y, MinibatchConfig(batch_size=16, epochs=1))
+    assert torch.equal(torch.rand(4), expected)
 
 
 def test_divergence_is_reported() -> None:

@@ -5,6 +5,7 @@ parent-death safeguards."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from pertlearn.experiments.execution.driver import stop_on_signals
 from pertlearn.experiments.execution.local import children_ignore_sigint
 from pertlearn.experiments.store import SweepStore
 from pertlearn.experiments.sweeps import Sweep, parse_sweep
-from sweep_support import tiny_spec, write_spec_toml
+from sweep_support import run_file_hashes, run_metrics, tiny_spec, write_spec_toml
 
 
 def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -257,3 +258,25 @@ def test_outcome_failure_keeps_the_first_line_and_the_traceback() -> None:
     assert Outcome.failure("abc", RuntimeError()).error == "RuntimeError"
     done = Outcome.done("abc", files={"metrics.json": b"{}"})
     assert done.ok and done.files == {"metrics.json": b"{}"} and done.error == ""
+
+
+def test_a_run_has_the_same_bits_alone_in_a_larger_sweep_and_rerun_after_its_deletion(
+    tmp_path: Path,
+) -> None:
+    # identity loss on the CPU: the batched chunk of the larger sweep trains each network on
+    # its own, so its runs equal the same configuration run alone (docs/reproduce.md)
+    larger = tiny_spec(zip={"data.dim": [5]}, grid={"train_f.lr": [0.5, 1.0]}, seeds=[0, 1])
+    alone = tiny_spec(zip={"data.dim": [5]}, grid={"train_f.lr": [1.0]}, seeds=[1])
+    run_sweep(parse_sweep(larger), tmp_path / "larger", threads=1)
+    run_sweep(parse_sweep(alone), tmp_path / "alone", threads=1)
+    (run_id,) = run_file_hashes(tmp_path / "alone")
+    before = run_file_hashes(tmp_path / "larger")
+    metrics = run_metrics(tmp_path / "larger")
+    assert before[run_id] == run_file_hashes(tmp_path / "alone")[run_id]
+    assert metrics[run_id] == run_metrics(tmp_path / "alone")[run_id]
+
+    shutil.rmtree(SweepStore(tmp_path / "larger").run_dir(run_id))
+    again = run_sweep(parse_sweep(larger), tmp_path / "larger", threads=1)
+    assert (again.ran, again.skipped_done) == (1, 3)
+    assert run_file_hashes(tmp_path / "larger") == before
+    assert run_metrics(tmp_path / "larger") == metrics

@@ -20,7 +20,7 @@ from pertlearn.experiments.execution.outcome import Outcome
 from pertlearn.experiments.execution.worker import execute_chunk
 from pertlearn.experiments.store import SweepStore
 from pertlearn.experiments.sweeps import Point, parse_sweep
-from sweep_support import run_metrics, tiny_spec
+from sweep_support import run_file_hashes, run_metrics, tiny_spec
 
 DEADLY_SEED = 1
 SECOND_DEADLY_SEED = 2
@@ -256,3 +256,12 @@ def test_each_broken_pool_takes_a_configuration_out_or_splits_a_unit(
         assert sorted(alone) == sorted([run_id] for run_id in deadly_ids)
     else:
         assert rounds == [len(units)] and alone == [[p.run_id for p in u] for u in units]
+
+
+def test_a_pool_of_workers_computes_the_bits_of_the_driver_process(tmp_path: Path) -> None:
+    spec = tiny_spec(zip={"data.dim": [5]}, grid={"model.width": [4, 8]})
+    here = run_sweep(parse_sweep(spec), tmp_path / "here", workers=1, threads=1, batch_size=1)
+    pool = run_sweep(parse_sweep(spec), tmp_path / "pool", workers=2, threads=1, batch_size=1)
+    assert here.succeeded == pool.succeeded == 2
+    assert run_metrics(tmp_path / "pool") == run_metrics(tmp_path / "here")
+    assert run_file_hashes(tmp_path / "pool") == run_file_hashes(tmp_path / "here")
