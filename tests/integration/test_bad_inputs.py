@@ -164,6 +164,15 @@ def _missing_config(tmp: Path) -> list[str]:
     return ["run", str(tmp / "nope.toml")]
 
 
+def _json(text: str) -> Callable[[Path], list[str]]:
+    def make(tmp: Path) -> list[str]:
+        path = tmp / "c.json"
+        path.write_text(text)
+        return ["run", str(path), *FAST]
+
+    return make
+
+
 def _directory_config(tmp: Path) -> list[str]:
     (tmp / "dir.toml").mkdir()
     return ["run", str(tmp / "dir.toml")]
@@ -231,6 +240,10 @@ FILE_ROWS: list[FileRow] = [
     ("toml-missing", _missing_config, "does not exist"),
     ("toml-directory", _directory_config, "is a directory"),
     ("toml-syntax", _toml("[model\nwidth = 3"), "is not valid TOML"),
+    ("json-syntax", _json('{"model": '), "is not valid JSON"),
+    ("json-array", _json("[1, 2]"), "holds no JSON object"),
+    ("json-unknown-key", _json('{"preset": "quickstart", "foo": 1}'), "foo: unknown key"),
+    ("json-null-for-number", _json('{"preset": "quickstart", "seed": null}'), "seed"),
     ("toml-binary", _bytes(b"\x00\xff\xfe\x80 binary"), "not UTF-8"),
     ("toml-oversized", _toml("# " + "x" * 2_000_000), "larger than"),
     ("toml-nested-deep", _toml("a = " + "[" * 100_000), "c.toml"),

@@ -63,7 +63,7 @@ def echo_log_hints(trackers: tuple[str, ...], log_dir: Path) -> None:
 
 
 @cli.command("run")
-@click.argument("config_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("config_file", required=False, type=click.Path(path_type=Path))
 @click.option("--preset", help="Base preset (default: quickstart when no CONFIG_FILE is given).")
 @click.option("--scale", type=click.Choice(SCALES), help="Preset scale (default: cpu).")
 @click.option(
@@ -105,7 +105,8 @@ def run_command(
     trackers: tuple[str, ...] = (),
     log_dir: Path | None = None,
 ) -> None:
-    """Run one experiment from a preset and/or a TOML CONFIG_FILE, and write its run directory."""
+    """Run one experiment from a preset and/or CONFIG_FILE (TOML or JSON, or a run directory
+    to run its config.json again), and write its run directory."""
     # lazy: the pipelines and the run directory import torch; --help and presets must not
     from pertlearn.experiments.pipelines import run
     from pertlearn.experiments.rundir import check_target

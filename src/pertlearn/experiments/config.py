@@ -28,6 +28,7 @@ from pertlearn.experiments.config_tree import (
     apply_overrides,
     deep_merge,
     parse_value,
+    read_config_file,
     read_toml,
     set_key,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "deep_merge",
     "format_validation_error",
     "parse_value",
+    "read_config_file",
     "read_toml",
     "set_key",
 ]

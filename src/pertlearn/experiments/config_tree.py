@@ -1,10 +1,12 @@
 """Config trees (nested dicts as read from TOML) before validation: ``--set`` values, dotted
-keys, overrides, deep merges and TOML files. Imports nothing heavy (no torch, no pydantic), so
+keys, overrides, deep merges, and config files (TOML, JSON, a run directory's ``config.json``).
+Imports nothing heavy (no torch, no pydantic), so
 that listing presets stays instant."""
 
 from __future__ import annotations
 
 import copy
+import json
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,9 @@ from pertlearn.errors import ConfigError
 
 MAX_CONFIG_BYTES = 1_000_000
 """Config files larger than this are refused (a config is a few kilobytes)."""
+
+RUN_CONFIG_FILE = "config.json"
+"""The file of a run directory that records its config (``{"config": tree, "resolved": ...}``)."""
 
 _EXCLUSIVE = ("eps", "eps_per_sqrt_dim", "eps_per_dim")
 
@@ -74,29 +79,61 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def read_toml(path: str | Path) -> dict[str, Any]:
-    """Read a TOML file; a missing, oversized, binary or invalid file raises
-    :class:`ConfigError` naming the file."""
-    path = Path(path)
+def _config_text(path: Path) -> str:
+    """The text of the config file ``path``; :class:`ConfigError` naming it when it is missing,
+    a directory, oversized or not UTF-8 (a byte-order mark is dropped)."""
     try:
         with path.open("rb") as handle:
             raw = handle.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"config file {str(path)!r} does not exist") from None
     except IsADirectoryError:
-        raise ConfigError(f"config file {str(path)!r} is a directory") from None
+        raise ConfigError(
+            f"config file {str(path)!r} is a directory without {RUN_CONFIG_FILE}; pass a config "
+            "file or a run directory"
+        ) from None
     if len(raw) > MAX_CONFIG_BYTES:
         raise ConfigError(
             f"config file {str(path)!r} is larger than {MAX_CONFIG_BYTES // 1000} kB; "
             "is it really a config?"
         )
     try:
-        text = raw.decode("utf-8-sig")  # a byte-order mark (Windows editors) is not TOML
+        return raw.decode("utf-8-sig")  # a byte-order mark (Windows editors) is not TOML
     except UnicodeDecodeError:
         raise ConfigError(f"config file {str(path)!r} is not UTF-8 text (binary?)") from None
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML file; a missing, oversized, binary or invalid file raises
+    :class:`ConfigError` naming the file."""
+    path = Path(path)
+    text = _config_text(path)
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"config file {str(path)!r} is not valid TOML: {err}") from None
     except RecursionError:
         raise ConfigError(f"config file {str(path)!r} is nested too deeply") from None
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The config tree of ``path``: a TOML file; a ``.json`` file holding a config tree; or a
+    run directory (or its ``config.json``), whose recorded ``config`` is the tree that reran
+    gives the same run. :class:`ConfigError` naming the file for anything else."""
+    path = Path(path)
+    if path.is_dir() and (path / RUN_CONFIG_FILE).is_file():
+        path = path / RUN_CONFIG_FILE
+    if path.suffix.lower() != ".json":
+        return read_toml(path)
+    text = _config_text(path)
+    try:
+        tree = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"config file {str(path)!r} is not valid JSON: {err}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {str(path)!r} is nested too deeply") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"config file {str(path)!r} holds no JSON object; a config is a table")
+    if isinstance(tree.get("config"), dict) and "resolved" in tree:  # a run's record
+        return dict(tree["config"])
+    return tree

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pertlearn.errors import ConfigError, cli_worded
-from pertlearn.experiments.config_tree import apply_overrides, deep_merge, read_toml
+from pertlearn.experiments.config_tree import apply_overrides, deep_merge, read_config_file
 
 if TYPE_CHECKING:
     from pertlearn.experiments.config import ExperimentConfig
@@ -313,14 +313,16 @@ def load_config(
 ) -> ExperimentConfig:
     """Build a validated config, the way the CLI does.
 
-    ``source`` is a TOML file path or a config tree. A tree (or file) may name a base
+    ``source`` is a config file (TOML, JSON, or a run directory, whose recorded config runs
+    the same run again: :func:`~pertlearn.experiments.config_tree.read_config_file`) or a
+    config tree. A tree (or file) may name a base
     ``preset`` and ``scale`` at its top; its other keys are merged over that preset. Without
     ``source`` and ``preset`` the ``quickstart`` preset is used. ``overrides`` are
     ``key=value`` strings applied last. Raises :class:`ConfigError` with a one-line message.
     """
     tree: dict[str, Any] = {}
     if source is not None:
-        tree = read_toml(source) if isinstance(source, str | Path) else dict(source)
+        tree = read_config_file(source) if isinstance(source, str | Path) else dict(source)
     base = tree.pop("preset", None)
     file_scale = tree.pop("scale", None)
     if base is not None and not isinstance(base, str):

@@ -50,6 +50,7 @@ from pertlearn.experiments.config import (
     ExperimentConfig,
     deep_merge,
     parse_value,
+    read_config_file,
     read_toml,
     set_key,
 )
@@ -330,7 +331,7 @@ def parse_sweep(
         path = Path(config_file)
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
-        config_tree = read_toml(path)
+        config_tree = read_config_file(path)
         tree = copy.deepcopy(config_tree)
     preset = spec.get("preset", tree.pop("preset", None))
     if preset is not None and not isinstance(preset, str):

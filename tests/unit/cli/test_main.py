@@ -104,3 +104,16 @@ def test_console_entry_point_exit_code(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: invalid config: model.width")
     assert not (tmp_path / "r").exists()
+
+
+def test_a_run_directory_runs_again_to_the_same_numbers(tmp_path):
+    first, again = tmp_path / "first", tmp_path / "again"
+    assert invoke(["run", "-q", *FAST, "--seed", "2", "--out", str(first)]).exit_code == 0
+    result = invoke(["run", "-q", str(first), "--out", str(again)])
+    assert result.exit_code == 0, result.output
+    metrics = [json.loads((out / "metrics.json").read_text()) for out in (first, again)]
+    for saved in metrics:
+        saved.pop("seconds"), saved.pop("stage_seconds", None)
+    assert metrics[0] == metrics[1]
+    configs = [json.loads((out / "config.json").read_text())["config"] for out in (first, again)]
+    assert configs[0] == configs[1] and configs[0]["seed"] == 2

@@ -224,3 +224,20 @@ def test_every_sweep_preset_expands(scale: str) -> None:
         points = load_sweep(name, scale=scale).points()
         assert len(points) >= 3, name
         assert all(not p.config.save_tensors for p in points)
+
+
+def test_a_sweep_may_take_its_base_config_from_a_json_file_or_a_run_directory(
+    tmp_path: Path,
+) -> None:
+    config = load_config(overrides=["model.width=7", "train_f.epochs=3"])
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    record = {"config": config.model_dump(mode="json"), "resolved": {}}
+    (run_dir / "config.json").write_text(json.dumps(record))
+    (tmp_path / "base.json").write_text(json.dumps({"preset": "quickstart", "model": {"width": 7}}))
+    for base in ("run", "base.json"):
+        spec = tmp_path / f"from-{base}.toml"
+        spec.write_text(f'config = "{base}"\nseeds = [0, 1]\n')
+        points = load_sweep(spec).points()
+        assert [point.config.seed for point in points] == [0, 1]
+        assert {point.config.model.width for point in points} == {7}
