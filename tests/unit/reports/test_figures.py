@@ -167,6 +167,19 @@ def test_loss_curves_use_a_log_axis_for_long_runs_and_whole_epochs_for_short_one
         plt.close(short_fig)
 
 
+def test_loss_curve_of_a_single_epoch_is_a_visible_marker_at_epoch_one() -> None:
+    fig = draw_loss_curves({"f": {"loss": [2.3, 2.2]}, "g": {"loss": [4.7]}})
+    try:
+        g_panel = fig.axes[1]
+        (line,) = g_panel.lines
+        assert line.get_marker() == "o"
+        assert list(g_panel.get_xticks()) == [1]
+        low, high = g_panel.get_xlim()
+        assert low < 1 < high
+    finally:
+        plt.close(fig)
+
+
 def test_file_stem() -> None:
     assert file_stem("metrics vs data.dim") == "metrics-vs-data.dim"
     assert file_stem("Decision map (f, g)") == "decision-map-f-g"
