@@ -280,6 +280,11 @@ def sweep_figures(
         chosen = [(next(a for a in axes if key in a), key) for key in x_keys]
     else:
         chosen = [(a, a[0]) for a in axes if len(distinct(a)) >= 2]
+        if not chosen:
+            notes.append(
+                "no metric-vs-parameter figure: no swept parameter takes two or more values "
+                "among the completed runs (the tables below hold every result)"
+            )
     figures = []
     for axis, x_key in chosen:
         others = [a for a in axes if a is not axis]
