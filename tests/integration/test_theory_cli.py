@@ -64,6 +64,25 @@ def test_theory_command_reports_bad_run_dir(tmp_path) -> None:
     assert "not a run directory" in result.output
 
 
+def test_theory_names_the_config_file_when_a_network_setting_was_edited_to_nonsense(
+    tmp_path,
+) -> None:
+    out = tmp_path / "run"
+    assert CliRunner().invoke(cli, ["run", "-q", "--out", str(out), *TINY]).exit_code == 0
+    config_file = out / "config.json"
+    saved = json.loads(config_file.read_text())
+    saved["config"]["model"]["width"] = "wide"
+    config_file.write_text(json.dumps(saved))
+    metrics_before = (out / "metrics.json").read_text()
+    result = CliRunner().invoke(cli, ["theory", str(out), "--resolution", "5"])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {config_file}: model: width")
+    assert "rerun the run" in lines[0]
+    assert not (out / "theory.json").exists()
+    assert (out / "metrics.json").read_text() == metrics_before
+
+
 def test_theory_is_reproducible_from_the_run_dir(tmp_path) -> None:
     from pertlearn.analysis.theory import compute_theory, load_run
 

@@ -19,13 +19,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 from torch import nn
 
 from pertlearn.analysis.decision_maps import Scorer, decision_map, plot_decision_map
 from pertlearn.analysis.plotting import FORMATS
 from pertlearn.atomic import write_json
 from pertlearn.errors import cli_worded
-from pertlearn.experiments.config import ExperimentConfig, ModelConfig
+from pertlearn.experiments.config import (
+    ConfigError,
+    ExperimentConfig,
+    ModelConfig,
+    format_validation_error,
+)
 from pertlearn.experiments.pipelines import IclrArtificialConfig, NeuripsConfig
 from pertlearn.experiments.result import Result
 from pertlearn.experiments.rundir import read_metrics, read_run
@@ -74,8 +80,21 @@ class RunData:
         return None if bool(rest.abs().max() <= 1e-6 * scale) else rest
 
 
-def _model(config: dict[str, Any], state: dict[str, torch.Tensor], dim: int) -> nn.Module:
-    model_config = ModelConfig.model_validate(config)
+def saved_model_config(config: Any, key: str, config_file: Path) -> ModelConfig:
+    """The network config ``config`` found under ``key`` of a run's ``config_file``;
+    :class:`ConfigError` (one line naming the file and the key) when it is not a valid one,
+    as after an edit by hand."""
+    try:
+        return ModelConfig.model_validate(config)
+    except ValidationError as err:
+        problem = format_validation_error(err).removeprefix("invalid config: ")
+        raise ConfigError(
+            f"{config_file}: {key}: {problem}; restore the value the run was written with, or "
+            "rerun the run"
+        ) from None
+
+
+def _model(model_config: ModelConfig, state: dict[str, torch.Tensor], dim: int) -> nn.Module:
     dtype = state["weight"].dtype
     model = build_model(model_config, dim, torch.Generator().manual_seed(0), dtype)
     model.load_state_dict(state)
@@ -126,10 +145,12 @@ def load_run(run_dir: str | Path) -> RunData:
             f"{tuple(t['x_train'].shape)}"
         )
     model_f = config["model"]
-    model_g = config["model_g"] or model_f
+    g_key = "model_g" if config.get("model_g") else "model"
+    model_g = config[g_key]
+    config_file = record.path / "config.json"
     dim = t["x_train"].shape[1]
-    f = _model(model_f, record.tensors("f"), dim)
-    g = _model(model_g, record.tensors("g"), dim)
+    f = _model(saved_model_config(model_f, "model", config_file), record.tensors("f"), dim)
+    g = _model(saved_model_config(model_g, g_key, config_file), record.tensors("g"), dim)
     return _run_data(
         t,
         f,

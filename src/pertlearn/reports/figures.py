@@ -280,6 +280,11 @@ def sweep_figures(
         chosen = [(next(a for a in axes if key in a), key) for key in x_keys]
     else:
         chosen = [(a, a[0]) for a in axes if len(distinct(a)) >= 2]
+        if not chosen:
+            notes.append(
+                "no metric-vs-parameter figure: no swept parameter takes two or more values "
+                "among the completed runs (the tables below hold every result)"
+            )
     figures = []
     for axis, x_key in chosen:
         others = [a for a in axes if a is not axis]
@@ -423,10 +428,18 @@ def draw_loss_curves(curves: dict[str, dict[str, Any]]) -> Any | None:
         fig, panels = panel_grid(len(drawn), ncols, (3.6, 2.9))
         for index, ((name, losses), panel) in enumerate(zip(drawn.items(), panels, strict=True)):
             panel.plot(
-                range(1, len(losses) + 1), losses, color=colors[index % len(colors)], label=name
+                range(1, len(losses) + 1),
+                losses,
+                color=colors[index % len(colors)],
+                # a line through one point draws nothing: one epoch is a marker
+                marker="o" if len(losses) == 1 else None,
+                label=name,
             )
             if log_x:
                 panel.set_xscale("log")
+            elif len(losses) == 1:
+                panel.set_xticks([1])
+                panel.set_xlim(0.5, 1.5)
             else:
                 panel.xaxis.get_major_locator().set_params(integer=True)  # whole epochs
             panel.set_title(titles.get(name, f"control g′ ({name})"))

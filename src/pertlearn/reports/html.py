@@ -249,6 +249,28 @@ def sweep_report(root: Path, files: FigureFiles | None = None) -> str:
     return _page(f"Sweep {manifest.get('name')}", sections)
 
 
+TENSOR_FIGURES = {"neurips": "The decision map", "images": "Samples and perturbation spectra"}
+"""Per pipeline, the run figures drawn from the run's ``tensors.safetensors``."""
+
+
+def missing_tensors_note(pipeline: str, config: dict[str, Any], has_tensors: bool) -> str:
+    """Why a run report leaves out its tensor figures (:data:`TENSOR_FIGURES`): the run saved
+    no tensors, or its ``tensors.safetensors`` is gone; empty when they are there or the
+    pipeline has none."""
+    if has_tensors or pipeline not in TENSOR_FIGURES:
+        return ""
+    figures = TENSOR_FIGURES[pipeline]
+    if config.get("save_tensors") is False:
+        return (
+            f"{figures} not drawn: the run saved no tensors (save_tensors = false); rerun "
+            "with save_tensors = true to draw them."
+        )
+    return (
+        f"{figures} not drawn: tensors.safetensors is missing from the run directory; "
+        "restore it, or rerun the run."
+    )
+
+
 def run_report(run_dir: Path, files: FigureFiles | None = None) -> str:
     """The HTML of the report of a single run directory; with ``files``, every figure is also
     written as files and linked."""
@@ -280,6 +302,9 @@ def run_report(run_dir: Path, files: FigureFiles | None = None) -> str:
             continue
         if extra is not None:
             sections += [f"<h2>{title}</h2>", _figure_html(extra, files)]
+    missing = missing_tensors_note(record.pipeline, record.config, record.has_tensors())
+    if missing:
+        sections.append(f'<p class="note">{_esc(missing)}</p>')
     sections += [
         "<h2>Config</h2>",
         _pre_json(record.config),

@@ -74,26 +74,63 @@ def run_spectra(
     return spectra, tensors["y_train"][:n].long(), tensors["y_adv"][:n].long(), counts
 
 
-def half_power_radius(spectrum: torch.Tensor, counts: torch.Tensor) -> int:
+def half_power_radius(spectrum: torch.Tensor, counts: torch.Tensor) -> int | None:
     """Smallest radius whose bins up to it hold half of the power of ``spectrum`` ``(R,)``
-    (power per frequency, multiplied back by the bin sizes ``counts`` ``(R,)``)."""
+    (power per frequency, multiplied back by the bin sizes ``counts`` ``(R,)``); ``None`` when
+    the spectrum holds no power (a zero perturbation)."""
     total = spectrum * counts.to(spectrum)
-    cumulative = total.cumsum(0) / total.sum()
+    power = total.sum()
+    if not bool(power > 0):
+        return None
+    cumulative = total.cumsum(0) / power
     return int((cumulative >= 0.5).nonzero()[0])
 
 
+def _format_radius(radius: int | None) -> str:
+    return "none (no power)" if radius is None else str(radius)
+
+
 def _draw(ax: Any, curves: dict[str, torch.Tensor], title: str, legend: bool) -> None:
+    """The curves of :data:`SERIES` on a log axis; a curve without positive power (a zero
+    perturbation, and its same-norm noise) has nothing to draw there and is named in the
+    panel instead."""
+    without_power = []
     for name, color, style in SERIES:
         values = curves[name]
         radius = torch.arange(values.shape[0])
         keep = values > 0  # log axis: DC of zero-mean noise can be exactly 0
+        if not bool(keep.any()):
+            without_power.append(name)
+            continue
         ax.plot(radius[keep].numpy(), values[keep].numpy(), style, color=color, label=name)
+    if without_power:
+        ax.text(
+            0.97,
+            0.97,
+            "zero power, not drawn:\n" + "\n".join(without_power),
+            transform=ax.transAxes,
+            ha="right",
+            va="top",
+            fontsize=7,
+            color=OKABE_ITO["vermillion"],
+        )
     ax.set_yscale("log")
     ax.xaxis.get_major_locator().set_params(integer=True)  # radii are whole bins
     ax.set_title(title, fontsize=9)
     ax.grid(True, which="major", alpha=0.3)
     if legend:
         ax.legend(fontsize=8)
+
+
+def _zero_perturbation_note(perturbation_spectra: torch.Tensor) -> str:
+    """A caption sentence when no perturbation carries power (the attack moved no image, or
+    the perturbation filter removed all of it); empty otherwise."""
+    if bool((perturbation_spectra > 0).any()):
+        return ""
+    return (
+        " Every perturbation is zero (the attack moved no image, or perturbation_filter "
+        "removed all of it), so neither the perturbations nor their same-norm noise are drawn."
+    )
 
 
 def spectrum_figure(run_dir: Path, per_class: bool = False) -> Figure | None:
@@ -114,11 +151,14 @@ def spectrum_figure(run_dir: Path, per_class: bool = False) -> Figure | None:
             _draw(ax, means, "Radial power spectrum", legend=True)
             ax.set_xlabel(RADIUS_LABEL)
             ax.set_ylabel(POWER_LABEL)
-        radii = ", ".join(f"{name} {half_power_radius(v, counts)}" for name, v in means.items())
+        radii = ", ".join(
+            f"{name} {_format_radius(half_power_radius(v, counts))}" for name, v in means.items()
+        )
         caption = (
             f"Mean over the first {spectra['clean images'].shape[0]} training samples of the "
             f"power per DFT frequency in each radial bin (orthonormal 2-D DFT, {size} bins); "
             f"the noise has each perturbation's L2 norm. Half-power radius: {radii}."
+            + _zero_perturbation_note(spectra["perturbations"])
         )
         return make_figure("perturbation-spectrum", "perturbation spectrum", fig, caption)
     if int(min(int(y_true.min()), int(y_target.min()))) < 0:
@@ -154,7 +194,7 @@ def spectrum_figure(run_dir: Path, per_class: bool = False) -> Figure | None:
         "Per class k: mean spectrum of the perturbations whose target is k, of same-norm noise "
         "for the same samples, and of the clean training images of class k; power per DFT "
         f"frequency of the radial bin, log scale; first {spectra['clean images'].shape[0]} "
-        "training samples."
+        "training samples." + _zero_perturbation_note(spectra["perturbations"])
     )
     return make_figure(
         "perturbation-spectrum-per-class", "perturbation spectrum per class", fig, caption

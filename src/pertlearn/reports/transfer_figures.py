@@ -92,13 +92,21 @@ def _planned(store: SweepStore) -> list[tuple[str, str]]:
     return cells
 
 
+MIN_HEATMAP_SIZE = (5.0, 3.4)
+"""Smallest heatmap (width, height) in inches: room for the title above and the axis labels
+beside a single cell."""
+
+
 def heatmap(
     values: torch.Tensor, sources: tuple[str, ...], targets: tuple[str, ...], title: str
 ) -> Any:
     """A matplotlib figure of ``values`` ``(len(sources), len(targets))`` in [0, 1]: rows are
     f's architecture, columns g's, the value printed in each cell (``n/a`` for NaN)."""
     rows, cols = values.shape
-    fig, ax = plt.subplots(figsize=(1.6 + 1.5 * cols, 1.3 + 1.1 * rows))
+    # at least the room of the title and the axis labels, which a 1 × 1 matrix would cut
+    width = max(MIN_HEATMAP_SIZE[0], 1.6 + 1.5 * cols)
+    height = max(MIN_HEATMAP_SIZE[1], 1.3 + 1.1 * rows)
+    fig, ax = plt.subplots(figsize=(width, height))
     image = ax.imshow(values.numpy(), vmin=0.0, vmax=1.0, cmap="viridis")
     for i in range(rows):
         for j in range(cols):

@@ -167,6 +167,28 @@ def test_loss_curves_use_a_log_axis_for_long_runs_and_whole_epochs_for_short_one
         plt.close(short_fig)
 
 
+def test_loss_curve_of_a_single_epoch_is_a_visible_marker_at_epoch_one() -> None:
+    fig = draw_loss_curves({"f": {"loss": [2.3, 2.2]}, "g": {"loss": [4.7]}})
+    try:
+        g_panel = fig.axes[1]
+        (line,) = g_panel.lines
+        assert line.get_marker() == "o"
+        assert list(g_panel.get_xticks()) == [1]
+        low, high = g_panel.get_xlim()
+        assert low < 1 < high
+    finally:
+        plt.close(fig)
+
+
+def test_a_sweep_of_a_single_configuration_says_why_it_has_no_figure() -> None:
+    rows = [{"run_id": "a", "seed": 0, "f_acc_train": 1.0, "g_acc_test": 0.9}]
+    for axes in ([], [["attack.eps"]]):
+        one = [{**rows[0], "attack.eps": 0.1}] if axes else rows
+        figures, notes = sweep_figures(one, axes)
+        assert figures == []
+        assert len(notes) == 1 and "no swept parameter takes two or more values" in notes[0]
+
+
 def test_file_stem() -> None:
     assert file_stem("metrics vs data.dim") == "metrics-vs-data.dim"
     assert file_stem("Decision map (f, g)") == "decision-map-f-g"

@@ -189,3 +189,32 @@ def test_single_run_report_with_decision_map_and_samples(tmp_path: Path) -> None
     assert "<h2>Decision map</h2>" in page and "<h2>Samples</h2>" in page
     assert "not drawn" not in page
     assert len(_images(page)) == 3  # loss curves, decision map, samples
+
+
+@pytest.mark.parametrize("save_tensors", [False, True])
+def test_single_run_report_says_why_it_has_no_tensor_figures(
+    tmp_path: Path, save_tensors: bool
+) -> None:
+    from pertlearn.experiments.pipelines import run
+    from pertlearn.experiments.presets import load_config
+
+    config = load_config(
+        preset="quickstart",
+        overrides=[
+            "data.dim=20",
+            "data.n_train=20",
+            "data.n_test=20",
+            "model.width=8",
+            "train_f.epochs=5",
+            "train_g.epochs=5",
+            "controls=[]",
+            f"save_tensors={str(save_tensors).lower()}",
+        ],
+    )
+    run_dir = run(config).save(tmp_path / "run")
+    if save_tensors:
+        (run_dir / "tensors.safetensors").unlink()  # removed by hand
+    page = write_report(run_dir).read_text()
+    assert "<h2>Decision map</h2>" not in page
+    reason = "tensors.safetensors is missing" if save_tensors else "save_tensors = false"
+    assert re.search(rf'<p class="note">The decision map not drawn: [^<]*{reason}', page)

@@ -52,6 +52,34 @@ def test_half_power_radius() -> None:
     assert half_power_radius(torch.tensor([0.5, 0.0, 0.0, 0.0, 0.5]), counts) == 0
 
 
+def test_half_power_radius_of_a_spectrum_without_power_is_none() -> None:
+    assert half_power_radius(torch.zeros(5), torch.ones(5, dtype=torch.int64)) is None
+
+
+def test_a_run_whose_perturbations_are_all_filtered_out_says_so_in_its_spectra(
+    tmp_path: Path,
+) -> None:
+    train = {"lr": 0.05, "epochs": 1, "batch_size": 32, "plateau_patience": None}
+    tree = tiny_images(
+        n_train=20,
+        save_tensors=True,
+        attack={"name": "pgd_l2", "eps": 3.0, "options": {"steps": 1}},
+        train_f=train,
+        train_g=train,
+        perturbation_filter={"kind": "high_pass", "cutoff": 100.0},
+    )
+    tree["data"]["n_test"] = 10
+    run_dir = pertlearn.run(validate_config(tree)).save(tmp_path / "run")
+    for per_class in (False, True):
+        figure = spectrum_figure(run_dir, per_class=per_class)
+        assert figure is not None
+        assert "Every perturbation is zero" in figure.caption
+    page = write_report(run_dir).read_text()
+    assert "<h2>Perturbation spectrum</h2>" in page
+    assert "perturbations none (no power)" in page
+    assert "not drawn:" not in page
+
+
 def test_figures_are_drawn_and_in_the_run_report(run_dir: Path) -> None:
     for per_class in (False, True):
         figure = spectrum_figure(run_dir, per_class=per_class)

@@ -28,6 +28,28 @@ def test_heatmap_labels_axes_and_prints_every_cell() -> None:
     plt.close(fig)
 
 
+def test_heatmap_of_a_single_cell_keeps_its_title_and_labels_inside_and_apart() -> None:
+    fig = heatmap(
+        torch.tensor([[0.017]]),
+        ("small_cnn",),
+        ("small_cnn",),
+        "transfer rate (independent model of g's architecture)",
+    )
+    try:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        ax = fig.axes[0]
+        canvas = fig.bbox
+        title = ax.title.get_window_extent(renderer)
+        ylabel = ax.yaxis.label.get_window_extent(renderer)
+        for box in (title, ylabel, ax.xaxis.label.get_window_extent(renderer)):
+            assert canvas.x0 <= box.x0 and box.x1 <= canvas.x1
+            assert canvas.y0 <= box.y0 and box.y1 <= canvas.y1
+        assert not title.overlaps(ylabel)
+    finally:
+        plt.close(fig)
+
+
 def test_architectures_default_g_to_f() -> None:
     assert architectures({"model": {"name": "mlp"}, "model_g": None}) == ("mlp", "mlp")
     assert architectures({"model": {"name": "mlp"}, "model_g": {"name": "small_cnn"}}) == (
