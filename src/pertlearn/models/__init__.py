@@ -9,6 +9,7 @@ from pertlearn.models.cnn import (
     SmallCNN,
     WideResNet,
     build_image_model,
+    image_model_options,
 )
 from pertlearn.models.two_layer import OneHiddenNet, TwoLayerNet
 
@@ -21,4 +22,5 @@ __all__ = [
     "TwoLayerNet",
     "WideResNet",
     "build_image_model",
+    "image_model_options",
 ]

@@ -26,6 +26,7 @@ Wrap it as ``nn.Sequential(Normalize(mean, std), net)`` if it expects normalized
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -293,6 +294,20 @@ IMAGE_MODELS: dict[str, type[nn.Module]] = {
     "wide_resnet": WideResNet,
 }
 """Name → class of the built-in image models (``model.name`` in image configs)."""
+
+PASSED_BY_BUILDER = ("mean", "std", "generator")
+"""Keyword arguments :func:`build_image_model` passes itself (not ``model.options``)."""
+
+
+def image_model_options(name: str) -> list[str]:
+    """The keyword options (``model.options``) the built-in image model ``name`` takes: its
+    keyword-only parameters but those :func:`build_image_model` passes itself."""
+    parameters = inspect.signature(IMAGE_MODELS[name].__init__).parameters.values()
+    return [
+        p.name
+        for p in parameters
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in PASSED_BY_BUILDER
+    ]
 
 
 def load_factory(spec: str) -> Callable[..., nn.Module]:

@@ -8,11 +8,13 @@ import torch
 from torch import nn
 
 from pertlearn.models.cnn import (
+    IMAGE_MODELS,
     ICLRResNet,
     Normalize,
     SmallCNN,
     WideResNet,
     build_image_model,
+    image_model_options,
 )
 
 
@@ -103,3 +105,16 @@ def test_build_builtin_and_custom_models(monkeypatch: pytest.MonkeyPatch) -> Non
         build_image_model("custom", (1, 28, 28), 10, mean=(0,), std=(1,))
     with pytest.raises(ValueError, match=r"small_cnn.*unexpected keyword"):
         build_image_model("small_cnn", (1, 28, 28), 10, mean=(0,), std=(1,), options={"x": 1})
+
+
+def test_image_model_options_are_what_each_network_takes_from_the_config() -> None:
+    assert image_model_options("small_cnn") == ["width", "hidden"]
+    assert image_model_options("mlp") == ["hidden", "depth"]
+    assert image_model_options("wide_resnet") == ["depth", "widen", "dropout"]
+    for name in IMAGE_MODELS:  # each listed option is accepted by the builder
+        options = {"iclr_resnet": {"blocks": 1}, "wide_resnet": {"depth": 10, "widen": 1}}.get(
+            name, {}
+        )
+        assert set(options) <= set(image_model_options(name))
+        shape = (3, 32, 32) if name == "wide_resnet" else (1, 28, 28)
+        build_image_model(name, shape, 10, mean=(0.0,), std=(1.0,), options=options)

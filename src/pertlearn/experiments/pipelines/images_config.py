@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 from pertlearn.attacks import ATTACKS, attack_options, make_attack
 from pertlearn.data.catalogue import DATASETS, check_classes
 from pertlearn.experiments.config import AttackConfig, ExperimentConfig, StrictModel
+from pertlearn.models import image_model_options
 from pertlearn.training.accel import Precision
 from pertlearn.training.minibatch import MinibatchConfig
 
@@ -58,6 +59,21 @@ class ImageModelConfig(StrictModel):
 
     name: Literal["small_cnn", "mlp", "iclr_resnet", "wide_resnet", "custom"] = "small_cnn"
     options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments")
+
+    @model_validator(mode="after")
+    def _known_options(self) -> ImageModelConfig:
+        """A built-in network's options are its own (a sweep over ``model.name`` may carry
+        another network's options from the base config)."""
+        if self.name == "custom":
+            return self
+        takes = image_model_options(self.name)
+        for key in self.options:
+            if key not in takes:
+                raise ValueError(
+                    f"options.{key} is not an option of model {self.name!r} (it takes: "
+                    f"{', '.join(takes)}); fix or remove it"
+                )
+        return self
 
 
 class RobustEvalConfig(StrictModel):

@@ -77,3 +77,21 @@ def test_a_perturbation_filter_of_a_constructed_scenario_is_refused(scenario: st
         tree["train_f"] = {**tree["train_f"], "adversarial": {"eps": 1.0, "steps": 1}}
     with pytest.raises(ConfigError, match=r"perturbation_filter: only for the attacked scenarios"):
         validate_config(tree)
+
+
+@pytest.mark.parametrize("key", ["model", "model_g"])
+def test_an_option_the_network_does_not_take_is_refused(key: str) -> None:
+    tree = tiny_images(**{key: {"name": "mlp", "options": {"width": 8}}})
+    message = rf"{key}: options\.width is not an option of model 'mlp' \(it takes: hidden, depth\)"
+    with pytest.raises(ConfigError, match=message):
+        validate_config(tree)
+
+
+def test_every_option_of_a_built_in_network_and_any_of_a_custom_one_are_accepted() -> None:
+    config = validate_config(
+        tiny_images(
+            model={"name": "small_cnn", "options": {"width": 4, "hidden": 8}},
+            model_g={"name": "custom", "options": {"factory": "m:f", "anything": 1}},
+        )
+    )
+    assert config.model.options == {"width": 4, "hidden": 8}
