@@ -318,6 +318,13 @@ def results_command(sweep_dir: Path, all_columns: bool) -> None:
             "moves them into corrupt/ and reruns their configurations",
             err=True,
         )
+    manifest = store.read_manifest() or {}
+    missing = len(manifest.get("points", [])) - len(rows) - len(failed)
+    if missing > 0:
+        click.echo(
+            f"\n{missing} configuration(s) have no finished run (not run yet, stopped, or their "
+            "run directory was removed); rerun the sweep command to run them"
+        )
     click.echo(f"\n{len(rows)} runs -> {', '.join(str(p) for p in paths)}")
 
 

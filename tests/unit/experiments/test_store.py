@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -92,8 +93,15 @@ def test_results_cli(tmp_path: Path) -> None:
     header = result.stdout.splitlines()[0].split()
     assert header[:4] == ["data.dim", "attack.eps", "model.width", "seed"]
     assert "g_acc_train" in header and "agreement" in header
-    assert "4 runs ->" in result.stdout
+    assert "4 runs ->" in result.stdout and "no finished run" not in result.stdout
     assert (out / "results.parquet").exists()
+    shutil.rmtree(next((out / "runs").iterdir()))  # a run directory removed by hand
+    fewer = subprocess.run(
+        [sys.executable, "-m", "pertlearn", "results", str(out)], capture_output=True, text=True
+    )
+    assert fewer.returncode == 0, fewer.stderr
+    assert "1 configuration(s) have no finished run" in fewer.stdout
+    assert "3 runs ->" in fewer.stdout
     missing = subprocess.run(
         [sys.executable, "-m", "pertlearn", "results", str(tmp_path)],
         capture_output=True,
