@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -16,6 +18,7 @@ import click
 
 from pertlearn.cli.data import data_group
 from pertlearn.cli.errors import fail, friendly_errors
+from pertlearn.experiments.config_tree import RUN_CONFIG_FILE
 from pertlearn.experiments.presets import PRESETS, SCALES, load_config, preset_tree, sweep_presets
 from pertlearn.reports.summary import format_stage_seconds, format_summary
 from pertlearn.signals import sigint_held_back
@@ -162,6 +165,23 @@ def presets_command(show: str | None, scale: str) -> None:
     for name, preset in PRESETS.items():
         preset_tree(name, scale)  # every listed preset builds
         click.echo(f"{name:<{width}}  {preset.summary}")
+
+
+@contextmanager
+def damaged_run_hint(run_dir: Path) -> Iterator[None]:
+    """A damaged file of the run directory ``run_dir`` other than its config fails with how to
+    make the run again from that config (a sweep's damaged runs are rerun by the sweep)."""
+    from pertlearn.experiments.rundir import CorruptFileError
+
+    try:
+        yield
+    except CorruptFileError as err:
+        config = run_dir / RUN_CONFIG_FILE
+        if err.path.parent.resolve() != run_dir.resolve() or err.path.name == RUN_CONFIG_FILE:
+            raise
+        if not config.is_file():
+            raise
+        fail(f"{err}; make the run again from its config: pertlearn run {run_dir} --out NEW_DIR")
 
 
 def stopped_by_ctrl_c() -> NoReturn:
@@ -338,7 +358,8 @@ def report_command(run_dir: Path, out: Path | None) -> None:
     """Write one self-contained report.html for a sweep directory or a single run directory."""
     from pertlearn.reports import write_report  # lazy: reports import matplotlib and torch
 
-    path = write_report(run_dir, out)
+    with damaged_run_hint(run_dir):
+        path = write_report(run_dir, out)
     click.echo(f"report: {path}")
 
 
@@ -394,7 +415,10 @@ def theory_command(run_dir: Path, no_maps: bool, resolution: int, chunk_size: in
     networks the ICLR24 condition and surrogate) next to what f and g did."""
     from pertlearn.analysis.theory import write_theory
 
-    metrics = write_theory(run_dir, chunk_size=chunk_size, maps=not no_maps, resolution=resolution)
+    with damaged_run_hint(run_dir):
+        metrics = write_theory(
+            run_dir, chunk_size=chunk_size, maps=not no_maps, resolution=resolution
+        )
     click.echo(format_summary(metrics))
     click.echo(f"\ntheory written to {run_dir / 'theory.json'}")
 

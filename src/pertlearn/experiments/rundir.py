@@ -37,6 +37,7 @@ from safetensors.torch import load_file, save_file
 
 from pertlearn.atomic import left_temporaries, temporary_dir, umask, write_json
 from pertlearn.errors import RunDirError, RunDirExistsError, cli_worded
+from pertlearn.experiments.config_tree import RUN_CONFIG_FILE
 
 
 class RunOutput(Protocol):
@@ -68,7 +69,7 @@ def versions() -> dict[str, str]:
     }
 
 
-RUN_DIR_FILES = ("config.json", "metrics.json", "curves.json")
+RUN_DIR_FILES = (RUN_CONFIG_FILE, "metrics.json", "curves.json")
 """Files every run directory holds; ``config.json`` also names the pertlearn version."""
 
 OWN_FILE_SUFFIXES = (".json", ".safetensors", ".png", ".pdf", ".svg", ".html", ".csv")
@@ -104,7 +105,7 @@ def is_run_dir(path: Path) -> bool:
     if not path.is_dir() or not all((path / name).is_file() for name in RUN_DIR_FILES):
         return False
     try:
-        with (path / "config.json").open() as handle:
+        with (path / RUN_CONFIG_FILE).open() as handle:
             payload = json.load(handle)
     except (OSError, ValueError):
         return False
@@ -177,7 +178,7 @@ def write_run_dir(result: RunOutput, out: Path, *, overwrite: bool = False) -> P
     try:
         config = result.config
         write_json(
-            tmp / "config.json",
+            tmp / RUN_CONFIG_FILE,
             {
                 # The device the run used, so that a rerun from this file reproduces it (and
                 # hashes to the same run id); what the config asked for stays beside it.
@@ -333,9 +334,9 @@ def read_run(run_dir: str | Path) -> RunRecord:
     path = Path(run_dir)
     if not path.is_dir():
         raise RunDirError(f"{str(path)!r} is not a run directory (not a directory)")
-    if not (path / "config.json").is_file():
+    if not (path / RUN_CONFIG_FILE).is_file():
         raise RunDirError(f"{str(path)!r} is not a run directory (no config.json)")
-    saved = read_json_object(path / "config.json")
+    saved = read_json_object(path / RUN_CONFIG_FILE)
     config = saved.get("config")
     if not isinstance(config, dict) or "pipeline" not in config:
         raise RunDirError(

@@ -117,3 +117,29 @@ def test_a_run_directory_runs_again_to_the_same_numbers(tmp_path):
     assert metrics[0] == metrics[1]
     configs = [json.loads((out / "config.json").read_text())["config"] for out in (first, again)]
     assert configs[0] == configs[1] and configs[0]["seed"] == 2
+
+
+def test_a_damaged_run_is_made_again_from_its_config(tmp_path):
+    run_dir, again = tmp_path / "run", tmp_path / "again"
+    assert invoke(["run", "-q", *FAST, "--out", str(run_dir)]).exit_code == 0
+    metrics = run_dir / "metrics.json"
+    metrics.write_text(metrics.read_text()[:40])  # truncated
+    for command in (["report", str(run_dir)], ["theory", "--no-maps", str(run_dir)]):
+        result = invoke(command)
+        assert result.exit_code == 2
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and "metrics.json: not valid JSON" in lines[0]
+        assert lines[0].endswith(
+            f"make the run again from its config: pertlearn run {run_dir} --out NEW_DIR"
+        )
+    assert invoke(["run", "-q", str(run_dir), "--out", str(again)]).exit_code == 0
+    assert json.loads((again / "metrics.json").read_text())["g_acc_test"] >= 0
+
+
+def test_a_damaged_run_config_gets_no_rerun_hint(tmp_path):
+    run_dir = tmp_path / "run"
+    assert invoke(["run", "-q", *FAST, "--out", str(run_dir)]).exit_code == 0
+    (run_dir / "config.json").write_text("{")
+    result = invoke(["report", str(run_dir)])
+    assert result.exit_code == 2 and "config.json" in result.output
+    assert "make the run again" not in result.output
