@@ -207,7 +207,11 @@ def _constant_eps(rows: list[dict[str, Any]]) -> float | None:
     return next(iter(values)) if len(values) == 1 else None
 
 
-def _draw_series(panel: Any, subset: list[dict[str, Any]], x_key: str, series: Series) -> None:
+def _draw_series(
+    panel: Any, subset: list[dict[str, Any]], x_key: str, series: Series, *, connect: bool = True
+) -> None:
+    """The mean of ``series`` over the rows at each x (a band from min to max over seeds);
+    ``connect = False``: markers only (x values that are categories, not a scale)."""
     groups: dict[float, list[float]] = defaultdict(list)
     for row in subset:
         value = row.get(series.key)
@@ -220,7 +224,7 @@ def _draw_series(panel: Any, subset: list[dict[str, Any]], x_key: str, series: S
     panel.plot(
         xs,
         means,
-        linestyle=series.linestyle,
+        linestyle=series.linestyle if connect else "none",
         color=series.color,
         marker=series.marker,
         markersize=series.markersize,
@@ -230,7 +234,13 @@ def _draw_series(panel: Any, subset: list[dict[str, Any]], x_key: str, series: S
         zorder=series.zorder,
         label=series.label,
     )
-    if any(len(groups[x]) > 1 for x in xs):
+    if not connect and any(len(groups[x]) > 1 for x in xs):
+        lows = [mean - min(groups[x]) for x, mean in zip(xs, means, strict=True)]
+        highs = [max(groups[x]) - mean for x, mean in zip(xs, means, strict=True)]
+        panel.errorbar(
+            xs, means, yerr=[lows, highs], fmt="none", ecolor=series.color, alpha=0.5, zorder=1
+        )
+    elif any(len(groups[x]) > 1 for x in xs):
         panel.fill_between(
             xs,
             [min(groups[x]) for x in xs],
@@ -296,20 +306,38 @@ def sweep_figures(
                 f"(more than {MAX_PANELS} panels); set report.x in the sweep spec"
             )
             continue
-        raw_xs = [row.get(x_key) for row in rows]
-        if not all(_is_number(x) for x in raw_xs):
-            notes.append(f"no figure over {x_key}: its values are not numbers")
-            continue
-        fig, eps_shown = draw_sweep_figure(rows, series, axis, x_key, other_keys, facets)
-        figures.append(
-            make_figure(
-                file_stem(f"metrics vs {x_key}"),
-                f"metrics vs {x_key}",
-                fig,
-                _sweep_caption(rows, axis, x_key, eps_shown),
+        if all(_is_number(row.get(x_key)) for row in rows):
+            fig, eps_shown = draw_sweep_figure(rows, series, axis, x_key, other_keys, facets)
+            caption = _sweep_caption(rows, axis, x_key, eps_shown)
+        else:  # values that are not numbers (or a zip with such keys): one x per value
+            plotted, categories = with_category_index(rows, axis)
+            fig, _ = draw_sweep_figure(
+                plotted, series, axis, CATEGORY_KEY, other_keys, facets, categories=categories
             )
+            caption = _sweep_caption(rows, axis, x_key, False, categorical=True)
+        figures.append(
+            make_figure(file_stem(f"metrics vs {x_key}"), f"metrics vs {x_key}", fig, caption)
         )
     return figures, notes
+
+
+CATEGORY_KEY = "__category__"
+"""Row key of the category index of :func:`with_category_index`."""
+
+
+def with_category_index(
+    rows: list[dict[str, Any]], axis: list[str]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows with :data:`CATEGORY_KEY` = the index of their values of the sweep ``axis``
+    (all its keys, in the order they first appear), and the label of each index (the values
+    joined by " / ")."""
+    labels: dict[str, int] = {}
+    plotted = []
+    for row in rows:
+        label = " / ".join(_fmt(row.get(key)) for key in axis)
+        index = labels.setdefault(label, len(labels))
+        plotted.append({**row, CATEGORY_KEY: float(index)})
+    return plotted, list(labels)
 
 
 def panel_grid(
@@ -341,26 +369,41 @@ def draw_sweep_figure(
     x_key: str,
     other_keys: list[str],
     facets: list[tuple[Any, ...]],
+    *,
+    categories: list[str] | None = None,
 ) -> tuple[Any, bool]:
     """Draw ``series`` against ``x_key`` (the first key of the sweep ``axis``), one panel per
     combination ``facets`` of the values of ``other_keys``; the caller renders and closes the
-    matplotlib figure. Returns it and whether a panel got the top axis of budgets ε."""
+    matplotlib figure. Returns it and whether a panel got the top axis of budgets ε. With
+    ``categories``, ``x_key`` holds category indices (:func:`with_category_index`): markers at
+    each labelled category, not joined by lines."""
     xs_all = [float(row[x_key]) for row in rows]
     ncols = min(len(facets), 2 if len(facets) <= 4 else 4)
     positive = [x for x in xs_all if x > 0]
-    log_x = len(positive) == len(xs_all) and max(positive) / min(positive) >= 50
+    log_x = (
+        categories is None and len(positive) == len(xs_all) and max(positive) / min(positive) >= 50
+    )
     eps_shown = False
     with figure_style():
         fig, panels = panel_grid(len(facets), ncols, (4.6, 3.4), extra_height=0.9, sharey=True)
         for index, (facet, panel) in enumerate(zip(facets, panels, strict=True)):
             subset = [row for row in rows if tuple(row.get(k) for k in other_keys) == tuple(facet)]
             for one in series:
-                _draw_series(panel, subset, x_key, one)
+                _draw_series(panel, subset, x_key, one, connect=categories is None)
             if log_x:
                 panel.set_xscale("log")
+            if categories is not None:
+                long = sum(len(label) for label in categories) > 40
+                panel.set_xticks(
+                    range(len(categories)),
+                    labels=categories,
+                    rotation=25 if long else 0,
+                    ha="right" if long else "center",
+                )
+                panel.set_xlim(-0.5, len(categories) - 0.5)
             panel.set_ylim(-0.02, 1.02)
             panel.axhline(0.5, color="black", linewidth=0.8, linestyle=":", alpha=0.6, zorder=0)
-            eps = eps_per_x(subset, x_key)
+            eps = eps_per_x(subset, x_key) if categories is None else None
             if eps is not None:
                 _eps_axis(panel, eps)
                 eps_shown = True
@@ -370,11 +413,16 @@ def draw_sweep_figure(
             )
             if title:
                 panel.set_title(title)
-            paired = [k for k in axis[1:] if k not in EPS_KEYS or eps is None]
-            with_paired = (
-                f" (with {', '.join(symbol(k, subscript=True) for k in paired)})" if paired else ""
-            )
-            panel.set_xlabel(f"{axis_label(x_key, subscript=True)}{with_paired}")
+            if categories is not None:
+                panel.set_xlabel(" / ".join(axis_label(k, subscript=True) for k in axis))
+            else:
+                paired = [k for k in axis[1:] if k not in EPS_KEYS or eps is None]
+                with_paired = (
+                    f" (with {', '.join(symbol(k, subscript=True) for k in paired)})"
+                    if paired
+                    else ""
+                )
+                panel.set_xlabel(f"{axis_label(x_key, subscript=True)}{with_paired}")
             if index % ncols == 0:
                 panel.set_ylabel("accuracy / agreement (fraction)")
         handles, labels = panels[0].get_legend_handles_labels()
@@ -382,9 +430,24 @@ def draw_sweep_figure(
     return fig, eps_shown
 
 
-def _sweep_caption(rows: list[dict[str, Any]], axis: list[str], x_key: str, eps_shown: bool) -> str:
+def _sweep_caption(
+    rows: list[dict[str, Any]],
+    axis: list[str],
+    x_key: str,
+    eps_shown: bool,
+    *,
+    categorical: bool = False,
+) -> str:
     seeds = sorted({row.get("seed") for row in rows}, key=str)
     constant = _constant_eps(rows)
+    if categorical:
+        return (
+            f"Metrics for each value of {' / '.join(axis)} (values, not a scale: markers are "
+            f"not joined); mean over seeds {', '.join(map(str, seeds))}"
+            + (" (bars: min to max over seeds)" if len(seeds) > 1 else "")
+            + (f"; budget ε = {constant:.3g} throughout" if constant is not None else "")
+            + ". Dotted horizontal line: chance (0.5)."
+        )
     return (
         f"Metrics against {axis_label(x_key)} ({x_key}); mean over seeds "
         f"{', '.join(map(str, seeds))}"

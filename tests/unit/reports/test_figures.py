@@ -21,6 +21,7 @@ from pertlearn.reports.figures import (
     plotted_metrics,
     sweep_figures,
     symbol,
+    with_category_index,
 )
 
 DIMS = [100, 400, 1600]
@@ -193,3 +194,49 @@ def test_file_stem() -> None:
     assert file_stem("metrics vs data.dim") == "metrics-vs-data.dim"
     assert file_stem("Decision map (f, g)") == "decision-map-f-g"
     assert file_stem("///") == "figure"
+
+
+def _zipped_text_rows() -> list[dict[str, Any]]:
+    """A zip of text and numbers (keep, loss, restarts) over 2 seeds, as the hit-repair sweep."""
+    points = [
+        ("all", "logistic", 0, 0.1),
+        ("fooled", "logistic", 0, 0.3),
+        ("fooled", "margin", 1, 0.4),
+    ]
+    return [
+        {
+            "keep": keep,
+            "attack.options.loss": loss,
+            "attack.options.restarts": restarts,
+            "seed": seed,
+            "g_acc_test": value + 0.1 * seed,
+            "f_acc_test": 0.9,
+        }
+        for keep, loss, restarts, value in points
+        for seed in (0, 1)
+    ]
+
+
+def test_a_sweep_axis_of_text_values_gets_one_labelled_x_per_value() -> None:
+    rows = _zipped_text_rows()
+    axis = ["keep", "attack.options.loss", "attack.options.restarts"]
+    figures, notes = sweep_figures(rows, [axis])
+    assert notes == [] and len(figures) == 1
+    assert "values, not a scale" in figures[0].caption and "(bars: min to max" in figures[0].caption
+    plotted, categories = with_category_index(rows, axis)
+    assert categories == ["all / logistic / 0", "fooled / logistic / 0", "fooled / margin / 1"]
+    assert [row["__category__"] for row in plotted] == [0.0, 0.0, 1.0, 1.0, 2.0, 2.0]
+    fig, _ = draw_sweep_figure(
+        plotted, plotted_metrics(rows), axis, "__category__", [], [()], categories=categories
+    )
+    try:
+        panel = fig.axes[0]
+        fig.canvas.draw()
+        assert [t.get_text() for t in panel.get_xticklabels()] == categories
+        g = next(line for line in panel.get_lines() if line.get_label() == "g, test")
+        assert g.get_linestyle() == "None"  # categories are not joined by lines
+        assert list(g.get_xdata()) == [0.0, 1.0, 2.0]
+        assert list(g.get_ydata()) == pytest.approx([0.15, 0.35, 0.45])  # means over seeds
+        assert panel.get_xlabel().count(" / ") == 2
+    finally:
+        plt.close(fig)
