@@ -163,7 +163,10 @@ def spectrum_figure(run_dir: Path, per_class: bool = False) -> Figure | None:
         return make_figure("perturbation-spectrum", "perturbation spectrum", fig, caption)
     if int(min(int(y_true.min()), int(y_target.min()))) < 0:
         return None  # ±1 labels of a binary run: no class panels
-    classes = int(max(int(y_true.max()), int(y_target.max()))) + 1
+    # every class of the data set gets a panel, also those no sample of this run has
+    num_classes = read_run(run_dir).metrics.get("num_classes")
+    observed = int(max(int(y_true.max()), int(y_target.max()))) + 1
+    classes = max(observed, num_classes if isinstance(num_classes, int) else 0)
     grouped = {
         "clean images": mean_per_class(spectra["clean images"], y_true, classes),
         "perturbations": mean_per_class(spectra["perturbations"], y_target, classes),

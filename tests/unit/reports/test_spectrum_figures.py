@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -89,3 +91,17 @@ def test_figures_are_drawn_and_in_the_run_report(run_dir: Path) -> None:
     assert "<h2>Perturbation spectrum per class</h2>" in page
     assert "Half-power radius" in page
     assert "<h2>Target hits per class</h2>" in page
+
+
+def test_every_class_of_the_data_gets_a_panel_even_one_no_sample_has(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    metrics = json.loads((copy / "metrics.json").read_text())
+    metrics["num_classes"] = 12  # two more classes than any label of the run
+    (copy / "metrics.json").write_text(json.dumps(metrics))
+    figure = spectrum_figure(copy, per_class=True)
+    assert figure is not None
+    svg = figure.files["svg"].decode()
+    assert "class 11: no samples" in svg and "class 12" not in svg
