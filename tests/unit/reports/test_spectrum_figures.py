@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -17,19 +18,25 @@ from pertlearn.reports import write_report
 from pertlearn.reports.spectrum_figures import half_power_radius, run_spectra, spectrum_figure
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _tiny_run(out: Path, n_train: int, steps: int, **extra: Any) -> Path:
+    """An images run of ``n_train`` training and ``n_train // 3`` test images (one epoch for
+    f and g, an L2 attack of ``steps`` steps at ε = 3) saved with its tensors in ``out``."""
     train = {"lr": 0.05, "epochs": 1, "batch_size": 32, "plateau_patience": None}
     tree = tiny_images(
-        n_train=90,
+        n_train=n_train,
         save_tensors=True,
-        attack={"name": "pgd_l2", "eps": 3.0, "options": {"steps": 2}},
+        attack={"name": "pgd_l2", "eps": 3.0, "options": {"steps": steps}},
         train_f=train,
         train_g=train,
+        **extra,
     )
-    tree["data"]["n_test"] = 30
-    config = validate_config(tree)
-    return pertlearn.run(config).save(tmp_path_factory.mktemp("spectrum") / "run")
+    tree["data"]["n_test"] = n_train // 3
+    return pertlearn.run(validate_config(tree)).save(out)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _tiny_run(tmp_path_factory.mktemp("spectrum") / "run", n_train=90, steps=2)
 
 
 def test_spectra_of_perturbations_clean_images_and_same_norm_noise(run_dir: Path) -> None:
@@ -61,17 +68,8 @@ def test_half_power_radius_of_a_spectrum_without_power_is_none() -> None:
 def test_a_run_whose_perturbations_are_all_filtered_out_says_so_in_its_spectra(
     tmp_path: Path,
 ) -> None:
-    train = {"lr": 0.05, "epochs": 1, "batch_size": 32, "plateau_patience": None}
-    tree = tiny_images(
-        n_train=20,
-        save_tensors=True,
-        attack={"name": "pgd_l2", "eps": 3.0, "options": {"steps": 1}},
-        train_f=train,
-        train_g=train,
-        perturbation_filter={"kind": "high_pass", "cutoff": 100.0},
-    )
-    tree["data"]["n_test"] = 10
-    run_dir = pertlearn.run(validate_config(tree)).save(tmp_path / "run")
+    high_pass = {"kind": "high_pass", "cutoff": 100.0}
+    run_dir = _tiny_run(tmp_path / "run", n_train=20, steps=1, perturbation_filter=high_pass)
     for per_class in (False, True):
         figure = spectrum_figure(run_dir, per_class=per_class)
         assert figure is not None
