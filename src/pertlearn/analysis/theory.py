@@ -32,6 +32,7 @@ from pertlearn.experiments.config import (
     ModelConfig,
     format_validation_error,
 )
+from pertlearn.experiments.config_tree import RUN_CONFIG_FILE
 from pertlearn.experiments.pipelines import IclrArtificialConfig, NeuripsConfig
 from pertlearn.experiments.result import Result
 from pertlearn.experiments.rundir import read_metrics, read_run
@@ -107,7 +108,7 @@ BinaryConfig = NeuripsConfig | IclrArtificialConfig
 
 def binary_config(config: ExperimentConfig) -> BinaryConfig:
     """``config`` as the config of a binary pipeline; ``ValueError`` (one line) for another."""
-    if not isinstance(config, NeuripsConfig | IclrArtificialConfig):
+    if not isinstance(config, BinaryConfig):
         covers = f"covers the binary pipelines (neurips, iclr_artificial), not {config.pipeline}"
         raise cli_worded(ValueError(f"the theory {covers}"), f"--theory {covers}")
     return config
@@ -147,7 +148,7 @@ def load_run(run_dir: str | Path) -> RunData:
     model_f = config["model"]
     g_key = "model_g" if config.get("model_g") else "model"
     model_g = config[g_key]
-    config_file = record.path / "config.json"
+    config_file = record.path / RUN_CONFIG_FILE
     dim = t["x_train"].shape[1]
     f = _model(saved_model_config(model_f, "model", config_file), record.tensors("f"), dim)
     g = _model(saved_model_config(model_g, g_key, config_file), record.tensors("g"), dim)

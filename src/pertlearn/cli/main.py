@@ -176,10 +176,13 @@ def damaged_run_hint(run_dir: Path) -> Iterator[None]:
     try:
         yield
     except CorruptFileError as err:
-        config = run_dir / RUN_CONFIG_FILE
-        if err.path.parent.resolve() != run_dir.resolve() or err.path.name == RUN_CONFIG_FILE:
-            raise
-        if not config.is_file():
+        # a file of another run (a sweep's), or the config itself: nothing to rerun from
+        not_rerunnable = (
+            err.path.parent.resolve() != run_dir.resolve()
+            or err.path.name == RUN_CONFIG_FILE
+            or not (run_dir / RUN_CONFIG_FILE).is_file()
+        )
+        if not_rerunnable:
             raise
         fail(f"{err}; make the run again from its config: pertlearn run {run_dir} --out NEW_DIR")
 

@@ -1,7 +1,6 @@
 """Config trees (nested dicts as read from TOML) before validation: ``--set`` values, dotted
 keys, overrides, deep merges, and config files (TOML, JSON, a run directory's ``config.json``).
-Imports nothing heavy (no torch, no pydantic), so
-that listing presets stays instant."""
+Imports nothing heavy (no torch, no pydantic), so that listing presets stays instant."""
 
 from __future__ import annotations
 

@@ -42,8 +42,10 @@ from pertlearn.atomic import (
 )
 from pertlearn.errors import cli_worded
 from pertlearn.experiments.config import ConfigError
+from pertlearn.experiments.config_tree import RUN_CONFIG_FILE
 from pertlearn.experiments.rundir import (
     FIGURES_DIR,
+    RUN_DIR_FILES,
     CorruptFileError,
     check_safetensors,
     read_json_object,
@@ -52,7 +54,6 @@ from pertlearn.experiments.rundir import (
 from pertlearn.experiments.sweeps import Point, Sweep
 
 SWEEP_FILE = "sweep.json"
-RUN_FILES = ("config.json", "metrics.json", "curves.json")
 CORRUPT_DIR = "corrupt"
 RESULT_FILES = ("results.csv", "results.parquet")
 REPORT_FILES = ("report.html", FIGURES_DIR)
@@ -229,9 +230,9 @@ class SweepStore:
         if not run.is_dir():
             return f"{run}: not a run directory"
         try:
-            for name in RUN_FILES:
+            for name in RUN_DIR_FILES:
                 payload = read_json_object(run / name)
-                if name == "config.json" and not isinstance(payload.get("config"), dict):
+                if name == RUN_CONFIG_FILE and not isinstance(payload.get("config"), dict):
                     return f"{run / name}: holds no 'config' object"
             for weights in sorted(run.glob("*.safetensors")):
                 check_safetensors(weights)

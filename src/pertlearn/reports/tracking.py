@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pertlearn.errors import MissingExtraError
+from pertlearn.experiments.config_tree import RUN_CONFIG_FILE
 from pertlearn.experiments.rundir import is_run_dir, read_json_object, read_run
 from pertlearn.experiments.store import SweepStore
 
@@ -120,7 +121,7 @@ def tracked_run(run_dir: str | Path) -> TrackedRun:
     """Read the run directory ``run_dir`` into a :class:`TrackedRun`
     (:class:`~pertlearn.errors.RunDirError` naming the file when it is incomplete)."""
     record = read_run(run_dir)
-    saved = read_json_object(record.path / "config.json")
+    saved = read_json_object(record.path / RUN_CONFIG_FILE)
     params = {key: _param(value) for key, value in _flatten(record.config).items()}
     for key in ("eps", "device", "device_requested"):
         if key in record.resolved:
