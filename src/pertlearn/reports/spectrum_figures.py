@@ -17,7 +17,7 @@ import torch
 
 from pertlearn.analysis.plotting import OKABE_ITO, figure_style
 from pertlearn.data.catalogue import DATASETS
-from pertlearn.experiments.rundir import read_run
+from pertlearn.experiments.rundir import RunRecord, read_run
 from pertlearn.features.spectra import (
     mean_per_class,
     radial_bin_counts,
@@ -39,15 +39,21 @@ SERIES = (
 )
 
 
-def run_spectra(
-    run_dir: Path, max_samples: int = MAX_SAMPLES
-) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor] | None:
+Spectra = tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]
+"""What :func:`run_spectra` returns."""
+
+
+def run_spectra(run_dir: Path, max_samples: int = MAX_SAMPLES) -> Spectra | None:
     """Per-sample spectra ``(N, R)`` of the clean images, the perturbations and same-norm
     noise (keys of :data:`SERIES`), with the true labels ``(N,)``, the targets ``(N,)`` of the
     first ``max_samples`` samples and the frequencies per radial bin ``(R,)``; ``None`` when
     the run has no image perturbations (no saved tensors, the uniform scenario, or inputs that
     are not images of a built-in data set)."""
-    record = read_run(run_dir)
+    return record_spectra(read_run(run_dir), max_samples)
+
+
+def record_spectra(record: RunRecord, max_samples: int = MAX_SAMPLES) -> Spectra | None:
+    """:func:`run_spectra` of a run directory already read."""
     if not record.has_tensors() or record.metrics.get("scenario") == "uniform":
         return None
     tensors = record.tensors()
@@ -139,7 +145,8 @@ def spectrum_figure(run_dir: Path, per_class: bool = False) -> Figure | None:
     perturbations and noise of the samples with that target, the clean images of that
     class). ``None`` when the run has no image perturbations (and, per class, for the ±1
     labels of binary runs)."""
-    found = run_spectra(run_dir)
+    record = read_run(run_dir)
+    found = record_spectra(record)
     if found is None:
         return None
     spectra, y_true, y_target, counts = found
@@ -164,7 +171,7 @@ def spectrum_figure(run_dir: Path, per_class: bool = False) -> Figure | None:
     if int(min(int(y_true.min()), int(y_target.min()))) < 0:
         return None  # ±1 labels of a binary run: no class panels
     # every class of the data set gets a panel, also those no sample of this run has
-    num_classes = read_run(run_dir).metrics.get("num_classes")
+    num_classes = record.metrics.get("num_classes")
     observed = int(max(int(y_true.max()), int(y_target.max()))) + 1
     classes = max(observed, num_classes if isinstance(num_classes, int) else 0)
     grouped = {
