@@ -107,10 +107,7 @@ def test_a_configuration_that_kills_its_worker_fails_alone(
     assert "1 failed now" in summary.line() and "not run" not in summary.line()
     failed = SweepStore(out).failed()
     assert list(failed) == [deadly_id]
-    assert failed[deadly_id]["error"] == (
-        "the worker process running this configuration died "
-        "(exit code -9: killed by SIGKILL, e.g. from the out-of-memory killer)"
-    )
+    assert failed[deadly_id]["error"] == KILLED_TEXT
     again = run_sweep(parse_sweep(spec), out, workers=2, threads=1, batch_size=1)
     assert (again.ran, again.skipped_done, again.skipped_failed) == (0, 1, 1)
 
