@@ -234,21 +234,16 @@ def _draw_series(
         zorder=series.zorder,
         label=series.label,
     )
-    if not connect and any(len(groups[x]) > 1 for x in xs):
-        lows = [mean - min(groups[x]) for x, mean in zip(xs, means, strict=True)]
-        highs = [max(groups[x]) - mean for x, mean in zip(xs, means, strict=True)]
+    if not any(len(groups[x]) > 1 for x in xs):
+        return
+    lows, highs = [min(groups[x]) for x in xs], [max(groups[x]) for x in xs]
+    if connect:
+        panel.fill_between(xs, lows, highs, color=series.color, alpha=0.12, linewidth=0, zorder=1)
+    else:  # bars from min to max over seeds at each category
+        below = [mean - low for mean, low in zip(means, lows, strict=True)]
+        above = [high - mean for mean, high in zip(means, highs, strict=True)]
         panel.errorbar(
-            xs, means, yerr=[lows, highs], fmt="none", ecolor=series.color, alpha=0.5, zorder=1
-        )
-    elif any(len(groups[x]) > 1 for x in xs):
-        panel.fill_between(
-            xs,
-            [min(groups[x]) for x in xs],
-            [max(groups[x]) for x in xs],
-            color=series.color,
-            alpha=0.12,
-            linewidth=0,
-            zorder=1,
+            xs, means, yerr=[below, above], fmt="none", ecolor=series.color, alpha=0.5, zorder=1
         )
 
 
