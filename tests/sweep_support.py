@@ -93,3 +93,11 @@ def run_metrics(sweep_dir: Path) -> dict[str, dict[str, Any]]:
         metrics.pop("stage_seconds", None)
         out[run.name] = metrics
     return out
+
+
+def write_run_record(run_dir: Path, config: dict[str, Any]) -> Path:
+    """A run directory ``run_dir`` holding only the ``config.json`` record of ``config`` (a
+    config tree), as a run writes it: enough to run it again."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps({"config": config, "resolved": {}}))
+    return run_dir

@@ -5,6 +5,7 @@ import pytest
 
 from pertlearn.experiments import ConfigError, load_config, preset_tree
 from pertlearn.experiments.config import apply_overrides, parse_value, read_config_file
+from sweep_support import write_run_record
 
 
 def test_quickstart_matches_the_issue():
@@ -99,13 +100,11 @@ def test_config_files_are_read_as_toml_json_or_a_run_record(tmp_path):
     toml.write_text('preset = "quickstart"\nseed = 3\n')
     plain = tmp_path / "c.JSON"
     plain.write_text(json.dumps({"preset": "quickstart", "seed": 3}))
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    record = {"config": {"pipeline": "neurips", "seed": 3, "model_g": None}, "resolved": {}}
-    (run_dir / "config.json").write_text(json.dumps(record))
+    recorded = {"pipeline": "neurips", "seed": 3, "model_g": None}
+    run_dir = write_run_record(tmp_path / "run", recorded)
     assert read_config_file(toml) == read_config_file(plain) == {"preset": "quickstart", "seed": 3}
     assert read_config_file(run_dir) == read_config_file(run_dir / "config.json")
-    assert read_config_file(run_dir) == record["config"]
+    assert read_config_file(run_dir) == recorded
     # a JSON config that merely holds a "config" key is a config tree, not a run's record
     assert read_config_file(_json_file(tmp_path, {"config": {}})) == {"config": {}}
 
@@ -118,10 +117,7 @@ def _json_file(folder, tree):
 
 def test_a_run_directory_reruns_to_its_own_config(tmp_path):
     config = load_config(overrides=["seed=4", "train_f.epochs=7"])
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    record = {"config": config.model_dump(mode="json"), "resolved": {}}
-    (run_dir / "config.json").write_text(json.dumps(record))
+    run_dir = write_run_record(tmp_path / "run", config.model_dump(mode="json"))
     assert load_config(run_dir) == config
     assert load_config(run_dir, overrides=["seed=5"]).seed == 5
 

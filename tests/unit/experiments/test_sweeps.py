@@ -18,7 +18,7 @@ from pertlearn.experiments.presets import PRESETS, load_config
 from pertlearn.experiments.store import SweepDirError
 from pertlearn.experiments.sweeps import config_hash, load_sweep, parse_sweep, sweep_presets
 from pertlearn.seeding import resolved_device_name
-from sweep_support import tiny_spec, write_spec_toml
+from sweep_support import tiny_spec, write_run_record, write_spec_toml
 
 NEURIPS_KINDS = ("dim", "dim-logistic", "width", "slope", "n", "eps", "epochs-f", "epochs-g", "lr")
 ICLR_KINDS = ("d", "n", "n-noise", "eps")
@@ -230,10 +230,7 @@ def test_a_sweep_may_take_its_base_config_from_a_json_file_or_a_run_directory(
     tmp_path: Path,
 ) -> None:
     config = load_config(overrides=["model.width=7", "train_f.epochs=3"])
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    record = {"config": config.model_dump(mode="json"), "resolved": {}}
-    (run_dir / "config.json").write_text(json.dumps(record))
+    write_run_record(tmp_path / "run", config.model_dump(mode="json"))
     (tmp_path / "base.json").write_text(json.dumps({"preset": "quickstart", "model": {"width": 7}}))
     for base in ("run", "base.json"):
         spec = tmp_path / f"from-{base}.toml"
