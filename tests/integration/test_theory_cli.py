@@ -83,6 +83,25 @@ def test_theory_names_the_config_file_when_a_network_setting_was_edited_to_nonse
     assert (out / "metrics.json").read_text() == metrics_before
 
 
+def test_theory_of_a_run_with_one_training_label_points_to_no_maps(tmp_path) -> None:
+    from safetensors.torch import save_file
+
+    out = tmp_path / "run"
+    assert CliRunner().invoke(cli, ["run", "-q", "--out", str(out), *TINY]).exit_code == 0
+    tensors = read_tensors(out)
+    tensors["y_train"] = torch.ones_like(tensors["y_train"])
+    save_file(tensors, str(out / "tensors.safetensors"))
+    result = CliRunner().invoke(cli, ["theory", str(out), "--resolution", "5"])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "both labels" in lines[0]
+    assert lines[0].endswith("pass --no-maps to skip the map")
+    assert not (out / "theory.json").exists()
+    result = CliRunner().invoke(cli, ["theory", str(out), "--no-maps"])
+    assert result.exit_code == 0, result.output
+    assert "decision_map" not in json.loads((out / "theory.json").read_text())
+
+
 def test_theory_is_reproducible_from_the_run_dir(tmp_path) -> None:
     from pertlearn.analysis.theory import compute_theory, load_run
 

@@ -469,6 +469,12 @@ def draw_maps(
     if "ftilde" in report.scorers:
         rows.append(["ftilde", "gtilde"])
     names = [name for row in rows for name in row]
+    if axes is None and run.y_train.unique().numel() < 2:
+        problem = "the decision map's default axes need training samples of both labels"
+        raise cli_worded(
+            ValueError(f"{problem}; pass axes=(u, v), or maps=False to skip the map"),
+            f"{problem}; pass --no-maps to skip the map",
+        )
     dmap = decision_map(
         {name: report.scorers[name] for name in names},
         run.x_train,

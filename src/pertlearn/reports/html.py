@@ -22,6 +22,7 @@ from pertlearn.analysis.plotting import FORMATS, write_figure_files
 from pertlearn.atomic import write_text
 from pertlearn.errors import RunDirExistsError, cli_worded
 from pertlearn.experiments.config import ConfigError
+from pertlearn.experiments.pipelines import validate_config
 from pertlearn.experiments.rundir import FIGURES_DIR, read_run
 from pertlearn.experiments.store import SweepStore, collect_results, columns_of, format_cell
 from pertlearn.reports.figures import Figure, loss_curves_figure, plotted_metrics, sweep_figures
@@ -107,6 +108,23 @@ class FigureFiles:
             self.written[path.name] = path
             links[fmt] = f"{self.href}/{path.name}"
         return figure_html(figure, links)
+
+    def remove_stale(self) -> list[Path]:
+        """Remove the figure files (:data:`FORMATS`) in the folder that this report did not
+        write, left by an earlier report of the same directory; return their paths."""
+        if not self.directory.is_dir():
+            return []
+        stale = [
+            entry
+            for entry in sorted(self.directory.iterdir())
+            if entry.suffix.removeprefix(".") in FORMATS
+            and entry.name not in self.written
+            and entry.is_file()
+            and not entry.is_symlink()
+        ]
+        for entry in stale:
+            entry.unlink(missing_ok=True)
+        return stale
 
 
 def _figure_html(figure: Figure, files: FigureFiles | None) -> str:
@@ -271,12 +289,27 @@ def missing_tensors_note(pipeline: str, config: dict[str, Any], has_tensors: boo
     )
 
 
+def invalid_config_note(config: dict[str, Any]) -> str:
+    """Why the recorded config of a run does not validate with this version of pertlearn (an
+    edit by hand, or a run of another version); empty when it validates."""
+    try:
+        validate_config(config)
+    except ConfigError as err:
+        return (
+            f"config.json does not validate with this version of pertlearn ({err}); the page "
+            "shows the run as recorded, and pertlearn run RUN_DIR would refuse its config."
+        )
+    return ""
+
+
 def run_report(run_dir: Path, files: FigureFiles | None = None) -> str:
     """The HTML of the report of a single run directory; with ``files``, every figure is also
     written as files and linked."""
     record = read_run(run_dir)
     metrics = record.metrics
+    invalid = invalid_config_note(record.config)
     sections = [
+        *([f'<p class="note">{_esc(invalid)}</p>'] if invalid else []),
         "<h2>Metrics</h2>",
         html_table(
             [{"metric": k, "value": v} for k, v in metrics.items()], ["metric", "value"], left=1
@@ -364,4 +397,5 @@ def write_report(directory: str | Path, out: str | Path | None = None) -> Path:
             "(metrics.json)"
         )
     write_text(target, page)
+    files.remove_stale()
     return target

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -60,3 +62,33 @@ def test_report_with_another_name_links_its_own_folder(run_dir: Path, tmp_path: 
     links = re.findall(r'<a href="([^"]+)">', page)
     assert links and all(link.startswith("quick-figures/") for link in links)
     assert all((tmp_path / "pages" / link).is_file() for link in links)
+
+
+def test_a_new_report_removes_the_figure_files_it_no_longer_draws(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    write_report(copy)
+    folder = copy / "figures"
+    assert (folder / "decision-map.png").is_file()
+    (copy / "tensors.safetensors").unlink()  # the decision map can no longer be drawn
+    (folder / "notes.txt").write_text("a user's file")
+    write_report(copy)
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["notes.txt", "training-loss.pdf", "training-loss.png", "training-loss.svg"]
+
+
+def test_run_report_says_when_the_recorded_config_does_not_validate(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    assert "does not validate" not in write_report(copy).read_text()
+    saved = json.loads((copy / "config.json").read_text())
+    saved["config"]["model"]["width"] = -3
+    (copy / "config.json").write_text(json.dumps(saved))
+    page = write_report(copy).read_text()
+    assert "config.json does not validate with this version of pertlearn" in page
+    assert "width" in page.split("does not validate", 1)[1].split("</p>", 1)[0]
+    assert "g_acc_test" in page  # the rest of the page is still there
