@@ -9,10 +9,12 @@ or called.
 
 A pickle is a program, so its size is bounded before it runs: the file (decompressed) may hold
 at most :data:`MAX_BATCH_BYTES`; a first pass over its opcodes (:func:`pickletools.genops`, which
-builds nothing) refuses more than :data:`MAX_OPCODES` opcodes and memo indices beyond them;
-and turning the result into arrays walks every shared object once (memoized, never copied
-again per reference) while bounding the elements visited (:data:`MAX_ELEMENTS`) and the nesting
-depth (:data:`MAX_DEPTH`). A small file therefore cannot expand into a huge object graph.
+builds nothing) refuses more than :data:`MAX_OPCODES` opcodes, memo indices beyond them and
+tuples nested more than :data:`MAX_DEPTH` deep (the unpickler hashes dict keys and set items,
+and hashing a tuple recurses in C without a limit); and turning the result into arrays walks
+every shared object once (memoized, never copied again per reference) while bounding the
+elements visited (:data:`MAX_ELEMENTS`) and the nesting depth (:data:`MAX_DEPTH`). A small file
+therefore cannot expand into a huge object graph.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ MAX_DEPTH = 20
 
 _MEMO_PUTS = {"PUT", "BINPUT", "LONG_BINPUT"}
 _MEMO_GETS = {"GET", "BINGET", "LONG_BINGET"}
+_TUPLES = {"EMPTY_TUPLE", "TUPLE", "TUPLE1", "TUPLE2", "TUPLE3"}
 
 
 class _ArrayStub:
@@ -153,17 +156,64 @@ class RestrictedUnpickler(pickle.Unpickler):
 
 def _prescan(data: bytes) -> None:
     """Walk the opcodes of pickle ``data`` without building anything; refuse more than
-    :data:`MAX_OPCODES` of them and memo indices at or beyond that (a memo index makes the
-    unpickler allocate a table that large)."""
+    :data:`MAX_OPCODES` of them, memo indices at or beyond that (a memo index makes the
+    unpickler allocate a table that large), and tuples nested more than :data:`MAX_DEPTH` deep.
+
+    The tuple depth is followed on a simulated stack (one depth per stack item, 0 for anything
+    but a tuple): the unpickler hashes a tuple it puts in a set or uses as a dict key, and
+    hashing recurses in C once per level with no recursion limit, so a few hundred kilobytes of
+    nested tuples would overflow the C stack (a segmentation fault, not an exception)."""
+    stack: list[int] = []  # the tuple nesting depth of each item on the unpickler's stack
+    marks: list[int] = []  # stack heights at each MARK
+    memo: dict[int, int] = {}
     count = 0
     for opcode, arg, _ in pickletools.genops(io.BytesIO(data)):
         count += 1
         if count > MAX_OPCODES:
             raise ValueError(f"more than {MAX_OPCODES} pickle opcodes")
-        if opcode.name in _MEMO_PUTS | _MEMO_GETS and not (
-            isinstance(arg, int) and 0 <= arg < MAX_OPCODES
-        ):
+        name = opcode.name
+        index = arg if isinstance(arg, int) else -1
+        if name in _MEMO_PUTS | _MEMO_GETS and not 0 <= index < MAX_OPCODES:
             raise ValueError(f"pickle memo index {arg!r} is out of range")
+        fence = marks[-1] if marks else 0
+        if name == "POP" and len(stack) == fence and marks:  # the unpickler pops the mark
+            marks.pop()
+            continue
+        before = opcode.stack_before
+        popped: list[int] = []
+        if pickletools.markobject in before:
+            if not marks:
+                raise ValueError(f"pickle opcode {name} without a MARK")
+            fence = marks.pop()
+            popped = stack[fence:]
+            del stack[fence:]
+            n = before.index(pickletools.markobject)
+            fence = marks[-1] if marks else 0
+        else:
+            n = len(before)
+        if len(stack) - n < fence or (name in _MEMO_PUTS and len(stack) <= fence):
+            raise ValueError(f"pickle stack underflow at opcode {name}")
+        if n:
+            popped = stack[len(stack) - n :] + popped
+            del stack[len(stack) - n :]
+        if name in _MEMO_PUTS:
+            memo[index] = stack[-1]
+        elif name == "MEMOIZE":
+            memo[len(memo)] = popped[0]
+        for item in opcode.stack_after:
+            if item is pickletools.markobject:
+                marks.append(len(stack))
+            elif name in _TUPLES:
+                depth = 1 + max(popped, default=0)
+                if depth > MAX_DEPTH:
+                    raise ValueError(f"tuples nested more than {MAX_DEPTH} deep")
+                stack.append(depth)
+            elif name in _MEMO_GETS:
+                stack.append(memo.get(index, 0))
+            elif name in {"DUP", "MEMOIZE"}:
+                stack.append(popped[0])
+            else:
+                stack.append(0)
 
 
 class _Materializer:
@@ -271,7 +321,13 @@ def load_cifar_batch(path: str | Path, *, num_classes: int = 10) -> tuple[np.nda
         isinstance(v, int | np.integer) for v in labels_list
     ):
         raise DataError(f"{str(path)!r}: 'labels' is not a list of integers")
-    labels = np.asarray(labels_list, dtype=np.int64)
+    try:
+        labels = np.asarray(labels_list, dtype=np.int64)
+    except OverflowError:  # a pickled int past 64 bits (its digits may be too many to print)
+        raise DataError(
+            f"{str(path)!r} holds a label outside 0..{num_classes - 1} (past 64 bits); "
+            "the file is corrupt"
+        ) from None
     if labels.shape != (images.shape[0],):
         raise DataError(
             f"{str(path)!r} holds {images.shape[0]} images but {labels.shape[0]} labels"

@@ -116,3 +116,37 @@ def test_array_shape_overflow_is_refused() -> None:
     payload = payload.replace(shape, huge)
     with pytest.raises(DataError, match=r"needs 18446744073709551620 bytes, has 4"):
         cifar_pickle.restricted_load(io.BytesIO(payload))
+
+
+@pytest.mark.parametrize(
+    "container",
+    [
+        b"}N%sNs",  # EMPTY_DICT, the tuple as a key, SETITEM
+        b"\x8f(N%s\x90",  # EMPTY_SET, MARK, the tuple, ADDITEMS
+    ],
+)
+def test_deeply_nested_tuple_is_refused_before_it_is_hashed(
+    tmp_path: Path, container: bytes
+) -> None:
+    """The unpickler hashes a dict key or set item; hashing a tuple recurses in C without a
+    limit, so 300,000 nested tuples (300 KB) crashed the process with a segmentation fault."""
+    tuples = b"N" + b"\x85" * 300_000  # None, then TUPLE1 around it 300,000 times
+    path = tmp_path / "test_batch"
+    path.write_bytes(b"\x80\x04" + container.replace(b"N%s", tuples) + b".")
+    with pytest.raises(DataError, match=r"test_batch.*tuples nested more than 20 deep"):
+        load_cifar_batch(path)
+
+
+def test_nested_tuples_are_followed_through_the_memo() -> None:
+    """A tuple's depth is remembered when it is memoized and counts again when fetched."""
+    payload = b"\x80\x02N" + b"\x85q\x00h\x00" * (cifar_pickle.MAX_DEPTH + 1) + b"."
+    with pytest.raises(DataError, match=r"tuples nested more than 20 deep"):
+        cifar_pickle.restricted_load(io.BytesIO(payload))
+    shallow = pickle.dumps({b"t": ((1, (2,)), (3,)), b"data": np.zeros(2, np.uint8)}, protocol=2)
+    assert cifar_pickle.restricted_load(io.BytesIO(shallow))[b"t"] == ((1, (2,)), (3,))
+
+
+def test_label_past_64_bits_is_one_line(tmp_path: Path) -> None:
+    path = write_batch(tmp_path / "test_batch", [0, 10**30])
+    with pytest.raises(DataError, match=r"test_batch' holds a label outside 0\.\.9 \(past 64"):
+        load_cifar_batch(path)
