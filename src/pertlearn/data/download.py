@@ -6,13 +6,16 @@ whose SHA-256 matches the catalogue is moved into place atomically. A mirror tha
 way (refused or dropped connection, HTTP error, more bytes than the official file has, wrong
 checksum) is reported in one line and the next mirror is tried; when all fail, one
 :class:`~pertlearn.data.errors.DataError` lists every mirror tried and why. The CIFAR-10 archive
-is extracted refusing absolute paths, ``..``, links, devices and other special entries.
+is extracted refusing absolute paths, ``..``, links, devices and other special entries, into a
+temporary folder whose entries are renamed into place once all are written.
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.client
+import os
+import shutil
 import tarfile
 import urllib.request
 import zlib
@@ -20,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from pertlearn.atomic import atomic_path
+from pertlearn.atomic import atomic_path, temporary_dir
 from pertlearn.data.catalogue import RemoteFile, dataset_info, resolve_data_dir
 from pertlearn.data.errors import DataError
 
@@ -122,9 +125,23 @@ def fetch(
     )
 
 
+def _move_into_place(entry: Path, target: Path) -> None:
+    """Rename ``entry`` to ``target``, replacing what is there (a symlink itself, not what it
+    points to; a folder with its content: the archive's version replaces an older one)."""
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+    elif target.is_symlink() or target.exists():
+        target.unlink()
+    os.replace(entry, target)
+
+
 def safe_extract(archive: Path, folder: Path, *, max_bytes: int = MAX_EXTRACT_BYTES) -> None:
     """Extract a tar archive into ``folder``, refusing (before extracting anything) absolute
-    paths, ``..``, links, devices, FIFOs and archives whose files exceed ``max_bytes``."""
+    paths, ``..``, links, devices, FIFOs and archives whose files exceed ``max_bytes``.
+
+    The archive is extracted into a hidden temporary folder inside ``folder`` (``.NAME.*.tmp``,
+    which no reader looks at) and each top-level entry is then renamed into place, so an
+    extraction that fails or is interrupted leaves no partial files behind."""
     root = folder.resolve()
     try:
         with tarfile.open(archive, "r:*") as tar:
@@ -141,11 +158,24 @@ def safe_extract(archive: Path, folder: Path, *, max_bytes: int = MAX_EXTRACT_BY
                     raise DataError(
                         f"{str(archive)!r} would extract to more than {max_bytes} bytes; refused"
                     )
-            tar.extractall(folder, members=members, filter="data")
+            folder.mkdir(parents=True, exist_ok=True)
+            staging = temporary_dir(folder, archive.name)
+            try:
+                tar.extractall(staging, members=members, filter="data")
+                for entry in sorted(staging.iterdir()):
+                    _move_into_place(entry, folder / entry.name)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
     except (tarfile.TarError, EOFError, zlib.error) as err:
         raise DataError(
             f"{str(archive)!r} is not a readable tar archive ({_one_line(err)}); "
             "delete it and download it again"
+        ) from None
+    except OSError as err:
+        reason = err.strerror or _one_line(err)
+        raise DataError(
+            f"cannot extract {str(archive)!r} into {str(folder)!r}: {reason}; nothing was kept "
+            "(free disk space or fix the folder's permissions, then download again)"
         ) from None
 
 

@@ -81,3 +81,49 @@ def test_corrupt_archive_is_one_line(tmp_path: Path) -> None:
     archive.write_bytes(archive.read_bytes()[:40])
     with pytest.raises(DataError, match=r"a\.tar\.gz' is not a readable tar archive"):
         safe_extract(archive, tmp_path / "out")
+
+
+def test_failed_extraction_leaves_no_partial_files(tmp_path: Path) -> None:
+    """The second file cannot be written (its parent is the first file): nothing extracted is
+    kept, where the first file used to stay behind."""
+    blocked = member("cifar-10-batches-py/readme.html/inside")
+    archive = write_archive(tmp_path / "a.tar.gz", blocked)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(DataError, match=r"cannot extract .*a\.tar\.gz' into .*out'") as err:
+        safe_extract(archive, out)
+    assert "\n" not in str(err.value)
+    assert list(out.iterdir()) == []
+
+
+def test_interrupted_extraction_leaves_no_partial_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while a file is being written: neither it nor the files before it are kept."""
+    copy = tarfile.copyfileobj
+    calls: list[int] = []
+
+    def interrupted_copy(*args: object, **kwargs: object) -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        copy(*args, **kwargs)  # type: ignore[arg-type]
+
+    second = member("cifar-10-batches-py/data_batch_1")
+    second.size = 3
+    archive = write_archive(tmp_path / "a.tar.gz", second)
+    monkeypatch.setattr(tarfile, "copyfileobj", interrupted_copy)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        safe_extract(archive, out)
+    assert list(out.iterdir()) == []
+
+
+def test_extraction_replaces_an_earlier_one(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "cifar-10-batches-py").mkdir(parents=True)
+    (out / "cifar-10-batches-py" / "readme.html").write_bytes(b"old, maybe truncated")
+    safe_extract(write_archive(tmp_path / "a.tar.gz"), out)
+    assert (out / "cifar-10-batches-py" / "readme.html").read_bytes() == b"ok"
+    assert [p.name for p in out.iterdir()] == ["cifar-10-batches-py"]
