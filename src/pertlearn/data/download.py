@@ -63,9 +63,17 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
+class _WriteError(Exception):
+    """Writing the downloaded bytes here failed (a full disk): no other mirror can help. Not an
+    ``OSError``, so that the mirror loop does not take it for the mirror's failure."""
+
+    def __init__(self, err: OSError) -> None:
+        super().__init__(err.strerror or _one_line(err))
+
+
 def _copy_verified(response: IO[bytes], out: IO[bytes], remote: RemoteFile, progress: bool) -> None:
     """Stream ``response`` into ``out``, refusing more than ``remote.size`` bytes, and check
-    the SHA-256 of what arrived."""
+    the SHA-256 of what arrived. A failure to write ``out`` raises :class:`_WriteError`."""
     digest = hashlib.sha256()
     received = 0
     bar = None
@@ -79,7 +87,10 @@ def _copy_verified(response: IO[bytes], out: IO[bytes], remote: RemoteFile, prog
             if received > remote.size:
                 raise DataError(f"sent more than the {remote.size} bytes of the official file")
             digest.update(block)
-            out.write(block)
+            try:
+                out.write(block)
+            except OSError as err:
+                raise _WriteError(err) from None
             if bar is not None:
                 bar.update(len(block))
     finally:
@@ -93,6 +104,39 @@ def _copy_verified(response: IO[bytes], out: IO[bytes], remote: RemoteFile, prog
         )
 
 
+def _write_error(path: Path, reason: object) -> DataError:
+    return DataError(
+        f"cannot write {str(path)!r}: {reason}; free disk space, fix the permissions or choose "
+        "another data directory (--data-dir, PERTLEARN_DATA)"
+    )
+
+
+def _fetch_into(
+    remote: RemoteFile, out: IO[bytes], opener: Opener, progress: bool, echo: Echo | None
+) -> None:
+    """Write ``remote`` into ``out`` from the first of its mirrors that delivers it whole and
+    verified (``out`` is emptied before each try); every failed mirror is passed to ``echo``,
+    and all failing raises :class:`DataError` listing them."""
+    errors = []
+    for number, url in enumerate(remote.urls, start=1):
+        if out.tell():  # what a failed mirror left
+            out.seek(0)
+            out.truncate()
+        try:
+            with opener(url) as response:
+                _copy_verified(response, out, remote, progress)
+            return
+        except FETCH_ERRORS as err:
+            errors.append(f"{url}: {_one_line(err)}")
+            if echo is not None:
+                then = "no mirror left" if number == len(remote.urls) else "trying the next mirror"
+                echo(f"warning: {remote.name} from {url} failed ({_one_line(err)}); {then}")
+    raise DataError(
+        f"could not download {remote.name} from any of its {len(remote.urls)} mirrors: "
+        + " | ".join(errors)
+    )
+
+
 def fetch(
     remote: RemoteFile,
     folder: Path,
@@ -103,26 +147,26 @@ def fetch(
 ) -> Path:
     """Download ``remote`` into ``folder`` (trying its URLs in order), verify its SHA-256 and
     move it into place atomically. A file already there with the right checksum is kept. Each
-    failed mirror is passed to ``echo`` as one line; all failing raises :class:`DataError`."""
-    folder.mkdir(parents=True, exist_ok=True)
+    failed mirror is passed to ``echo`` as one line; all failing raises :class:`DataError`.
+    A local problem (``folder`` cannot be created or written, a folder in the way of the file)
+    raises :class:`DataError` at once, without trying the other mirrors."""
     target = folder / remote.name
-    if target.is_file() and sha256_file(target) == remote.sha256:
-        return target
-    errors = []
-    for number, url in enumerate(remote.urls, start=1):
-        try:
-            with atomic_path(target) as tmp, tmp.open("wb") as out, opener(url) as response:
-                _copy_verified(response, out, remote, progress)
+    if target.exists() and not target.is_file():
+        raise DataError(
+            f"{str(target)!r} is in the way of the downloaded file (it is not a file); "
+            "move it away and download again"
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if target.is_file() and sha256_file(target) == remote.sha256:
             return target
-        except FETCH_ERRORS as err:
-            errors.append(f"{url}: {_one_line(err)}")
-            if echo is not None:
-                then = "trying the next mirror" if number < len(remote.urls) else "no mirror left"
-                echo(f"warning: {remote.name} from {url} failed ({_one_line(err)}); {then}")
-    raise DataError(
-        f"could not download {remote.name} from any of its {len(remote.urls)} mirrors: "
-        + " | ".join(errors)
-    )
+        with atomic_path(target) as tmp, tmp.open("wb") as out:
+            _fetch_into(remote, out, opener, progress, echo)
+    except _WriteError as err:
+        raise _write_error(target, err) from None
+    except OSError as err:
+        raise _write_error(target, err.strerror or _one_line(err)) from None
+    return target
 
 
 def _move_into_place(entry: Path, target: Path) -> None:
