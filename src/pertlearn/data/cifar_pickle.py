@@ -1,11 +1,11 @@
 """CIFAR-10 python batches, read by a restricted unpickler that never imports or calls anything.
 
-A CIFAR-10 batch is a pickle of a dict holding ``data`` (a uint8 NumPy array ``(N, 3072)``, or
-raw bytes), ``labels`` (a list of ``N`` ints) and two descriptive entries. It is read by
-:class:`RestrictedUnpickler`, which builds only dicts, lists, tuples, sets, strings, bytes and
-numbers, plus an inert description of a NumPy array (shape, dtype, raw bytes) that is then
-checked and turned into an array here. No class or function named by the file is ever imported
-or called.
+A CIFAR-10 batch is a pickle of a dict holding ``data`` (a uint8 NumPy array ``(N, 3072)``, also
+accepted as ``(N, 3, 32, 32)``, or raw bytes; any other shape is refused), ``labels`` (a list of
+``N`` ints) and two descriptive entries. It is read by :class:`RestrictedUnpickler`, which
+builds only dicts, lists, tuples, sets, strings, bytes and numbers, plus an inert description of
+a NumPy array (shape, dtype, raw bytes) that is then checked and turned into an array here. No
+class or function named by the file is ever imported or called.
 
 A pickle is a program, so its size is bounded before it runs: the file (decompressed) may hold
 at most :data:`MAX_BATCH_BYTES`; a first pass over its opcodes (:func:`pickletools.genops`, which
@@ -316,6 +316,11 @@ def load_cifar_batch(path: str | Path, *, num_classes: int = 10) -> tuple[np.nda
         raise DataError(f"{str(path)!r}: 'data' is not uint8 pixel data")
     if raw.size % 3072:
         raise DataError(f"{str(path)!r}: 'data' holds {raw.size} bytes, not a multiple of 3072")
+    if raw.ndim > 1 and raw.shape[1:] not in ((3072,), (3, 32, 32)):
+        raise DataError(
+            f"{str(path)!r}: 'data' has shape {raw.shape}; a CIFAR-10 batch holds one row of "
+            "3072 bytes per image (the 1024 red, then green, then blue pixels), shape (N, 3072)"
+        )
     images = raw.reshape(-1, 3, 32, 32)
     if not isinstance(labels_list, list | tuple | np.ndarray) or not all(
         isinstance(v, int | np.integer) for v in labels_list

@@ -150,3 +150,17 @@ def test_label_past_64_bits_is_one_line(tmp_path: Path) -> None:
     path = write_batch(tmp_path / "test_batch", [0, 10**30])
     with pytest.raises(DataError, match=r"test_batch' holds a label outside 0\.\.9 \(past 64"):
         load_cifar_batch(path)
+
+
+@pytest.mark.parametrize("shape", [(2, 32, 32, 3), (3072, 2), (2, 96, 32)])
+def test_pixel_data_in_another_layout_is_refused(tmp_path: Path, shape: tuple[int, ...]) -> None:
+    """Images stored channels-last (N, 32, 32, 3), or transposed, were reshaped to (N, 3, 32,
+    32) as if they were rows of the official layout: silently scrambled pixels."""
+    path = tmp_path / "test_batch"
+    data = np.zeros(shape, dtype=np.uint8)
+    path.write_bytes(pickle.dumps({b"data": data, b"labels": [0, 1]}, protocol=2))
+    with pytest.raises(DataError, match=r"'data' has shape .*; a CIFAR-10 batch holds one row"):
+        load_cifar_batch(path)
+    for good in [(2, 3072), (2, 3, 32, 32)]:
+        path.write_bytes(pickle.dumps({b"data": np.zeros(good, np.uint8), b"labels": [0, 1]}))
+        assert load_cifar_batch(path)[0].shape == (2, 3, 32, 32)
