@@ -13,12 +13,15 @@ builds nothing) refuses more than :data:`MAX_OPCODES` opcodes, memo indices beyo
 tuples nested more than :data:`MAX_DEPTH` deep (the unpickler hashes dict keys and set items,
 and hashing a tuple recurses in C without a limit); and turning the result into arrays walks
 every shared object once (memoized, never copied again per reference) while bounding the
-elements visited (:data:`MAX_ELEMENTS`) and the nesting depth (:data:`MAX_DEPTH`). A small file
-therefore cannot expand into a huge object graph.
+elements visited (:data:`MAX_ELEMENTS`) and the nesting depth (:data:`MAX_DEPTH`). The bytes the
+stand-ins copy (strings turned into bytes, at every reference to a shared one) count against
+:data:`MAX_BATCH_BYTES` in all. A small file therefore cannot expand into a huge object graph,
+nor into gigabytes of copies.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import pickle
@@ -45,10 +48,28 @@ _MEMO_GETS = {"GET", "BINGET", "LONG_BINGET"}
 _TUPLES = {"EMPTY_TUPLE", "TUPLE", "TUPLE1", "TUPLE2", "TUPLE3"}
 
 
-class _ArrayStub:
-    """Inert stand-in for a pickled NumPy array: records shape, dtype and raw bytes only."""
+class _CopyBudget:
+    """The bytes the stand-ins below may copy while one pickle loads: a string the pickle
+    shares (memo) is converted again at every reference, so without a bound a 16 MB string
+    referenced a thousand times would become 16 GB of bytes."""
 
-    def __init__(self, *args: Any) -> None:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.spent = 0
+
+    def spend(self, size: int) -> None:
+        self.spent += size
+        if self.spent > self.limit:
+            raise ValueError(f"more than {self.limit} bytes of strings converted to bytes")
+
+
+class _ArrayStub:
+    """Inert stand-in for a pickled NumPy array: records shape, dtype and raw bytes only.
+    ``budget``: what converting its data to bytes may copy (given by :func:`_reconstruct_stub`;
+    an array made otherwise must hold bytes already)."""
+
+    def __init__(self, *args: Any, budget: _CopyBudget | None = None) -> None:
+        self.budget = budget
         self.shape: tuple[int, ...] | None = None
         self.dtype: _DtypeStub | None = None
         self.fortran = False
@@ -62,11 +83,14 @@ class _ArrayStub:
             raise pickle.UnpicklingError("array shape is not a tuple of sizes")
         if not isinstance(dtype, _DtypeStub):
             raise pickle.UnpicklingError("array dtype is not a plain dtype")
-        if isinstance(raw, str):  # Python 2 str read with encoding="latin1"
-            raw = raw.encode("latin1")
-        if not isinstance(raw, bytes | bytearray):
+        if not isinstance(raw, str | bytes | bytearray):
             raise pickle.UnpicklingError("array data is not raw bytes")
-        self.shape, self.dtype, self.fortran, self.raw = shape, dtype, bool(fortran), bytes(raw)
+        if not isinstance(raw, bytes):  # a Python 2 str read as latin-1, or a bytearray: copied
+            if self.budget is None:
+                raise pickle.UnpicklingError("array data is not raw bytes")
+            self.budget.spend(len(raw))
+            raw = raw.encode("latin1") if isinstance(raw, str) else bytes(raw)
+        self.shape, self.dtype, self.fortran, self.raw = shape, dtype, bool(fortran), raw
 
     def to_numpy(self) -> np.ndarray:
         if self.shape is None or self.dtype is None or self.raw is None:
@@ -110,17 +134,18 @@ class _DtypeStub:
         return np.dtype(order + self.code if order in "<>" else self.code)
 
 
-def _reconstruct_stub(cls: Any, *args: Any) -> _ArrayStub:
+def _reconstruct_stub(cls: Any, *args: Any, budget: _CopyBudget) -> _ArrayStub:
     if cls is not _ArrayStub:
         raise pickle.UnpicklingError("array reconstruction of something other than an array")
-    return _ArrayStub()
+    return _ArrayStub(budget=budget)
 
 
-def _latin1_encode(text: Any, encoding: Any = "latin1") -> bytes:
+def _latin1_encode(text: Any, encoding: Any = "latin1", *, budget: _CopyBudget) -> bytes:
     """Python 3 protocol-2 pickles write bytes as ``_codecs.encode(str, "latin1")``; this
-    stand-in accepts exactly that and nothing else."""
+    stand-in accepts exactly that and nothing else, within ``budget``."""
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
         raise pickle.UnpicklingError("_codecs.encode used for something other than bytes")
+    budget.spend(len(text))
     return text.encode("latin1")
 
 
@@ -144,13 +169,20 @@ class RestrictedUnpickler(pickle.Unpickler):
     inert local stand-ins that only record a shape, a plain number dtype and raw bytes; NumPy
     itself is never called by the pickle. ``_codecs.encode`` (how Python 3 writes bytes at
     protocol 2) resolves to a stand-in that only turns a str into latin-1 bytes. Every other
-    global raises :class:`pickle.UnpicklingError`.
+    global raises :class:`pickle.UnpicklingError`. The stand-ins copy at most
+    :data:`MAX_BATCH_BYTES` bytes in all (a shared string is copied at every reference).
     """
+
+    def __init__(self, file: IO[bytes], **kwargs: Any) -> None:
+        super().__init__(file, **kwargs)
+        self.budget = _CopyBudget(MAX_BATCH_BYTES)
 
     def find_class(self, module: str, name: str) -> Any:
         stub = _STUBS.get((module, name))
         if stub is None:
             raise pickle.UnpicklingError(f"refused to construct {module}.{name}")
+        if stub in (_reconstruct_stub, _latin1_encode):
+            return functools.partial(stub, budget=self.budget)
         return stub
 
 

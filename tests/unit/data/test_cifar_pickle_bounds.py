@@ -164,3 +164,37 @@ def test_pixel_data_in_another_layout_is_refused(tmp_path: Path, shape: tuple[in
     for good in [(2, 3072), (2, 3, 32, 32)]:
         path.write_bytes(pickle.dumps({b"data": np.zeros(good, np.uint8), b"labels": [0, 1]}))
         assert load_cifar_batch(path)[0].shape == (2, 3, 32, 32)
+
+
+def shared_string_pickle(size: int, references: int, *, as_array: bool) -> bytes:
+    """A protocol-2 pickle of a list whose ``references`` items each convert one memoized
+    ``size``-character string to bytes: by ``_codecs.encode``, or as the data of an array."""
+    text = b"X" + struct.pack("<I", size) + b"a" * size + b"q\x01"  # BINUNICODE, PUT 1
+    if as_array:
+        head = b"cnumpy\ndtype\nq\x02X\x02\x00\x00\x00u1\x85Rq\x03"  # dtype("u1") as memo 3
+        item = (
+            b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85C\x01b\x87R"
+            + b"(K\x01J"
+            + struct.pack("<i", size)
+            + b"\x85h\x03\x89h\x01tb"  # BUILD with (1, (size,), dtype, False, the string)
+        )
+    else:
+        head = b"c_codecs\nencode\nq\x00"
+        item = b"h\x00h\x01X\x06\x00\x00\x00latin1\x86R"  # encode(the string, "latin1")
+    return b"\x80\x02" + head + text + b"]" + (item + b"a") * references + b"."
+
+
+@pytest.mark.parametrize("as_array", [False, True])
+def test_a_shared_string_is_not_copied_without_bound(
+    monkeypatch: pytest.MonkeyPatch, as_array: bool
+) -> None:
+    """A string converted to bytes at every reference multiplied the file: 16 MB referenced
+    1,000 times made 16 GB. The copies now count against MAX_BATCH_BYTES in all."""
+    monkeypatch.setattr(cifar_pickle, "MAX_BATCH_BYTES", 1 << 20)
+    fits = cifar_pickle.restricted_load(
+        io.BytesIO(shared_string_pickle(1 << 16, 15, as_array=as_array))
+    )
+    assert len(fits) == 15
+    payload = shared_string_pickle(1 << 16, 17, as_array=as_array)  # 17 * 64 KiB > 1 MiB
+    with pytest.raises(DataError, match=r"more than 1048576 bytes of strings converted to bytes"):
+        cifar_pickle.restricted_load(io.BytesIO(payload))
