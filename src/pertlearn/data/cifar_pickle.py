@@ -290,6 +290,11 @@ class _Materializer:
         return result
 
 
+def _one_line(err: BaseException) -> str:
+    """An exception's message on one line (the unpickler's own messages may span two)."""
+    return " ".join(str(err).split())
+
+
 def restricted_load(file: IO[bytes], *, source: str = "pickle") -> Any:
     """Unpickle ``file`` with :class:`RestrictedUnpickler` (Python 2 pickles are read with
     ``encoding="bytes"``), within the bounds of the module docstring; anything refused,
@@ -306,8 +311,8 @@ def restricted_load(file: IO[bytes], *, source: str = "pickle") -> Any:
         return _Materializer().convert(obj)
     except pickle.UnpicklingError as err:
         raise DataError(
-            f"{source!r} was refused: {err}; a CIFAR-10 batch holds only dicts, lists, bytes, "
-            "numbers and arrays, so this file is not one (or was tampered with)"
+            f"{source!r} was refused: {_one_line(err)}; a CIFAR-10 batch holds only dicts, lists, "
+            "bytes, numbers and arrays, so this file is not one (or was tampered with)"
         ) from None
     except (
         EOFError,
@@ -320,7 +325,8 @@ def restricted_load(file: IO[bytes], *, source: str = "pickle") -> Any:
         MemoryError,
     ) as err:
         raise DataError(
-            f"{source!r} is truncated, corrupt or too large ({type(err).__name__}: {err})"
+            f"{source!r} is truncated, corrupt or too large ({type(err).__name__}: "
+            f"{_one_line(err)})"
         ) from None
 
 

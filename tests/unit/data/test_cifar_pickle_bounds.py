@@ -198,3 +198,17 @@ def test_a_shared_string_is_not_copied_without_bound(
     payload = shared_string_pickle(1 << 16, 17, as_array=as_array)  # 17 * 64 KiB > 1 MiB
     with pytest.raises(DataError, match=r"more than 1048576 bytes of strings converted to bytes"):
         cifar_pickle.restricted_load(io.BytesIO(payload))
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"\x80\x02NQ.",  # BINPERSID: the unpickler's message spans two lines
+        b"\x80\x02(cos\nsystem\nX\x02\x00\x00\x00ido.",  # OBJ os.system("id")
+        b"\x80\x02\x82\x01.",  # EXT1: an unregistered extension code
+    ],
+)
+def test_refusals_are_one_line(payload: bytes) -> None:
+    with pytest.raises(DataError) as err:
+        cifar_pickle.restricted_load(io.BytesIO(payload), source="test_batch")
+    assert "\n" not in str(err.value) and str(err.value).startswith("'test_batch'")
