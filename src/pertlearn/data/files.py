@@ -23,6 +23,10 @@ OPTIONAL = ("x_test", "y_test")
 
 
 def _open_error(path: Path, err: Exception) -> ValueError:
+    if path.is_dir():  # safetensors says "No such device (os error 19)"
+        return ValueError(
+            f"data file {str(path)!r} is a folder; data.path must name a .safetensors file"
+        )
     return ValueError(f"data file {str(path)!r} is not a readable .safetensors file: {err}")
 
 

@@ -144,3 +144,10 @@ def test_values_past_float32_are_named(tmp_path):
     with pytest.raises(ValueError, match="infinite values, or values too large for float32"):
         load_tensor_file(path)
     assert load_tensor_file(path, torch.float64)["x_train"].max() == 1e300
+
+
+def test_a_folder_as_data_file_is_named(tmp_path):
+    """safetensors reports a folder as "No such device (os error 19)"."""
+    for read in (load_tensor_file, tensor_file_dim):
+        with pytest.raises(ValueError, match=r"is a folder; data\.path must name a \.safetensors"):
+            read(tmp_path)
