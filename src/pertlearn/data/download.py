@@ -12,6 +12,7 @@ temporary folder whose entries are renamed into place once all are written.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import http.client
 import os
@@ -179,13 +180,30 @@ def _move_into_place(entry: Path, target: Path) -> None:
     os.replace(entry, target)
 
 
+def _check_nothing_unread(tar: tarfile.TarFile, archive: Path) -> None:
+    """Raise :class:`DataError` unless all that follows the last entry ``tar`` read is zero
+    padding. :mod:`tarfile` takes a damaged entry header for the end of the archive (the
+    entries after it vanish without a word), and checks a gzip archive's CRC only when it
+    reads to the end of the stream, which extracting never does; reading the rest does both."""
+    stream = tar.fileobj
+    assert stream is not None
+    stream.seek(tar.offset)
+    while block := stream.read(_CHUNK):
+        if block.count(0) != len(block):
+            raise DataError(
+                f"{str(archive)!r} is damaged: an entry after the first {len(tar.getmembers())} "
+                "cannot be read; delete it and download it again"
+            )
+
+
 def safe_extract(archive: Path, folder: Path, *, max_bytes: int = MAX_EXTRACT_BYTES) -> None:
     """Extract a tar archive into ``folder``, refusing (before extracting anything) absolute
     paths, ``..``, links, devices, FIFOs and archives whose files exceed ``max_bytes``.
 
     The archive is extracted into a hidden temporary folder inside ``folder`` (``.NAME.*.tmp``,
     which no reader looks at) and each top-level entry is then renamed into place, so an
-    extraction that fails or is interrupted leaves no partial files behind."""
+    extraction that fails or is interrupted leaves no partial files behind. An archive with an
+    unreadable entry (a damaged header) or a wrong gzip CRC is refused, not cut short."""
     root = folder.resolve()
     try:
         with tarfile.open(archive, "r:*") as tar:
@@ -206,11 +224,12 @@ def safe_extract(archive: Path, folder: Path, *, max_bytes: int = MAX_EXTRACT_BY
             staging = temporary_dir(folder, archive.name)
             try:
                 tar.extractall(staging, members=members, filter="data")
+                _check_nothing_unread(tar, archive)
                 for entry in sorted(staging.iterdir()):
                     _move_into_place(entry, folder / entry.name)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
-    except (tarfile.TarError, EOFError, zlib.error) as err:
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as err:
         raise DataError(
             f"{str(archive)!r} is not a readable tar archive ({_one_line(err)}); "
             "delete it and download it again"

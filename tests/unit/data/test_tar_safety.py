@@ -3,6 +3,7 @@ that could land outside the data folder or create something other than files and
 
 from __future__ import annotations
 
+import gzip
 import io
 import tarfile
 from pathlib import Path
@@ -127,3 +128,31 @@ def test_extraction_replaces_an_earlier_one(tmp_path: Path) -> None:
     safe_extract(write_archive(tmp_path / "a.tar.gz"), out)
     assert (out / "cifar-10-batches-py" / "readme.html").read_bytes() == b"ok"
     assert [p.name for p in out.iterdir()] == ["cifar-10-batches-py"]
+
+
+def test_an_entry_with_a_damaged_header_is_not_dropped_silently(tmp_path: Path) -> None:
+    """tarfile takes a damaged header for the end of the archive: the test batch behind it
+    vanished and a train-only data set loaded without a word."""
+    second = member("cifar-10-batches-py/test_batch")
+    second.size = 3
+    archive = write_archive(tmp_path / "a.tar.gz", second)
+    raw = bytearray(gzip.decompress(archive.read_bytes()))
+    header = raw.index(b"cifar-10-batches-py/test_batch")
+    raw[header + 148 : header + 156] = b"0000000\x00"  # a wrong header checksum
+    archive.write_bytes(gzip.compress(bytes(raw)))
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match=r"a\.tar\.gz' is damaged: an entry after the first 2 "):
+        safe_extract(archive, out)
+    assert list(out.iterdir()) == []
+
+
+def test_a_wrong_gzip_crc_is_refused(tmp_path: Path) -> None:
+    """Extracting never reads to the end of the gzip stream, where its CRC is checked."""
+    archive = write_archive(tmp_path / "a.tar.gz")
+    blob = bytearray(archive.read_bytes())
+    blob[-8] ^= 0xFF  # the CRC-32 of the content
+    archive.write_bytes(bytes(blob))
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match=r"a\.tar\.gz' is not a readable tar archive .*CRC"):
+        safe_extract(archive, out)
+    assert list(out.iterdir()) == []
