@@ -169,10 +169,13 @@ def dataset_dir(name: str, data_dir: str | Path | None = None) -> Path:
                 return folder
         except OSError as err:
             raise folder_error(folder, err) from None
+    parts = CIFAR_PARTS if info.name == "cifar10" else IDX_PARTS
+    suffix = "" if info.name == "cifar10" else "(.gz)"
+    files = " and/or ".join(", ".join(n + suffix for n in names) for names in parts.values())
     raise DataError(
         f"{info.title} not found under {str(root)!r} (from {_where(data_dir)}); "
         f"run `pertlearn data download {name}`, or point data.data_dir / --data-dir / "
-        f"PERTLEARN_DATA at a directory with a {info.folders[0]}/ folder"
+        f"PERTLEARN_DATA at a directory with a {info.folders[0]}/ folder holding {files}"
     )
 
 

@@ -148,6 +148,16 @@ def test_an_unreadable_data_folder_is_one_line(
         load_dataset("mnist", tmp_path)
 
 
+def test_a_wrong_layout_names_the_files_expected(tmp_path: Path) -> None:
+    """MNIST one folder too deep (mnist/raw/): the message named only "a mnist/ folder", which
+    the user has."""
+    write_mnist(tmp_path / "mnist" / "raw", n=10, prefix="t10k")
+    with pytest.raises(DataError, match=r"mnist/ folder holding .*t10k-images-idx3-ubyte\(\.gz\)"):
+        load_dataset("mnist", tmp_path)
+    with pytest.raises(DataError, match=r"cifar-10-batches-py/ folder holding data_batch_1, "):
+        load_dataset("cifar10", tmp_path)
+
+
 def test_missing_dataset_says_how_to_get_it(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="pertlearn data download fashion_mnist"):
         load_dataset("fashion_mnist", tmp_path)
