@@ -183,17 +183,25 @@ def _move_into_place(entry: Path, target: Path) -> None:
 def _check_nothing_unread(tar: tarfile.TarFile, archive: Path) -> None:
     """Raise :class:`DataError` unless all that follows the last entry ``tar`` read is zero
     padding. :mod:`tarfile` takes a damaged entry header for the end of the archive (the
-    entries after it vanish without a word), and checks a gzip archive's CRC only when it
-    reads to the end of the stream, which extracting never does; reading the rest does both."""
+    entries after it vanish without a word), as it does for an archive cut off between two
+    entries, and checks a gzip archive's CRC only when it reads to the end of the stream, which
+    extracting never does; reading the rest checks all three."""
     stream = tar.fileobj
     assert stream is not None
     stream.seek(tar.offset)
+    padding = 0
     while block := stream.read(_CHUNK):
         if block.count(0) != len(block):
             raise DataError(
                 f"{str(archive)!r} is damaged: an entry after the first {len(tar.getmembers())} "
                 "cannot be read; delete it and download it again"
             )
+        padding += len(block)
+    if padding < tarfile.BLOCKSIZE:  # cut off between two entries: no end-of-archive block
+        raise DataError(
+            f"{str(archive)!r} is truncated (it ends without the end-of-archive block); "
+            "delete it and download it again"
+        )
 
 
 def safe_extract(archive: Path, folder: Path, *, max_bytes: int = MAX_EXTRACT_BYTES) -> None:

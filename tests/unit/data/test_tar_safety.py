@@ -156,3 +156,15 @@ def test_a_wrong_gzip_crc_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"a\.tar\.gz' is not a readable tar archive .*CRC"):
         safe_extract(archive, out)
     assert list(out.iterdir()) == []
+
+
+def test_an_archive_cut_off_between_entries_is_refused(tmp_path: Path) -> None:
+    second = member("cifar-10-batches-py/test_batch")
+    second.size = 3
+    archive = write_archive(tmp_path / "a.tar.gz", second)
+    raw = gzip.decompress(archive.read_bytes())
+    header = raw.index(b"cifar-10-batches-py/test_batch")
+    archive.write_bytes(gzip.compress(raw[:header]))  # ends where the test batch's entry starts
+    with pytest.raises(DataError, match=r"a\.tar\.gz' is truncated \(it ends without the end-of"):
+        safe_extract(archive, tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
