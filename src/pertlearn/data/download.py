@@ -106,6 +106,7 @@ def _copy_verified(response: IO[bytes], out: IO[bytes], remote: RemoteFile, prog
 
 
 def _write_error(path: Path, reason: object) -> DataError:
+    """The one-line error for a downloaded file that cannot be written here (``reason``: why)."""
     return DataError(
         f"cannot write {str(path)!r}: {reason}; free disk space, fix the permissions or choose "
         "another data directory (--data-dir, PERTLEARN_DATA)"
