@@ -3,8 +3,9 @@
     python examples/own_data.py [--out runs/own-data] [--tiny]
 
 A data file holds ``x_train`` (N, d) and ``y_train`` (N,) with labels ±1, optionally
-``x_test`` / ``y_test`` (otherwise a seeded share ``data.split`` is held out); ``data.dim`` is
-read from the file. Here the data are two Gaussian clouds made on the spot.
+``x_test`` / ``y_test`` (otherwise a seeded share ``data.split`` is held out), each part at least
+one sample of finite values; ``data.dim`` is read from the file. Here the data are two Gaussian
+clouds made on the spot.
 """
 
 from __future__ import annotations

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -197,6 +199,26 @@ def _truncated_mnist(tmp: Path) -> list[str]:
     return ["run", *MNIST_A, "--data-dir", str(tmp / "data")]
 
 
+def _cifar_batch(content: bytes) -> Callable[[Path], list[str]]:
+    """An images run on a data directory whose only CIFAR-10 batch is ``content``."""
+
+    def make(tmp: Path) -> list[str]:
+        folder = tmp / "data" / "cifar10"
+        folder.mkdir(parents=True)
+        (folder / "test_batch").write_bytes(content)
+        return ["run", "--preset", "iclr-cifar10-natural-rand-l2", "--data-dir", str(tmp / "data")]
+
+    return make
+
+
+NESTED_TUPLES = b"\x80\x02}N" + b"\x85" * 300_000 + b"Ns."
+"""A dict keyed by 300,000 nested tuples: hashing the key crashed the unpickler."""
+
+
+def _pickled_batch(data_shape: tuple[int, ...], labels: list[int]) -> bytes:
+    return pickle.dumps({b"data": np.zeros(data_shape, np.uint8), b"labels": labels}, protocol=2)
+
+
 def _empty_data_dir(tmp: Path) -> list[str]:
     (tmp / "empty").mkdir()
     return ["run", *MNIST_A, "--data-dir", str(tmp / "empty")]
@@ -263,6 +285,9 @@ FILE_ROWS: list[FileRow] = [
     ),
     ("mnist-truncated", _truncated_mnist, "t10k-images-idx3-ubyte.gz"),
     ("mnist-missing", _empty_data_dir, "mnist"),
+    ("cifar-nested-tuples", _cifar_batch(NESTED_TUPLES), "tuples nested more than 20 deep"),
+    ("cifar-label-past-64-bits", _cifar_batch(_pickled_batch((2, 3072), [0, 2**70])), "64 bits"),
+    ("cifar-channels-last", _cifar_batch(_pickled_batch((2, 32, 32, 3), [0, 1])), "(2, 32, 32, 3)"),
     ("out-under-a-file", _out_under_a_file, "file.txt"),
     ("theory-not-a-run", _theory_on_folder, "folder"),
     ("theory-truncated-tensors", _damaged_run(_truncate_tensors), "tensors.safetensors"),

@@ -164,12 +164,36 @@ def dataset_dir(name: str, data_dir: str | Path | None = None) -> Path:
     root = resolve_data_dir(data_dir)
     candidates = [root / folder for folder in info.folders] + [root]
     for folder in candidates:
-        if available_parts(info, folder):
-            return folder
+        try:
+            if available_parts(info, folder):
+                return folder
+        except OSError as err:
+            raise folder_error(folder, err) from None
+    parts = CIFAR_PARTS if info.name == "cifar10" else IDX_PARTS
+    suffix = "" if info.name == "cifar10" else "(.gz)"
+    files = " and/or ".join(", ".join(n + suffix for n in names) for names in parts.values())
     raise DataError(
         f"{info.title} not found under {str(root)!r} (from {_where(data_dir)}); "
         f"run `pertlearn data download {name}`, or point data.data_dir / --data-dir / "
-        f"PERTLEARN_DATA at a directory with a {info.folders[0]}/ folder"
+        f"PERTLEARN_DATA at a directory with a {info.folders[0]}/ folder holding {files}"
+    )
+
+
+def folder_error(folder: Path, err: OSError) -> DataError:
+    """The one-line error for a data folder that cannot be read (``err``: why)."""
+    return DataError(
+        f"cannot read the folder {str(folder)!r}: {err.strerror or err}; fix its permissions, "
+        "or point data.data_dir / --data-dir / PERTLEARN_DATA elsewhere"
+    )
+
+
+def missing_file(path: Path, name: str) -> DataError:
+    """The one-line error for a file of data set ``name`` that is absent from its folder (or
+    is a folder itself) while other files of the set are there."""
+    state = "is missing" if not path.exists() else "is not a file"
+    return DataError(
+        f"{str(path)!r} {state}, but other {dataset_info(name).title} files are there; put the "
+        f"file there, or run `pertlearn data download {name}`"
     )
 
 

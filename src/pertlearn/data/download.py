@@ -6,13 +6,17 @@ whose SHA-256 matches the catalogue is moved into place atomically. A mirror tha
 way (refused or dropped connection, HTTP error, more bytes than the official file has, wrong
 checksum) is reported in one line and the next mirror is tried; when all fail, one
 :class:`~pertlearn.data.errors.DataError` lists every mirror tried and why. The CIFAR-10 archive
-is extracted refusing absolute paths, ``..``, links, devices and other special entries.
+is extracted refusing absolute paths, ``..``, links, devices and other special entries, into a
+temporary folder whose entries are renamed into place once all are written.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import http.client
+import os
+import shutil
 import tarfile
 import urllib.request
 import zlib
@@ -20,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from pertlearn.atomic import atomic_path
+from pertlearn.atomic import atomic_path, temporary_dir
 from pertlearn.data.catalogue import RemoteFile, dataset_info, resolve_data_dir
 from pertlearn.data.errors import DataError
 
@@ -60,9 +64,17 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
+class _WriteError(Exception):
+    """Writing the downloaded bytes here failed (a full disk): no other mirror can help. Not an
+    ``OSError``, so that the mirror loop does not take it for the mirror's failure."""
+
+    def __init__(self, err: OSError) -> None:
+        super().__init__(err.strerror or _one_line(err))
+
+
 def _copy_verified(response: IO[bytes], out: IO[bytes], remote: RemoteFile, progress: bool) -> None:
     """Stream ``response`` into ``out``, refusing more than ``remote.size`` bytes, and check
-    the SHA-256 of what arrived."""
+    the SHA-256 of what arrived. A failure to write ``out`` raises :class:`_WriteError`."""
     digest = hashlib.sha256()
     received = 0
     bar = None
@@ -76,7 +88,10 @@ def _copy_verified(response: IO[bytes], out: IO[bytes], remote: RemoteFile, prog
             if received > remote.size:
                 raise DataError(f"sent more than the {remote.size} bytes of the official file")
             digest.update(block)
-            out.write(block)
+            try:
+                out.write(block)
+            except OSError as err:
+                raise _WriteError(err) from None
             if bar is not None:
                 bar.update(len(block))
     finally:
@@ -90,6 +105,40 @@ def _copy_verified(response: IO[bytes], out: IO[bytes], remote: RemoteFile, prog
         )
 
 
+def _write_error(path: Path, reason: object) -> DataError:
+    """The one-line error for a downloaded file that cannot be written here (``reason``: why)."""
+    return DataError(
+        f"cannot write {str(path)!r}: {reason}; free disk space, fix the permissions or choose "
+        "another data directory (--data-dir, PERTLEARN_DATA)"
+    )
+
+
+def _fetch_into(
+    remote: RemoteFile, out: IO[bytes], opener: Opener, progress: bool, echo: Echo | None
+) -> None:
+    """Write ``remote`` into ``out`` from the first of its mirrors that delivers it whole and
+    verified (``out`` is emptied before each try); every failed mirror is passed to ``echo``,
+    and all failing raises :class:`DataError` listing them."""
+    errors = []
+    for number, url in enumerate(remote.urls, start=1):
+        if out.tell():  # what a failed mirror left
+            out.seek(0)
+            out.truncate()
+        try:
+            with opener(url) as response:
+                _copy_verified(response, out, remote, progress)
+            return
+        except FETCH_ERRORS as err:
+            errors.append(f"{url}: {_one_line(err)}")
+            if echo is not None:
+                then = "no mirror left" if number == len(remote.urls) else "trying the next mirror"
+                echo(f"warning: {remote.name} from {url} failed ({_one_line(err)}); {then}")
+    raise DataError(
+        f"could not download {remote.name} from any of its {len(remote.urls)} mirrors: "
+        + " | ".join(errors)
+    )
+
+
 def fetch(
     remote: RemoteFile,
     folder: Path,
@@ -100,31 +149,70 @@ def fetch(
 ) -> Path:
     """Download ``remote`` into ``folder`` (trying its URLs in order), verify its SHA-256 and
     move it into place atomically. A file already there with the right checksum is kept. Each
-    failed mirror is passed to ``echo`` as one line; all failing raises :class:`DataError`."""
-    folder.mkdir(parents=True, exist_ok=True)
+    failed mirror is passed to ``echo`` as one line; all failing raises :class:`DataError`.
+    A local problem (``folder`` cannot be created or written, a folder in the way of the file)
+    raises :class:`DataError` at once, without trying the other mirrors."""
     target = folder / remote.name
-    if target.is_file() and sha256_file(target) == remote.sha256:
-        return target
-    errors = []
-    for number, url in enumerate(remote.urls, start=1):
-        try:
-            with atomic_path(target) as tmp, tmp.open("wb") as out, opener(url) as response:
-                _copy_verified(response, out, remote, progress)
+    if target.exists() and not target.is_file():
+        raise DataError(
+            f"{str(target)!r} is in the way of the downloaded file (it is not a file); "
+            "move it away and download again"
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if target.is_file() and sha256_file(target) == remote.sha256:
             return target
-        except FETCH_ERRORS as err:
-            errors.append(f"{url}: {_one_line(err)}")
-            if echo is not None:
-                then = "trying the next mirror" if number < len(remote.urls) else "no mirror left"
-                echo(f"warning: {remote.name} from {url} failed ({_one_line(err)}); {then}")
-    raise DataError(
-        f"could not download {remote.name} from any of its {len(remote.urls)} mirrors: "
-        + " | ".join(errors)
-    )
+        with atomic_path(target) as tmp, tmp.open("wb") as out:
+            _fetch_into(remote, out, opener, progress, echo)
+    except _WriteError as err:
+        raise _write_error(target, err) from None
+    except OSError as err:
+        raise _write_error(target, err.strerror or _one_line(err)) from None
+    return target
+
+
+def _move_into_place(entry: Path, target: Path) -> None:
+    """Rename ``entry`` to ``target``, replacing what is there (a symlink itself, not what it
+    points to; a folder with its content: the archive's version replaces an older one)."""
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+    elif target.is_symlink() or target.exists():
+        target.unlink()
+    os.replace(entry, target)
+
+
+def _check_nothing_unread(tar: tarfile.TarFile, archive: Path) -> None:
+    """Raise :class:`DataError` unless all that follows the last entry ``tar`` read is zero
+    padding. :mod:`tarfile` takes a damaged entry header for the end of the archive (the
+    entries after it vanish without a word), as it does for an archive cut off between two
+    entries, and checks a gzip archive's CRC only when it reads to the end of the stream, which
+    extracting never does; reading the rest checks all three."""
+    stream = tar.fileobj
+    assert stream is not None
+    stream.seek(tar.offset)
+    padding = 0
+    while block := stream.read(_CHUNK):
+        if block.count(0) != len(block):
+            raise DataError(
+                f"{str(archive)!r} is damaged: an entry after the first {len(tar.getmembers())} "
+                "cannot be read; delete it and download it again"
+            )
+        padding += len(block)
+    if padding < tarfile.BLOCKSIZE:  # cut off between two entries: no end-of-archive block
+        raise DataError(
+            f"{str(archive)!r} is truncated (it ends without the end-of-archive block); "
+            "delete it and download it again"
+        )
 
 
 def safe_extract(archive: Path, folder: Path, *, max_bytes: int = MAX_EXTRACT_BYTES) -> None:
     """Extract a tar archive into ``folder``, refusing (before extracting anything) absolute
-    paths, ``..``, links, devices, FIFOs and archives whose files exceed ``max_bytes``."""
+    paths, ``..``, links, devices, FIFOs and archives whose files exceed ``max_bytes``.
+
+    The archive is extracted into a hidden temporary folder inside ``folder`` (``.NAME.*.tmp``,
+    which no reader looks at) and each top-level entry is then renamed into place, so an
+    extraction that fails or is interrupted leaves no partial files behind. An archive with an
+    unreadable entry (a damaged header) or a wrong gzip CRC is refused, not cut short."""
     root = folder.resolve()
     try:
         with tarfile.open(archive, "r:*") as tar:
@@ -141,11 +229,25 @@ def safe_extract(archive: Path, folder: Path, *, max_bytes: int = MAX_EXTRACT_BY
                     raise DataError(
                         f"{str(archive)!r} would extract to more than {max_bytes} bytes; refused"
                     )
-            tar.extractall(folder, members=members, filter="data")
-    except (tarfile.TarError, EOFError, zlib.error) as err:
+            folder.mkdir(parents=True, exist_ok=True)
+            staging = temporary_dir(folder, archive.name)
+            try:
+                tar.extractall(staging, members=members, filter="data")
+                _check_nothing_unread(tar, archive)
+                for entry in sorted(staging.iterdir()):
+                    _move_into_place(entry, folder / entry.name)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as err:
         raise DataError(
             f"{str(archive)!r} is not a readable tar archive ({_one_line(err)}); "
             "delete it and download it again"
+        ) from None
+    except OSError as err:
+        reason = err.strerror or _one_line(err)
+        raise DataError(
+            f"cannot extract {str(archive)!r} into {str(folder)!r}: {reason}; nothing was kept "
+            "(free disk space or fix the folder's permissions, then download again)"
         ) from None
 
 

@@ -1,7 +1,8 @@
 """The user's own binary data set, read from a ``.safetensors`` file (never a pickle).
 
 The file holds ``x_train`` ``(N, d)`` and ``y_train`` ``(N,)`` with labels in ``{-1, +1}``,
-and optionally ``x_test`` ``(M, d)`` and ``y_test`` ``(M,)``. Write one with::
+and optionally ``x_test`` ``(M, d)`` and ``y_test`` ``(M,)``; each part holds at least one
+sample, and every value is finite in the dtype of the run (float32 by default). Write one with::
 
     from safetensors.torch import save_file
     save_file({"x_train": x, "y_train": y}, "my_data.safetensors")
@@ -22,6 +23,10 @@ OPTIONAL = ("x_test", "y_test")
 
 
 def _open_error(path: Path, err: Exception) -> ValueError:
+    if path.is_dir():  # safetensors says "No such device (os error 19)"
+        return ValueError(
+            f"data file {str(path)!r} is a folder; data.path must name a .safetensors file"
+        )
     return ValueError(f"data file {str(path)!r} is not a readable .safetensors file: {err}")
 
 
@@ -74,13 +79,21 @@ def load_tensor_file(
                 f"data file {str(path)!r}: x_{part} must be (N, d) and y_{part} (N,), got "
                 f"{tuple(x.shape)} and {tuple(y.shape)}"
             )
+        if x.shape[0] == 0:
+            fix = "leave both out to hold out a share of x_train" if part == "test" else "add some"
+            raise ValueError(
+                f"data file {str(path)!r}: x_{part} and y_{part} hold no samples; {fix}"
+            )
         if not bool(((y == 1) | (y == -1)).all()):
             raise ValueError(
                 f"data file {str(path)!r}: y_{part} must hold binary labels in {{-1, +1}}; "
                 "map your classes to ±1 first"
             )
         if not bool(torch.isfinite(x).all()):
-            raise ValueError(f"data file {str(path)!r}: x_{part} holds NaN or infinite values")
+            raise ValueError(
+                f"data file {str(path)!r}: x_{part} holds NaN or infinite values, or values "
+                f"too large for {str(dtype).removeprefix('torch.')}"
+            )
     if "x_test" in tensors and tensors["x_test"].shape[1] != tensors["x_train"].shape[1]:
         raise ValueError(f"data file {str(path)!r}: x_test and x_train differ in dimension")
     return tensors

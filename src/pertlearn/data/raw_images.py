@@ -24,6 +24,8 @@ from pertlearn.data.catalogue import (
     dataset_dir,
     dataset_info,
     find_file,
+    folder_error,
+    missing_file,
 )
 from pertlearn.data.cifar_pickle import load_cifar_batch
 from pertlearn.data.errors import DataError
@@ -67,7 +69,7 @@ def _load_part_cached(
         for batch in CIFAR_PARTS[part]:
             path = base / batch
             if not path.is_file():
-                raise DataError(f"{str(path)!r} is missing (the other CIFAR-10 batches are there)")
+                raise missing_file(path, name)
             x, y = load_cifar_batch(path, num_classes=info.num_classes)
             xs.append(x)
             ys.append(y)
@@ -77,8 +79,9 @@ def _load_part_cached(
     images_path = find_file(base, images_stem)
     labels_path = find_file(base, labels_stem)
     if images_path is None or labels_path is None:
-        missing = images_stem if images_path is None else labels_stem
-        raise DataError(f"{str(base / missing)!r}(.gz) is missing; its partner file is there")
+        stem = images_stem if images_path is None else labels_stem
+        present = [p for p in (base / stem, base / f"{stem}.gz") if p.exists()]
+        raise missing_file(present[0] if present else base / f"{stem}(.gz)", name)
     x, y = load_idx_pair(
         images_path,
         labels_path,
@@ -118,7 +121,10 @@ def read_dataset(
             raise DataError(f"unknown part {part!r}; use 'train' and/or 'test'")
         if part not in available:
             raise DataError(f"{info.title} {part} files are not in {str(folder)!r}")
-    stamp = _stamp(folder)
+    try:
+        stamp = _stamp(folder)
+    except OSError as err:
+        raise folder_error(folder, err) from None
     xs: list[np.ndarray] = []
     ys: list[np.ndarray] = []
     sources: list[Path] = []

@@ -1,6 +1,7 @@
 """Reading data files safely: raw or gzip streams, bounded reads, one-line errors.
 
-Every image data file may be gzip-compressed (detected by its magic bytes, not its name). A
+Every image data file may be gzip-compressed (detected by its magic bytes, not its name; a file
+compressed twice is refused with a message saying so). A
 :class:`DataReader` decompresses as it reads, so a caller reads only the bytes it needs (a file
 header first, then exactly the data the header declares) and never inflates a whole file it has
 not checked. Every read failure becomes a :class:`~pertlearn.data.errors.DataError` whose one
@@ -49,7 +50,22 @@ class DataReader:
             raw.close()
             raise self._read_error(err) from None
         self._stream = gzip.GzipFile(fileobj=raw, mode="rb") if self.gzip else raw
+        if self.gzip and self._nested_gzip():
+            self.__exit__(None, None, None)
+            raise DataError(
+                f"{str(self.path)!r} is gzip-compressed twice; decompress it once (gunzip) "
+                "and try again"
+            )
         return self
+
+    def _nested_gzip(self) -> bool:
+        """Whether the decompressed data starts with the gzip magic bytes again."""
+        assert isinstance(self._stream, gzip.GzipFile)
+        try:
+            return self._stream.peek(2)[:2] == GZIP_MAGIC
+        except (OSError, EOFError, zlib.error) as err:
+            self.__exit__(None, None, None)
+            raise self._read_error(err) from None
 
     def __exit__(
         self,

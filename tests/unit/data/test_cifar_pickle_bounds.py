@@ -116,3 +116,99 @@ def test_array_shape_overflow_is_refused() -> None:
     payload = payload.replace(shape, huge)
     with pytest.raises(DataError, match=r"needs 18446744073709551620 bytes, has 4"):
         cifar_pickle.restricted_load(io.BytesIO(payload))
+
+
+@pytest.mark.parametrize(
+    "container",
+    [
+        b"}N%sNs",  # EMPTY_DICT, the tuple as a key, SETITEM
+        b"\x8f(N%s\x90",  # EMPTY_SET, MARK, the tuple, ADDITEMS
+    ],
+)
+def test_deeply_nested_tuple_is_refused_before_it_is_hashed(
+    tmp_path: Path, container: bytes
+) -> None:
+    """The unpickler hashes a dict key or set item; hashing a tuple recurses in C without a
+    limit, so 300,000 nested tuples (300 KB) crashed the process with a segmentation fault."""
+    tuples = b"N" + b"\x85" * 300_000  # None, then TUPLE1 around it 300,000 times
+    path = tmp_path / "test_batch"
+    path.write_bytes(b"\x80\x04" + container.replace(b"N%s", tuples) + b".")
+    with pytest.raises(DataError, match=r"test_batch.*tuples nested more than 20 deep"):
+        load_cifar_batch(path)
+
+
+def test_nested_tuples_are_followed_through_the_memo() -> None:
+    """A tuple's depth is remembered when it is memoized and counts again when fetched."""
+    payload = b"\x80\x02N" + b"\x85q\x00h\x00" * (cifar_pickle.MAX_DEPTH + 1) + b"."
+    with pytest.raises(DataError, match=r"tuples nested more than 20 deep"):
+        cifar_pickle.restricted_load(io.BytesIO(payload))
+    shallow = pickle.dumps({b"t": ((1, (2,)), (3,)), b"data": np.zeros(2, np.uint8)}, protocol=2)
+    assert cifar_pickle.restricted_load(io.BytesIO(shallow))[b"t"] == ((1, (2,)), (3,))
+
+
+def test_label_past_64_bits_is_one_line(tmp_path: Path) -> None:
+    path = write_batch(tmp_path / "test_batch", [0, 10**30])
+    with pytest.raises(DataError, match=r"test_batch' holds a label outside 0\.\.9 \(past 64"):
+        load_cifar_batch(path)
+
+
+@pytest.mark.parametrize("shape", [(2, 32, 32, 3), (3072, 2), (2, 96, 32)])
+def test_pixel_data_in_another_layout_is_refused(tmp_path: Path, shape: tuple[int, ...]) -> None:
+    """Images stored channels-last (N, 32, 32, 3), or transposed, were reshaped to (N, 3, 32,
+    32) as if they were rows of the official layout: silently scrambled pixels."""
+    path = tmp_path / "test_batch"
+    data = np.zeros(shape, dtype=np.uint8)
+    path.write_bytes(pickle.dumps({b"data": data, b"labels": [0, 1]}, protocol=2))
+    with pytest.raises(DataError, match=r"'data' has shape .*; a CIFAR-10 batch holds one row"):
+        load_cifar_batch(path)
+    for good in [(2, 3072), (2, 3, 32, 32)]:
+        path.write_bytes(pickle.dumps({b"data": np.zeros(good, np.uint8), b"labels": [0, 1]}))
+        assert load_cifar_batch(path)[0].shape == (2, 3, 32, 32)
+
+
+def shared_string_pickle(size: int, references: int, *, as_array: bool) -> bytes:
+    """A protocol-2 pickle of a list whose ``references`` items each convert one memoized
+    ``size``-character string to bytes: by ``_codecs.encode``, or as the data of an array."""
+    text = b"X" + struct.pack("<I", size) + b"a" * size + b"q\x01"  # BINUNICODE, PUT 1
+    if as_array:
+        head = b"cnumpy\ndtype\nq\x02X\x02\x00\x00\x00u1\x85Rq\x03"  # dtype("u1") as memo 3
+        item = (
+            b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85C\x01b\x87R"
+            + b"(K\x01J"
+            + struct.pack("<i", size)
+            + b"\x85h\x03\x89h\x01tb"  # BUILD with (1, (size,), dtype, False, the string)
+        )
+    else:
+        head = b"c_codecs\nencode\nq\x00"
+        item = b"h\x00h\x01X\x06\x00\x00\x00latin1\x86R"  # encode(the string, "latin1")
+    return b"\x80\x02" + head + text + b"]" + (item + b"a") * references + b"."
+
+
+@pytest.mark.parametrize("as_array", [False, True])
+def test_a_shared_string_is_not_copied_without_bound(
+    monkeypatch: pytest.MonkeyPatch, as_array: bool
+) -> None:
+    """A string converted to bytes at every reference multiplied the file: 16 MB referenced
+    1,000 times made 16 GB. The copies now count against MAX_BATCH_BYTES in all."""
+    monkeypatch.setattr(cifar_pickle, "MAX_BATCH_BYTES", 1 << 20)
+    fits = cifar_pickle.restricted_load(
+        io.BytesIO(shared_string_pickle(1 << 16, 15, as_array=as_array))
+    )
+    assert len(fits) == 15
+    payload = shared_string_pickle(1 << 16, 17, as_array=as_array)  # 17 * 64 KiB > 1 MiB
+    with pytest.raises(DataError, match=r"more than 1048576 bytes of strings converted to bytes"):
+        cifar_pickle.restricted_load(io.BytesIO(payload))
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"\x80\x02NQ.",  # BINPERSID: the unpickler's message spans two lines
+        b"\x80\x02(cos\nsystem\nX\x02\x00\x00\x00ido.",  # OBJ os.system("id")
+        b"\x80\x02\x82\x01.",  # EXT1: an unregistered extension code
+    ],
+)
+def test_refusals_are_one_line(payload: bytes) -> None:
+    with pytest.raises(DataError) as err:
+        cifar_pickle.restricted_load(io.BytesIO(payload), source="test_batch")
+    assert "\n" not in str(err.value) and str(err.value).startswith("'test_batch'")

@@ -3,11 +3,13 @@ error listing each mirror tried. No network: openers and ``urlopen`` are local f
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import io
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -132,3 +134,61 @@ def test_a_failed_download_leaves_no_empty_folders(tmp_path: Path) -> None:
             download("mnist", data_dir, opener=refused)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]
     assert [p.name for p in kept.iterdir()] == ["notes.txt"]
+
+
+def counting_opener(tried: list[str]) -> object:
+    def opener(url: str) -> IO[bytes]:
+        tried.append(url)
+        return io.BytesIO(CONTENT)
+
+    return opener
+
+
+REMOTE = RemoteFile("f.bin", ("https://a.example/f", "https://b.example/f"), SHA, len(CONTENT))
+
+
+def test_a_folder_in_the_way_is_one_line_and_no_mirror_is_tried(tmp_path: Path) -> None:
+    """It was blamed on every mirror in turn, each downloaded whole before the rename failed."""
+    (tmp_path / "f.bin").mkdir()
+    tried: list[str] = []
+    with pytest.raises(DataError, match=r"f\.bin' is in the way .*; move it away") as err:
+        fetch(REMOTE, tmp_path, opener=counting_opener(tried))  # type: ignore[arg-type]
+    assert "\n" not in str(err.value) and tried == []
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_disk_is_one_line_and_no_other_mirror_is_tried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writes to /dev/full fail with ENOSPC, as on a full disk: a local error, not the
+    mirror's."""
+    from pertlearn.data import download
+
+    @contextlib.contextmanager
+    def full_disk(path: Path) -> Iterator[Path]:
+        yield Path("/dev/full")
+
+    monkeypatch.setattr(download, "atomic_path", full_disk)
+    for content in (CONTENT, CONTENT * 100):  # fails on closing the file / on a write
+        remote = RemoteFile("f.bin", REMOTE.urls, hashlib.sha256(content).hexdigest(), 10**6)
+        tried: list[str] = []
+
+        def opener(url: str, content: bytes = content, tried: list[str] = tried) -> IO[bytes]:
+            tried.append(url)
+            return io.BytesIO(content)
+
+        lines: list[str] = []
+        with pytest.raises(DataError, match=r"cannot write .*f\.bin': No space left on device"):
+            fetch(remote, tmp_path, opener=opener, echo=lines.append)
+        assert tried == ["https://a.example/f"] and lines == []
+
+
+def test_a_data_directory_that_is_a_file_is_one_line(tmp_path: Path) -> None:
+    from pertlearn.data.download import download
+
+    data_dir = tmp_path / "data"
+    data_dir.write_text("not a folder")
+    tried: list[str] = []
+    with pytest.raises(DataError, match=r"cannot write .*: Not a directory; .*--data-dir"):
+        download("mnist", data_dir, opener=counting_opener(tried))  # type: ignore[arg-type]
+    assert tried == []

@@ -122,3 +122,32 @@ def test_cli_run_on_a_truncated_file_is_one_error_line(tmp_path, gen):
     assert result.exit_code == 2, result.output
     assert result.output.startswith("error: ") and "cut.safetensors" in result.output
     assert "Traceback" not in result.output and not out.exists()
+
+
+@pytest.mark.parametrize(
+    "part, fix", [("train", "add some"), ("test", "leave both out to hold out a share")]
+)
+def test_empty_part_is_one_clear_error(tmp_path, part, fix):
+    """An empty part failed deep inside the run (a reshape or max() of no samples)."""
+    sizes = {"train": 4, "test": 3, part: 0}
+    tensors = {f"x_{p}": torch.zeros(n, 3) for p, n in sizes.items()}
+    tensors |= {f"y_{p}": torch.ones(n) for p, n in sizes.items()}
+    path = write(tmp_path / "empty_part.safetensors", **tensors)
+    with pytest.raises(ValueError, match=rf"x_{part} and y_{part} hold no samples; {fix}"):
+        load_tensor_file(path)
+
+
+def test_values_past_float32_are_named(tmp_path):
+    """1e300 is finite in the file's float64, infinite once converted to float32."""
+    x = torch.full((2, 3), 1e300, dtype=torch.float64)
+    path = write(tmp_path / "big.safetensors", x_train=x, y_train=torch.ones(2))
+    with pytest.raises(ValueError, match="infinite values, or values too large for float32"):
+        load_tensor_file(path)
+    assert load_tensor_file(path, torch.float64)["x_train"].max() == 1e300
+
+
+def test_a_folder_as_data_file_is_named(tmp_path):
+    """safetensors reports a folder as "No such device (os error 19)"."""
+    for read in (load_tensor_file, tensor_file_dim):
+        with pytest.raises(ValueError, match=r"is a folder; data\.path must name a \.safetensors"):
+            read(tmp_path)

@@ -108,3 +108,16 @@ def test_unreadable_paths_are_one_line(tmp_path: Path) -> None:
         read_idx(tmp_path / "missing")
     with pytest.raises(DataError, match=r"cannot read .*: Is a directory"):
         read_idx(tmp_path)
+
+
+def test_gzip_compressed_twice_is_named(tmp_path: Path) -> None:
+    """It was "not an IDX file: magic number 529205248 (0x1f8b0800)"."""
+    path = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    path.write_bytes(gzip.compress(gzip.compress(header((3,)) + bytes(3))))
+    with pytest.raises(DataError, match=r"labels-idx1-ubyte\.gz' is gzip-compressed twice; dec"):
+        read_idx(path, magic=2049)
+    path.write_bytes(gzip.compress(header((3,)) + bytes(3)))
+    assert read_idx(path, magic=2049).shape == (3,)
+    path.write_bytes(gzip.compress(header((3,)) + bytes(3))[:12])  # a truncated gzip header
+    with pytest.raises(DataError, match=r"is a corrupt or truncated gzip file"):
+        read_idx(path, magic=2049)

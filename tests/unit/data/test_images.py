@@ -114,6 +114,50 @@ def test_load_dataset_from_written_files_and_missing_partner(tmp_path: Path) -> 
         load_dataset("mnist", tmp_path)
 
 
+def test_a_folder_where_a_data_file_belongs_is_named(tmp_path: Path) -> None:
+    """A folder named like a data file was reported as the file being missing."""
+    write_mnist(tmp_path / "mnist", n=10, prefix="t10k")
+    (tmp_path / "mnist" / "t10k-images-idx3-ubyte.gz").unlink()
+    (tmp_path / "mnist" / "t10k-images-idx3-ubyte").mkdir()
+    with pytest.raises(DataError, match=r"images-idx3-ubyte' is not a file, .*data download mnist"):
+        load_dataset("mnist", tmp_path)
+    folder = tmp_path / "cifar10"
+    folder.mkdir()
+    (folder / "data_batch_1").write_bytes(cifar_batch(2))
+    (folder / "data_batch_2").mkdir()
+    with pytest.raises(DataError, match=r"data_batch_2' is not a file, but other CIFAR-10 files"):
+        load_dataset("cifar10", tmp_path, parts=["train"])
+
+
+@pytest.mark.parametrize("method", ["iterdir", "is_file"])
+def test_an_unreadable_data_folder_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    """Permission denied on listing the folder, or on looking up a file in it (a raw
+    ``PermissionError`` before; simulated, as the tests may run as root)."""
+    write_mnist(tmp_path / "mnist", n=10, prefix="t10k")
+    original = getattr(Path, method)
+
+    def denied(self: Path) -> object:
+        if self == tmp_path / "mnist" or self.parent == tmp_path / "mnist":
+            raise PermissionError(13, "Permission denied", str(self))
+        return original(self)
+
+    monkeypatch.setattr(Path, method, denied)
+    with pytest.raises(DataError, match=r"cannot read the folder .*mnist': Permission denied; fix"):
+        load_dataset("mnist", tmp_path)
+
+
+def test_a_wrong_layout_names_the_files_expected(tmp_path: Path) -> None:
+    """MNIST one folder too deep (mnist/raw/): the message named only "a mnist/ folder", which
+    the user has."""
+    write_mnist(tmp_path / "mnist" / "raw", n=10, prefix="t10k")
+    with pytest.raises(DataError, match=r"mnist/ folder holding .*t10k-images-idx3-ubyte\(\.gz\)"):
+        load_dataset("mnist", tmp_path)
+    with pytest.raises(DataError, match=r"cifar-10-batches-py/ folder holding data_batch_1, "):
+        load_dataset("cifar10", tmp_path)
+
+
 def test_missing_dataset_says_how_to_get_it(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="pertlearn data download fashion_mnist"):
         load_dataset("fashion_mnist", tmp_path)

@@ -3,6 +3,7 @@ that could land outside the data folder or create something other than files and
 
 from __future__ import annotations
 
+import gzip
 import io
 import tarfile
 from pathlib import Path
@@ -81,3 +82,89 @@ def test_corrupt_archive_is_one_line(tmp_path: Path) -> None:
     archive.write_bytes(archive.read_bytes()[:40])
     with pytest.raises(DataError, match=r"a\.tar\.gz' is not a readable tar archive"):
         safe_extract(archive, tmp_path / "out")
+
+
+def test_failed_extraction_leaves_no_partial_files(tmp_path: Path) -> None:
+    """The second file cannot be written (its parent is the first file): nothing extracted is
+    kept, where the first file used to stay behind."""
+    blocked = member("cifar-10-batches-py/readme.html/inside")
+    archive = write_archive(tmp_path / "a.tar.gz", blocked)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(DataError, match=r"cannot extract .*a\.tar\.gz' into .*out'") as err:
+        safe_extract(archive, out)
+    assert "\n" not in str(err.value)
+    assert list(out.iterdir()) == []
+
+
+def test_interrupted_extraction_leaves_no_partial_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while a file is being written: neither it nor the files before it are kept."""
+    copy = tarfile.copyfileobj
+    calls: list[int] = []
+
+    def interrupted_copy(*args: object, **kwargs: object) -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        copy(*args, **kwargs)  # type: ignore[arg-type]
+
+    second = member("cifar-10-batches-py/data_batch_1")
+    second.size = 3
+    archive = write_archive(tmp_path / "a.tar.gz", second)
+    monkeypatch.setattr(tarfile, "copyfileobj", interrupted_copy)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        safe_extract(archive, out)
+    assert list(out.iterdir()) == []
+
+
+def test_extraction_replaces_an_earlier_one(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "cifar-10-batches-py").mkdir(parents=True)
+    (out / "cifar-10-batches-py" / "readme.html").write_bytes(b"old, maybe truncated")
+    safe_extract(write_archive(tmp_path / "a.tar.gz"), out)
+    assert (out / "cifar-10-batches-py" / "readme.html").read_bytes() == b"ok"
+    assert [p.name for p in out.iterdir()] == ["cifar-10-batches-py"]
+
+
+def test_an_entry_with_a_damaged_header_is_not_dropped_silently(tmp_path: Path) -> None:
+    """tarfile takes a damaged header for the end of the archive: the test batch behind it
+    vanished and a train-only data set loaded without a word."""
+    second = member("cifar-10-batches-py/test_batch")
+    second.size = 3
+    archive = write_archive(tmp_path / "a.tar.gz", second)
+    raw = bytearray(gzip.decompress(archive.read_bytes()))
+    header = raw.index(b"cifar-10-batches-py/test_batch")
+    raw[header + 148 : header + 156] = b"0000000\x00"  # a wrong header checksum
+    archive.write_bytes(gzip.compress(bytes(raw)))
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match=r"a\.tar\.gz' is damaged: an entry after the first 2 "):
+        safe_extract(archive, out)
+    assert list(out.iterdir()) == []
+
+
+def test_a_wrong_gzip_crc_is_refused(tmp_path: Path) -> None:
+    """Extracting never reads to the end of the gzip stream, where its CRC is checked."""
+    archive = write_archive(tmp_path / "a.tar.gz")
+    blob = bytearray(archive.read_bytes())
+    blob[-8] ^= 0xFF  # the CRC-32 of the content
+    archive.write_bytes(bytes(blob))
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match=r"a\.tar\.gz' is not a readable tar archive .*CRC"):
+        safe_extract(archive, out)
+    assert list(out.iterdir()) == []
+
+
+def test_an_archive_cut_off_between_entries_is_refused(tmp_path: Path) -> None:
+    second = member("cifar-10-batches-py/test_batch")
+    second.size = 3
+    archive = write_archive(tmp_path / "a.tar.gz", second)
+    raw = gzip.decompress(archive.read_bytes())
+    header = raw.index(b"cifar-10-batches-py/test_batch")
+    archive.write_bytes(gzip.compress(raw[:header]))  # ends where the test batch's entry starts
+    with pytest.raises(DataError, match=r"a\.tar\.gz' is truncated \(it ends without the end-of"):
+        safe_extract(archive, tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
