@@ -195,9 +195,7 @@ def _rows(
         bounds = _bounds(field)
         text = description + (f" ({bounds})" if bounds else "")
         default = _default(field, key, defaults, required=name in schema.get("required", ()))
-        rows.append(
-            f"| `{key}` | {_cell(_type(field, defs))} | {_cell(default)} | {_cell(text)} |"
-        )
+        rows.append(f"| `{key}` | {_cell(_type(field, defs))} | {_cell(default)} | {_cell(text)} |")
     return rows
 
 
