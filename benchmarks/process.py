@@ -162,7 +162,11 @@ def case_quickstart(reps: int, work: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.process", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.process",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keep the usage lines
+    )
     parser.add_argument("--reps", type=int, default=5, help="processes per side and case")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"default {RESULTS}")
     args = parser.parse_args(argv)

@@ -449,7 +449,11 @@ def print_table(results: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keep the usage lines
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes, 1-3 repetitions")
     parser.add_argument("--only", default="", help=f"comma list of {', '.join(CASES)}, memory")
     parser.add_argument("--reps", type=int, default=None, help="timed repetitions per case")

@@ -30,7 +30,9 @@ A config is a TOML file, a preset (`pertlearn presets`) or a Python dict; any ke
 overridden with `--set key=value` (values parse as TOML) or `overrides=["key=value"]` in
 `pertlearn.load_config`. A key that the chosen pipeline does not use, an unknown key, a wrong
 type or an impossible value stops with one line naming the key. Dotted keys below are
-sections: `train_f.lr` is `lr` in the `[train_f]` table.
+sections: `train_f.lr` is `lr` in the `[train_f]` table. In an optional section (default
+none), "required" marks a key to give whenever the section is given, and "—" a key whose
+default is built when the section is given (not a fixed value).
 """
 
 
@@ -140,9 +142,11 @@ def _lookup(tree: Any, dotted: str) -> Any:
     return tree
 
 
-def _default(field: dict[str, Any], key: str, defaults: Any) -> str:
+def _default(field: dict[str, Any], key: str, defaults: Any, *, required: bool = False) -> str:
     if "default" in field:
         value = field["default"]
+    elif required:  # no default: the key must be given (in an optional section: once it is)
+        return "required"
     elif defaults is None:  # a key of an optional section that is unset by default
         return "—"
     else:
@@ -190,10 +194,8 @@ def _rows(
             continue
         bounds = _bounds(field)
         text = description + (f" ({bounds})" if bounds else "")
-        rows.append(
-            f"| `{key}` | {_cell(_type(field, defs))} | "
-            f"{_cell(_default(field, key, defaults))} | {_cell(text)} |"
-        )
+        default = _default(field, key, defaults, required=name in schema.get("required", ()))
+        rows.append(f"| `{key}` | {_cell(_type(field, defs))} | {_cell(default)} | {_cell(text)} |")
     return rows
 
 

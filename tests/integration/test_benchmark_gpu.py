@@ -42,3 +42,12 @@ def test_cpu_smoke_run_writes_every_case(tmp_path: Path) -> None:
     assert pgd["steps"] == 100 and pgd["ours_images_per_s"] > 0
     assert 0 <= pgd["ours_fooling_rate"] <= 1
     assert iclr["paper_epochs"] == 100_000 and len(iclr["seconds_capped"]) == 2
+
+
+def test_help_keeps_the_usage_lines_of_the_docstring(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        gpu.main(["--help"])
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
+    command, comment = ".venv/bin/python -m benchmarks.gpu --allow-cpu", "on any machine"
+    # the usage line and its comment stay one line: not reflowed into the next one
+    assert any(line.startswith(command) and line.endswith(comment) for line in lines)

@@ -14,6 +14,7 @@ import tomllib
 import venv
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -74,17 +75,28 @@ def test_relative_links_in_the_docs_resolve() -> None:
     assert not broken, broken
 
 
-def test_config_reference_is_generated_from_the_models() -> None:
+def _config_reference() -> Any:
     spec = importlib.util.spec_from_file_location(
         "gen_config_reference", ROOT / "scripts" / "gen_config_reference.py"
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_config_reference_is_generated_from_the_models() -> None:
     committed = (ROOT / "docs" / "config-reference.md").read_text(encoding="utf-8")
-    assert committed == module.render(), (
+    assert committed == _config_reference().render(), (
         "docs/config-reference.md is out of date: run python scripts/gen_config_reference.py"
     )
+
+
+def test_config_reference_marks_the_required_keys_of_optional_sections() -> None:
+    text = _config_reference().render()
+    for key in ("robust_eval.eps", "train_f.adversarial.eps", "perturbation_filter.cutoff"):
+        assert f"| `{key}` | float | required |" in text
+    assert "| `robust_eval.n_test` | integer | `1000` |" in text
 
 
 SEED_SUBSET = [

@@ -153,7 +153,13 @@ def run_command(
 
 @cli.command("presets")
 @click.option("--show", metavar="NAME", help="Print the full config of one preset as JSON.")
-@click.option("--scale", type=click.Choice(SCALES), default="cpu")
+@click.option(
+    "--scale",
+    type=click.Choice(SCALES),
+    default="cpu",
+    show_default=True,
+    help="Scale of the config --show prints.",
+)
 @friendly_errors
 def presets_command(show: str | None, scale: str) -> None:
     """List presets with one line each (or show one)."""
@@ -204,8 +210,18 @@ def stopped_by_ctrl_c() -> NoReturn:
 @click.option("--scale", type=click.Choice(SCALES), help="Scale of a sweep preset (default: cpu).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a base key.")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local")
-@click.option("--workers", type=int, default=1, help="Local processes.")
-@click.option("--threads", type=int, help="Torch threads per local worker (default: shared).")
+@click.option(
+    "--workers",
+    type=int,
+    default=1,
+    help="Local processes (ray executor without --address: the local instance's CPUs).",
+)
+@click.option(
+    "--threads",
+    type=int,
+    help="Torch threads per local worker (default: torch's for 1 worker, else "
+    "cpu_count // workers).",
+)
 @click.option("--address", help="Ray cluster address (ray executor; default: a local instance).")
 @click.option("--cpus-per-task", type=float, default=1.0, help="Ray CPUs/task.")
 @click.option("--gpus-per-task", type=float, default=0.0, help="Ray GPUs/task.")
@@ -352,7 +368,9 @@ def results_command(sweep_dir: Path, all_columns: bool) -> None:
 
 
 @cli.command("report")
-@click.argument("run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.argument(
+    "run_dir", metavar="DIR", type=click.Path(file_okay=False, exists=True, path_type=Path)
+)
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), help="Default: DIR/report.html"
 )

@@ -301,19 +301,36 @@ def sweep_figures(
                 f"(more than {MAX_PANELS} panels); set report.x in the sweep spec"
             )
             continue
+        chance = chance_level(rows)
         if all(_is_number(row.get(x_key)) for row in rows):
-            fig, eps_shown = draw_sweep_figure(rows, series, axis, x_key, other_keys, facets)
-            caption = _sweep_caption(rows, axis, x_key, eps_shown)
+            fig, eps_shown = draw_sweep_figure(
+                rows, series, axis, x_key, other_keys, facets, chance=chance
+            )
+            caption = _sweep_caption(rows, axis, x_key, eps_shown, chance=chance)
         else:  # values that are not numbers (or a zip with such keys): one x per value
             plotted, categories = with_category_index(rows, axis)
             fig, _ = draw_sweep_figure(
-                plotted, series, axis, CATEGORY_KEY, other_keys, facets, categories=categories
+                plotted,
+                series,
+                axis,
+                CATEGORY_KEY,
+                other_keys,
+                facets,
+                categories=categories,
+                chance=chance,
             )
-            caption = _sweep_caption(rows, axis, x_key, False, categorical=True)
+            caption = _sweep_caption(rows, axis, x_key, False, categorical=True, chance=chance)
         figures.append(
             make_figure(file_stem(f"metrics vs {x_key}"), f"metrics vs {x_key}", fig, caption)
         )
     return figures, notes
+
+
+def chance_level(rows: list[dict[str, Any]]) -> float | None:
+    """The chance accuracy shared by every run of ``rows``: their ``chance`` metric (1/K of
+    the images pipeline), 0.5 for binary runs (no such metric); ``None`` when runs differ."""
+    levels = {row["chance"] if _is_number(row.get("chance")) else 0.5 for row in rows}
+    return levels.pop() if len(levels) == 1 else None
 
 
 CATEGORY_KEY = "__category__"
@@ -366,12 +383,14 @@ def draw_sweep_figure(
     facets: list[tuple[Any, ...]],
     *,
     categories: list[str] | None = None,
+    chance: float | None = 0.5,
 ) -> tuple[Any, bool]:
     """Draw ``series`` against ``x_key`` (the first key of the sweep ``axis``), one panel per
     combination ``facets`` of the values of ``other_keys``; the caller renders and closes the
     matplotlib figure. Returns it and whether a panel got the top axis of budgets ε. With
     ``categories``, ``x_key`` holds category indices (:func:`with_category_index`): markers at
-    each labelled category, not joined by lines."""
+    each labelled category, not joined by lines. ``chance``: height of the dotted chance line
+    (:func:`chance_level`; ``None``: no line)."""
     xs_all = [float(row[x_key]) for row in rows]
     ncols = min(len(facets), 2 if len(facets) <= 4 else 4)
     positive = [x for x in xs_all if x > 0]
@@ -397,7 +416,10 @@ def draw_sweep_figure(
                 )
                 panel.set_xlim(-0.5, len(categories) - 0.5)
             panel.set_ylim(-0.02, 1.02)
-            panel.axhline(0.5, color="black", linewidth=0.8, linestyle=":", alpha=0.6, zorder=0)
+            if chance is not None:
+                panel.axhline(
+                    chance, color="black", linewidth=0.8, linestyle=":", alpha=0.6, zorder=0
+                )
             eps = eps_per_x(subset, x_key) if categories is None else None
             if eps is not None:
                 _eps_axis(panel, eps)
@@ -432,7 +454,9 @@ def _sweep_caption(
     eps_shown: bool,
     *,
     categorical: bool = False,
+    chance: float | None = 0.5,
 ) -> str:
+    chance_line = f". Dotted horizontal line: chance ({chance:g})" if chance is not None else ""
     seeds = sorted({row.get("seed") for row in rows}, key=str)
     constant = _constant_eps(rows)
     if categorical:
@@ -441,7 +465,8 @@ def _sweep_caption(
             f"not joined); mean over seeds {', '.join(map(str, seeds))}"
             + (" (bars: min to max over seeds)" if len(seeds) > 1 else "")
             + (f"; budget ε = {constant:.3g} throughout" if constant is not None else "")
-            + ". Dotted horizontal line: chance (0.5)."
+            + chance_line
+            + "."
         )
     return (
         f"Metrics against {axis_label(x_key)} ({x_key}); mean over seeds "
@@ -450,7 +475,8 @@ def _sweep_caption(
         + (f"; x is the zipped axis {' + '.join(axis)}" if len(axis) > 1 else "")
         + ("; top axis: the budget ε of each point" if eps_shown else "")
         + (f"; budget ε = {constant:.3g} throughout" if constant is not None else "")
-        + ". Dotted horizontal line: chance (0.5)."
+        + chance_line
+        + "."
     )
 
 

@@ -10,7 +10,12 @@ from typing import Any
 
 def format_summary(metrics: dict[str, Any]) -> str:
     """The end-of-run table: one metric per line, and a warning for a degenerate g."""
-    lines = ["", f"{'metric':<22}{'value':>10}", "-" * 32]
+    # keys longer than the usual column (mislabeled_clean_best_acc_test) widen it: the values
+    # stay right-aligned in one column
+    width = max(
+        [22, *(len(key) + 2 for key, value in metrics.items() if not isinstance(value, dict))]
+    )
+    lines = ["", f"{'metric':<{width}}{'value':>10}", "-" * (width + 10)]
     for key, value in metrics.items():
         if isinstance(value, bool):
             text = str(value).lower()
@@ -25,7 +30,7 @@ def format_summary(metrics: dict[str, Any]) -> str:
             continue
         else:
             text = str(value)
-        lines.append(f"{key:<22}{text:>10}")
+        lines.append(f"{key:<{width}}{text:>10}")
     if metrics.get("g_degenerate"):
         lines.append(
             "warning: g predicts one class on more than "

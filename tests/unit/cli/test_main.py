@@ -86,6 +86,24 @@ def test_presets_lists_one_line_each():
     assert json.loads(shown.output)["data"]["dim"] == 10000
 
 
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        # report reads a sweep directory as well as a run directory
+        (["report", "--help"], ["report [OPTIONS] DIR", "Default: DIR/report.html"]),
+        (["presets", "--help"], ["Scale of the config --show prints"]),
+        # with Ray, --workers sizes the local instance; --threads says its default
+        (["sweep", "--help"], ["local instance's CPUs", "cpu_count // workers"]),
+    ],
+)
+def test_help_names_what_an_option_does(args, fragments):
+    result = invoke(args)
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())  # click wraps the help text
+    for fragment in fragments:
+        assert fragment in text
+
+
 def test_console_entry_point_exit_code(tmp_path):
     proc = subprocess.run(
         [

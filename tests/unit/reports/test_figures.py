@@ -13,6 +13,7 @@ import pytest
 from pertlearn.reports.figures import (
     SERIES,
     axis_label,
+    chance_level,
     draw_loss_curves,
     draw_sweep_figure,
     eps_per_x,
@@ -240,3 +241,37 @@ def test_a_sweep_axis_of_text_values_gets_one_labelled_x_per_value() -> None:
         assert panel.get_xlabel().count(" / ") == 2
     finally:
         plt.close(fig)
+
+
+def _dotted_lines(panel: Any) -> list[float]:
+    return [line.get_ydata()[0] for line in panel.get_lines() if line.get_linestyle() == ":"]
+
+
+def test_the_chance_line_is_at_the_runs_chance_level() -> None:
+    ten_classes = [{**row, "chance": 0.1} for row in _zipped_text_rows()]
+    axis = ["keep", "attack.options.loss", "attack.options.restarts"]
+    (figure,), _ = sweep_figures(ten_classes, [axis])
+    assert "chance (0.1)" in figure.caption and "chance (0.5)" not in figure.caption
+    assert chance_level(ten_classes) == pytest.approx(0.1)
+    plotted, categories = with_category_index(ten_classes, axis)
+    fig, _ = draw_sweep_figure(
+        plotted,
+        plotted_metrics(plotted),
+        axis,
+        "__category__",
+        [],
+        [()],
+        categories=categories,
+        chance=chance_level(ten_classes),
+    )
+    try:
+        assert _dotted_lines(fig.axes[0]) == pytest.approx([0.1])
+    finally:
+        plt.close(fig)
+    assert chance_level(_rows()) == 0.5  # binary runs carry no chance metric
+    (dim, _), _ = sweep_figures(_rows(), AXES)
+    assert "chance (0.5)" in dim.caption
+    mixed = [{**row, "chance": 0.1 if row["seed"] else 0.5} for row in _zipped_text_rows()]
+    assert chance_level(mixed) is None
+    (figure,), _ = sweep_figures(mixed, [axis])
+    assert "chance" not in figure.caption

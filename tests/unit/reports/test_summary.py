@@ -57,3 +57,17 @@ def test_stage_times_are_one_line_in_run_order() -> None:
     line = format_stage_seconds({"data": 0.04, "train_f": 1.25, "craft": 0.3, "evaluate": 0.0})
     assert line == "stages: data 0.0s · train f 1.2s · craft 0.3s · evaluate 0.0s"
     assert format_stage_seconds({}) == ""
+
+
+def test_the_values_of_long_metric_names_stay_in_one_column() -> None:
+    metrics = {
+        "g_acc_test": 0.9,
+        "orthogonality_condition": False,
+        "mislabeled_clean_best_acc_test": 0.0775,
+        "fooling_rate_per_class": {"0": 1.0},
+    }
+    rows = [line for line in format_summary(metrics).splitlines()[3:] if line[:1].isalpha()]
+    rows = [row for row in rows if not row.startswith("fooling_rate_per_class")]
+    assert len(rows) == 3
+    assert len({len(row) for row in rows}) == 1  # every value ends in the same column
+    assert all(" " in row[len("mislabeled_clean_best_acc_test") :] for row in rows)
