@@ -136,7 +136,8 @@ def run_command(
         from pertlearn.analysis.theory import check_theory_applies, write_theory
 
         check_theory_applies(config)
-    click.echo(f"running {config.name} (seed {config.seed}, ε = {config.eps:g}) -> {out}", err=True)
+    crafting = f"ε = {config.eps:g}" if config.crafts_with_attack else "constructed set"
+    click.echo(f"running {config.name} (seed {config.seed}, {crafting}) -> {out}", err=True)
     result = run(config, progress=not quiet)
     result.save(out, overwrite=overwrite)
     if theory:

@@ -179,6 +179,12 @@ class ExperimentConfig(StrictModel):
         attack: AttackConfig = getattr(self, "attack")  # noqa: B009
         return attack.resolve_eps(getattr(self, "data").dim)  # noqa: B009
 
+    @property
+    def crafts_with_attack(self) -> bool:
+        """Whether the run crafts its training set for g with ``attack`` (so that :attr:`eps`
+        is the budget of what g learns from); the constructed image scenarios do not."""
+        return True
+
 
 def format_validation_error(err: ValidationError, pipeline: str | None = None) -> str:
     """The first problem of ``err`` as one line naming its key (and the count of the rest)."""

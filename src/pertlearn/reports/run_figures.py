@@ -72,19 +72,37 @@ def decision_map(run_dir: Path) -> Figure | None:
     return make_figure("decision-map", "decision map", fig, caption)
 
 
+def _label_titles(tensors: dict[str, torch.Tensor], n: int, count: int) -> list[str]:
+    """``"true → target"`` for the first ``count`` of ``n`` crafted images, from ``y_train`` and
+    ``y_adv`` (``(n,)`` each; ±1 labels are written with their sign); empty when either is
+    missing or of another length."""
+    y, target = tensors.get("y_train"), tensors.get("y_adv")
+    if y is None or target is None or y.shape != (n,) or target.shape != (n,):
+        return []
+
+    signed = bool(((y == 1) | (y == -1)).all())
+
+    def name(value: torch.Tensor) -> str:
+        return f"{int(value):+d}" if signed else str(int(value))
+
+    return [f"{name(y[i])} → {name(target[i])}" for i in range(count)]
+
+
 def sample_grid(run_dir: Path, count: int = 8) -> Figure | None:
     """Clean inputs, their adversarial versions and the perturbations (each image scaled to
     its own range so that the perturbation is visible) for image-shaped inputs."""
     record = read_run(run_dir)
     if not record.has_tensors():
         return None
-    pair = saved_images(record.tensors())
+    tensors = record.tensors()
+    pair = saved_images(tensors)
     if pair is None:
         return None
     clean, adv = pair
     if clean.dim() != 4 or clean.shape[1] not in (1, 3):
         return None
     count = min(count, clean.shape[0])
+    titles = _label_titles(tensors, clean.shape[0], count)
     rows = {
         "clean": clean[:count],
         "adversarial": adv[:count],
@@ -110,10 +128,13 @@ def sample_grid(run_dir: Path, count: int = 8) -> Figure | None:
                 panel.spines[:].set_linewidth(0.5)
                 if c == 0:
                     panel.set_ylabel(label)
+                if r == 0 and titles:
+                    panel.set_title(titles[c], fontsize=9)
     norms = (adv - clean).flatten(1).norm(dim=1)
     caption = (
         f"First {count} training inputs, their adversarial versions and the perturbations "
         f"(each image min–max scaled; mean L2 norm of the perturbation "
-        f"{float(norms.mean()):.3g})."
+        f"{float(norms.mean()):.3g})"
+        + ("; above each column: true label → target label." if titles else ".")
     )
     return make_figure("samples", "samples", fig, caption)

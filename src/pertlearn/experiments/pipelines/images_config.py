@@ -213,6 +213,12 @@ class ImagesConfig(ExperimentConfig):
         description="fooled: g and the controls learn only the examples f assigns to their target",
     )
 
+    @property
+    def crafts_with_attack(self) -> bool:
+        """False for the constructed scenarios (D_R, D_NR): ``construction`` makes g's
+        training set, and ``attack`` is not used."""
+        return self.construction is None
+
     @model_validator(mode="before")
     @classmethod
     def _default_construction(cls, data: Any) -> Any:

@@ -53,6 +53,27 @@ def test_the_construction_defaults_in_for_the_constructed_scenarios() -> None:
     assert validate_config(tiny(scenario="natural_det", construction=None)).construction is None
 
 
+def test_only_the_attacked_scenarios_craft_with_the_attack() -> None:
+    assert not validate_config(tiny()).crafts_with_attack
+    assert not validate_config(with_robust_f(tiny(scenario="robust"))).crafts_with_attack
+    assert validate_config(tiny(scenario="natural_det", construction=None)).crafts_with_attack
+
+
+def test_the_run_line_of_a_constructed_scenario_names_no_unused_budget(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from pertlearn.cli.main import cli
+
+    config_file = tmp_path / "d_nr.json"
+    config_file.write_text(json.dumps(tiny(robust_eval=None)))
+    result = CliRunner().invoke(cli, ["run", str(config_file), "-q", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert "(seed 0, constructed set) ->" in result.output
+    assert "ε =" not in result.output
+
+
 def test_construction_keys_only_with_the_constructed_scenarios() -> None:
     for scenario in ("natural_rand", "natural_det", "uniform"):
         with pytest.raises(ConfigError, match="construction: only for scenario"):

@@ -1,0 +1,54 @@
+"""The sample grid of an images run: clean inputs, adversarial versions, perturbations, and
+each column's true and target label."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import pertlearn
+from image_data_support import tiny_images
+from pertlearn.experiments.pipelines import validate_config
+from pertlearn.experiments.rundir import read_tensors
+from pertlearn.reports.run_figures import sample_grid
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    train = {"lr": 0.05, "epochs": 1, "batch_size": 32, "plateau_patience": None}
+    tree = tiny_images(
+        n_train=30,
+        save_tensors=True,
+        attack={"name": "pgd_l2", "eps": 3.0, "options": {"steps": 2}},
+        train_f=train,
+        train_g=train,
+    )
+    tree["data"]["n_test"] = 10
+    return pertlearn.run(validate_config(tree)).save(tmp_path_factory.mktemp("samples") / "run")
+
+
+def test_each_column_is_titled_with_its_true_and_target_label(run_dir: Path) -> None:
+    figure = sample_grid(run_dir, count=5)
+    assert figure is not None
+    tensors = read_tensors(run_dir)
+    svg = figure.files["svg"].decode()
+    for i in range(5):
+        assert f"{int(tensors['y_train'][i])} → {int(tensors['y_adv'][i])}" in svg
+    assert "true label → target label" in figure.caption
+
+
+def test_without_target_labels_the_columns_are_untitled(run_dir: Path, tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    tensors = read_tensors(run_dir)
+    del tensors["y_adv"]
+    copy = tmp_path / "run"
+    copy.mkdir()
+    for name in ("config.json", "metrics.json", "curves.json"):
+        (copy / name).write_bytes((run_dir / name).read_bytes())
+    save_file(tensors, str(copy / "tensors.safetensors"))
+    figure = sample_grid(copy, count=5)
+    assert figure is not None
+    assert "→" not in figure.files["svg"].decode()
+    assert "target label" not in figure.caption
