@@ -13,6 +13,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from multiprocessing import resource_tracker
 from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
 from types import TracebackType
@@ -79,6 +80,19 @@ def _buffer(memory: SharedMemory) -> memoryview:
     return buffer
 
 
+def attach_shared_memory(name: str) -> SharedMemory:
+    """Open the shared memory block ``name`` that another process created and removes, without
+    handing it to this process's resource tracker. Before Python 3.13 opening a block registers
+    it there, and a tracker removes the blocks registered with it once the processes using it
+    end: a worker whose tracker is its own (it starts one when the driver's tracker has died)
+    would remove the driver's block when it exits."""
+    if sys.version_info >= (3, 13):
+        return SharedMemory(name, track=False)
+    memory = SharedMemory(name)
+    resource_tracker.unregister(f"/{memory.name}", "shared_memory")  # POSIX names: a "/"
+    return memory
+
+
 class StartMarks:
     """Which worker process started which unit of a pool, in a named block of shared memory
     (``/dev/shm``, not the sweep directory) with one slot per unit: a worker writes its pid into
@@ -101,7 +115,7 @@ class StartMarks:
     @classmethod
     def mark(cls, name: str, index: int) -> None:
         """In a worker: record that this process starts unit ``index`` of the block ``name``."""
-        memory = SharedMemory(name)
+        memory = attach_shared_memory(name)
         try:
             cls.SLOT.pack_into(_buffer(memory), index * cls.SLOT.size, os.getpid())
         finally:
