@@ -217,7 +217,13 @@ class LocalExecutor:
                 with children_ignore_sigint():  # submit starts the worker processes
                     for i, unit in enumerate(units):
                         args = (*unit_args(unit), str(store.root))
-                        future = pool.submit(execute_marked, marks.name, i, execute_chunk, *args)
+                        try:
+                            future = pool.submit(
+                                execute_marked, marks.name, i, execute_chunk, *args
+                            )
+                        except BrokenProcessPool:  # a worker died before all were submitted
+                            unfinished += range(i, len(units))  # never started: no suspects
+                            break
                         futures[future] = i
                 for future in as_completed(futures):
                     try:

@@ -169,6 +169,47 @@ def test_after_a_worker_dies_the_others_go_on_in_a_pool_of_the_same_width(
     assert pools["widths"] in ([2, 2, 1], [2, 1])
 
 
+def test_a_worker_that_dies_while_the_units_are_submitted_breaks_the_pool_like_any_other(
+    tmp_path: Path,
+    deadly: pytest.MonkeyPatch,
+    pools: dict[str, list[Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first pool's second unit is submitted only once the first unit's worker has died
+    (as on a loaded machine, or with many units to submit): submitting into the broken pool
+    raises, and the units not submitted go on in the next pool like those not finished."""
+    spec = _spec(seeds=[DEADLY_SEED, 0, 3])
+    points = parse_sweep(spec).points()
+    deadly_id = points[0].run_id
+    make_pool = LocalExecutor._pool
+    started: list[int] = []
+
+    def pool_that_breaks_while_submitting(self: LocalExecutor, workers: int) -> Any:
+        pool = make_pool(self, workers)
+        started.append(workers)
+        if len(started) > 1:
+            return pool
+        submit, submitted = pool.submit, []
+
+        def submit_after_the_break(*args: Any) -> Any:
+            if submitted:
+                submitted[0].exception()  # returns once the pool broke
+            submitted.append(submit(*args))
+            return submitted[-1]
+
+        pool.submit = submit_after_the_break  # type: ignore[method-assign]
+        return pool
+
+    monkeypatch.setattr(LocalExecutor, "_pool", pool_that_breaks_while_submitting)
+    out = tmp_path / "out"
+    summary = run_sweep(parse_sweep(spec), out, workers=2, threads=1, batch_size=1)
+    assert (summary.succeeded, summary.failed, summary.not_run) == (2, [deadly_id], 0)
+    assert SweepStore(out).failed()[deadly_id]["error"] == KILLED_TEXT
+    assert pools["alone"] == [[deadly_id]]
+    assert started == [2, 2, 1]
+    assert sorted(SweepStore(out).completed()) == sorted(p.run_id for p in points[1:])
+
+
 def test_two_deadly_configurations_each_fail_alone(
     tmp_path: Path, deadly: pytest.MonkeyPatch, pools: dict[str, list[Any]]
 ) -> None:
