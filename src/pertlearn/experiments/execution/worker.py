@@ -13,7 +13,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from multiprocessing import resource_tracker
 from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
 from types import TracebackType
@@ -80,26 +79,19 @@ def _buffer(memory: SharedMemory) -> memoryview:
     return buffer
 
 
-def attach_shared_memory(name: str) -> SharedMemory:
-    """Open the shared memory block ``name`` that another process created and removes, without
-    handing it to this process's resource tracker. Before Python 3.13 opening a block registers
-    it there, and a tracker removes the blocks registered with it once the processes using it
-    end: a worker whose tracker is its own (it starts one when the driver's tracker has died)
-    would remove the driver's block when it exits."""
-    if sys.version_info >= (3, 13):
-        return SharedMemory(name, track=False)
-    memory = SharedMemory(name)
-    resource_tracker.unregister(f"/{memory.name}", "shared_memory")  # POSIX names: a "/"
-    return memory
-
-
 class StartMarks:
     """Which worker process started which unit of a pool, in a named block of shared memory
     (``/dev/shm``, not the sweep directory) with one slot per unit: a worker writes its pid into
     the slot of a unit before it runs it (:func:`execute_marked`). The write is a plain store
     into memory shared with the driver, so it holds even if the worker is killed the next
     instant, and takes no lock that a killed worker could leave held. The driver creates the
-    block for one pool and removes it when the block ends."""
+    block for one pool and removes it when the block ends.
+
+    The marks are a hint: a block removed early is no error. A resource tracker removes the
+    blocks registered with it when the processes using it end, and before Python 3.13 a worker
+    that opens the block registers it with its own; that is the driver's tracker, unless that
+    tracker was killed, and then each worker starts one of its own, which removes the block
+    once its worker exits. A unit whose mark cannot be written then runs unmarked."""
 
     SLOT = struct.Struct("q")
 
@@ -115,7 +107,7 @@ class StartMarks:
     @classmethod
     def mark(cls, name: str, index: int) -> None:
         """In a worker: record that this process starts unit ``index`` of the block ``name``."""
-        memory = attach_shared_memory(name)
+        memory = SharedMemory(name)
         try:
             cls.SLOT.pack_into(_buffer(memory), index * cls.SLOT.size, os.getpid())
         finally:
@@ -139,15 +131,21 @@ class StartMarks:
         traceback: TracebackType | None,
     ) -> None:
         self._memory.close()
-        self._memory.unlink()
+        try:
+            self._memory.unlink()
+        except FileNotFoundError:  # removed already (see the class)
+            pass
 
 
 def execute_marked(
     marks: str, index: int, execute: Callable[..., list[Outcome]], *args: Any
 ) -> list[Outcome]:
     """In a pool's worker: :meth:`StartMarks.mark` unit ``index`` started, then run it as
-    ``execute(*args)`` (:func:`execute_chunk`)."""
-    StartMarks.mark(marks, index)
+    ``execute(*args)`` (:func:`execute_chunk`); without the mark when the block is gone."""
+    try:
+        StartMarks.mark(marks, index)
+    except FileNotFoundError:  # removed early (see StartMarks): the unit runs unmarked
+        pass
     return execute(*args)
 
 
