@@ -5,6 +5,7 @@ workers start, and SIGTERM mid-run, stop it with one line, finished runs kept.""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -234,4 +235,55 @@ def test_sigterm_mid_run_stops_the_workers_and_keeps_finished_runs(
     assert f"error: sweep stopped by SIGTERM: {len(finished)} of 8 configurations" in stderr
     assert "Traceback" not in stderr
     assert not no_survivors(sweeps.marker, grace=5.0)
+    assert not [p for p in (out / "runs").iterdir() if p.name.startswith(".")]
+
+
+DEADLY_DRIVER = '''
+"""A sweep driver (argv: spec JSON, sweep directory) whose configuration of seed 1 SIGKILLs the
+process that runs it, as the out-of-memory killer would."""
+import json
+import os
+import signal
+import sys
+
+from pertlearn.experiments.execution import local, run_sweep, worker
+from pertlearn.experiments.sweeps import parse_sweep
+
+
+def die_on_seed_1(configs_json, run_ids, store_root, threads=None):
+    if any(config["seed"] == 1 for config in configs_json):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return worker.execute_chunk(configs_json, run_ids, store_root, threads)
+
+
+if __name__ == "__main__":
+    local.execute_chunk = die_on_seed_1  # spawned workers find it as __mp_main__'s
+    summary = run_sweep(parse_sweep(json.loads(sys.argv[1])), sys.argv[2], threads=1,
+                        batch_size=1)
+    print(json.dumps({"succeeded": summary.succeeded, "failed": summary.failed}))
+'''
+
+
+def test_one_worker_killed_by_a_configuration_is_resumed_past_it(tmp_path: Path) -> None:
+    """``workers=1`` runs in the driver: the configuration that kills its process kills the
+    sweep; the rerun runs it apart in a worker process, where it fails alone, and completes the
+    others, instead of dying on it again."""
+    spec = tiny_spec(zip={"data.dim": [5]}, grid={}, seeds=[0, 1, 3])
+    points = parse_sweep(spec).points()
+    deadly_id = next(p.run_id for p in points if p.seed == 1)
+    script = tmp_path / "deadly_driver.py"
+    script.write_text(DEADLY_DRIVER)
+    out = tmp_path / "out"
+    command = [sys.executable, str(script), json.dumps(spec), str(out)]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]
+    assert len(visible_runs(out)) == 1  # seed 0, before the deadly one
+
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert json.loads(rerun.stdout.splitlines()[-1]) == {"succeeded": 1, "failed": [deadly_id]}
+    assert sorted(visible_runs(out)) == sorted(p.run_id for p in points if p.seed != 1)
+    record = json.loads((out / "failed" / f"{deadly_id}.json").read_text())
+    assert "killed by SIGKILL" in record["error"]
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [".lock"]
     assert not [p for p in (out / "runs").iterdir() if p.name.startswith(".")]

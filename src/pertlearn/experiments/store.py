@@ -3,6 +3,8 @@
 Layout of a sweep directory::
 
     sweep.json            the sweep's spec, fingerprint and configurations (run id, values, seed)
+    .in-flight.json       the run ids a sweep process is running in itself (``--workers 1``);
+                          left behind only when that process died, so a resume runs them apart
     runs/<run id>/        one complete run directory per finished configuration
                           (see :mod:`pertlearn.experiments.rundir`); <run id> is the
                           stable hash of the resolved config (:func:`sweeps.config_hash`)
@@ -27,7 +29,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,6 +56,7 @@ from pertlearn.experiments.rundir import (
 from pertlearn.experiments.sweeps import Point, Sweep
 
 SWEEP_FILE = "sweep.json"
+IN_FLIGHT_FILE = ".in-flight.json"
 CORRUPT_DIR = "corrupt"
 RESULT_FILES = ("results.csv", "results.parquet")
 REPORT_FILES = ("report.html", FIGURES_DIR)
@@ -276,8 +279,9 @@ class SweepStore:
     def remove_partials(self) -> int:
         """Remove what a killed sweep left half-written (call it holding :meth:`lock`): hidden
         run directories in ``runs/``, and the hidden temporary files of ``sweep.json`` and of
-        failure records; the number of run directories removed."""
+        failure records and of the in-flight record; the number of run directories removed."""
         stale_files = left_temporaries(self.root, SWEEP_FILE)
+        stale_files += left_temporaries(self.root, IN_FLIGHT_FILE)
         if self.failures.exists():
             stale_files += left_temporaries(self.failures, "*.json")
         for path in stale_files:
@@ -321,6 +325,29 @@ class SweepStore:
             return self.publish(run_id, run)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+    # ------------------------------------------------------------ in flight
+
+    def mark_in_flight(self, run_ids: Sequence[str]) -> None:
+        """Record that this process now runs the configurations ``run_ids`` in itself (call it
+        holding :meth:`lock`), replacing the previous record. A process that dies meanwhile
+        (out of memory, a crash in native code, SIGKILL) leaves the record behind for the next
+        sweep to read with :meth:`in_flight`."""
+        write_json(self.root / IN_FLIGHT_FILE, {"run_ids": list(run_ids)})
+
+    def in_flight(self) -> set[str]:
+        """The run ids of the last :meth:`mark_in_flight` that was not cleared: what a sweep
+        process was running in itself when it died (empty when none, or unreadable)."""
+        try:
+            record = read_json_object(self.root / IN_FLIGHT_FILE)
+        except CorruptFileError:  # a missing record included
+            return set()
+        run_ids = record.get("run_ids")
+        return {r for r in run_ids if isinstance(r, str)} if isinstance(run_ids, list) else set()
+
+    def clear_in_flight(self) -> None:
+        """Remove the record of :meth:`mark_in_flight`: nothing runs in this process now."""
+        (self.root / IN_FLIGHT_FILE).unlink(missing_ok=True)
 
     # ----------------------------------------------------------------- failures
 

@@ -4,9 +4,10 @@
   directory, keeps the store's books under its lock (corrupt runs and failure records moved
   into ``corrupt/`` and rerun, failures recorded), runs the rest with an executor and stops
   cleanly on SIGINT/SIGTERM (:class:`SweepInterrupted`).
-- :mod:`.local`: ``local`` (default): one worker runs in this process; more use spawned worker
-  processes, each limited to ``cpu_count // workers`` torch threads, that die with the driver;
-  a configuration that kills its worker fails alone while the others go on in parallel.
+- :mod:`.local`: ``local`` (default): one worker runs in this process (what it was running
+  when the process died runs apart on a resume); more use spawned worker processes, each
+  limited to ``cpu_count // workers`` torch threads, that die with the driver; a configuration
+  that kills its worker fails alone while the others go on in parallel.
 - :mod:`.ray_executor`: ``ray``: one Ray task per unit, on a cluster (``address``) or on a
   local Ray instance started for the sweep and shut down with it; a unit of several
   configurations whose task dies runs again one configuration per task.

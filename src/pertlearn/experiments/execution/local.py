@@ -1,6 +1,6 @@
 """The local executor: configurations in this process (one worker) or in a pool of spawned
 worker processes that die with the driver; a configuration that kills its worker process is
-found and fails alone."""
+found and fails alone (with one worker: when the sweep is resumed)."""
 
 from __future__ import annotations
 
@@ -107,7 +107,10 @@ def worker_died(run_id: str, code: int | None) -> Outcome:
 @dataclass
 class LocalExecutor:
     """``workers = 1`` runs in this process with ``threads`` torch threads (``None``: this
-    process's setting): a configuration that kills its process kills the sweep there. More
+    process's setting): a configuration that kills its process kills the sweep there, but the
+    store keeps the unit it was running (:meth:`~SweepStore.mark_in_flight`), and the resumed
+    sweep runs that unit apart, in a fresh pool of one worker (:meth:`_run_alone`), so that
+    the configuration fails alone, with how its worker died, and the others go on. More
     workers are a pool of spawned processes with ``threads`` each (default
     ``cpu_count // workers``).
 
@@ -136,17 +139,29 @@ class LocalExecutor:
     def _run_here(
         self, units: Sequence[Sequence[Point]], store: SweepStore, handle: OutcomeHandler
     ) -> None:
+        """Run ``units`` one after another in this process, each recorded in flight while it
+        runs; a unit that a sweep process was running when it died (:meth:`~SweepStore.in_flight`)
+        runs apart instead (:meth:`_run_alone`)."""
+        died_in = store.in_flight()
         previous = torch.get_num_threads()
         try:
             for unit in units:
+                store.mark_in_flight([point.run_id for point in unit])
+                if died_in & {point.run_id for point in unit}:
+                    self._run_alone(unit, store, handle)
+                    continue
                 outcomes = execute_chunk(*unit_args(unit), str(store.root), self.threads)
                 for point, outcome in zip(unit, outcomes, strict=True):
                     handle(point, outcome)
-        finally:
+        finally:  # not reached when the process dies: the record stays for the next sweep
+            store.clear_in_flight()
             torch.set_num_threads(previous)
 
     def _pool(self, workers: int) -> ProcessPoolExecutor:
-        threads = self.threads or max(1, (os.cpu_count() or 1) // self.workers)
+        """A pool of ``workers`` spawned processes with the torch threads of this executor's
+        workers (one worker's default: this process's, as when it runs here)."""
+        default = torch.get_num_threads() if self.workers <= 1 else (os.cpu_count() or 1)
+        threads = self.threads or max(1, default // max(1, self.workers))
         return ProcessPoolExecutor(
             max_workers=workers,
             mp_context=get_context("spawn"),
@@ -202,7 +217,13 @@ class LocalExecutor:
                 with children_ignore_sigint():  # submit starts the worker processes
                     for i, unit in enumerate(units):
                         args = (*unit_args(unit), str(store.root))
-                        future = pool.submit(execute_marked, marks.name, i, execute_chunk, *args)
+                        try:
+                            future = pool.submit(
+                                execute_marked, marks.name, i, execute_chunk, *args
+                            )
+                        except BrokenProcessPool:  # a worker died before all were submitted
+                            unfinished += range(i, len(units))  # never started: no suspects
+                            break
                         futures[future] = i
                 for future in as_completed(futures):
                     try:

@@ -61,13 +61,20 @@ def check_ray_address(address: str, timeout: float = 10.0) -> None:
 def keep_signal_handlers() -> Iterator[None]:
     """Put back the handlers of SIGINT and SIGTERM that the block replaced: ``ray.init``
     installs its own, which exit or abort the process, where the driver's stop the sweep
-    cleanly (and shut the local Ray instance down)."""
+    cleanly (and shut the local Ray instance down). A SIGTERM that one of Ray's handlers
+    turned into ``SystemExit`` while the block ran (``ray.init`` exits only so) goes to the
+    SIGTERM handler the block replaced, when that is a function, as if Ray had not been there."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
+    except SystemExit:
+        handler = saved[signal.SIGTERM]
+        if callable(handler):
+            handler(signal.SIGTERM, None)  # the driver's raises: the sweep stops cleanly
+        raise
     finally:
         for signum, handler in saved.items():
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
@@ -118,7 +125,11 @@ class RayExecutor:
                     f"{problem} --address, {advice}",
                 ) from None
         else:
-            ray.init(num_cpus=self.num_cpus, include_dashboard=False, **options)
+            try:
+                ray.init(num_cpus=self.num_cpus, include_dashboard=False, **options)
+            except BaseException:  # e.g. stopped by a signal while the instance started
+                ray.shutdown()  # what it started of the local instance
+                raise
         return True
 
     def run(

@@ -85,7 +85,13 @@ class StartMarks:
     the slot of a unit before it runs it (:func:`execute_marked`). The write is a plain store
     into memory shared with the driver, so it holds even if the worker is killed the next
     instant, and takes no lock that a killed worker could leave held. The driver creates the
-    block for one pool and removes it when the block ends."""
+    block for one pool and removes it when the block ends.
+
+    The marks are a hint: a block removed early is no error. A resource tracker removes the
+    blocks registered with it when the processes using it end, and before Python 3.13 a worker
+    that opens the block registers it with its own; that is the driver's tracker, unless that
+    tracker was killed, and then each worker starts one of its own, which removes the block
+    once its worker exits. A unit whose mark cannot be written then runs unmarked."""
 
     SLOT = struct.Struct("q")
 
@@ -125,15 +131,21 @@ class StartMarks:
         traceback: TracebackType | None,
     ) -> None:
         self._memory.close()
-        self._memory.unlink()
+        try:
+            self._memory.unlink()
+        except FileNotFoundError:  # removed already (see the class)
+            pass
 
 
 def execute_marked(
     marks: str, index: int, execute: Callable[..., list[Outcome]], *args: Any
 ) -> list[Outcome]:
     """In a pool's worker: :meth:`StartMarks.mark` unit ``index`` started, then run it as
-    ``execute(*args)`` (:func:`execute_chunk`)."""
-    StartMarks.mark(marks, index)
+    ``execute(*args)`` (:func:`execute_chunk`); without the mark when the block is gone."""
+    try:
+        StartMarks.mark(marks, index)
+    except FileNotFoundError:  # removed early (see StartMarks): the unit runs unmarked
+        pass
     return execute(*args)
 
 

@@ -6,9 +6,11 @@ in a sweep without it."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 from collections.abc import Sequence
+from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ import pytest
 from pertlearn.experiments.execution import run_sweep
 from pertlearn.experiments.execution.local import LocalExecutor, exit_text, suspects
 from pertlearn.experiments.execution.outcome import Outcome
-from pertlearn.experiments.execution.worker import execute_chunk
+from pertlearn.experiments.execution.worker import StartMarks, execute_chunk, execute_marked
 from pertlearn.experiments.store import SweepStore
 from pertlearn.experiments.sweeps import Point, parse_sweep
 from sweep_support import run_file_hashes, run_metrics, tiny_spec
@@ -39,6 +41,21 @@ def die_on_the_deadly_seed(
     if any(config["seed"] in (DEADLY_SEED, SECOND_DEADLY_SEED) for config in configs_json):
         os.kill(os.getpid(), signal.SIGKILL)
     return execute_chunk(configs_json, run_ids, store_root, threads)
+
+
+def die_in_a_worker_on_the_deadly_seed(
+    configs_json: Sequence[dict[str, Any]],
+    run_ids: Sequence[str],
+    store_root: str | None,
+    threads: int | None = None,
+) -> list[Any]:
+    """:func:`die_on_the_deadly_seed` in a worker process; in the test's own process (a sweep
+    of one worker runs there) a deadly chunk raises instead, so a test under it can run
+    ``workers=1`` and see where the deadly configuration ran."""
+    deadly = any(config["seed"] == DEADLY_SEED for config in configs_json)
+    if deadly and multiprocessing.parent_process() is None:
+        raise RuntimeError("the deadly configuration ran in the driver process")
+    return die_on_the_deadly_seed(configs_json, run_ids, store_root, threads)
 
 
 def _spec(seeds: list[int]) -> dict[str, Any]:
@@ -152,6 +169,47 @@ def test_after_a_worker_dies_the_others_go_on_in_a_pool_of_the_same_width(
     assert pools["widths"] in ([2, 2, 1], [2, 1])
 
 
+def test_a_worker_that_dies_while_the_units_are_submitted_breaks_the_pool_like_any_other(
+    tmp_path: Path,
+    deadly: pytest.MonkeyPatch,
+    pools: dict[str, list[Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first pool's second unit is submitted only once the first unit's worker has died
+    (as on a loaded machine, or with many units to submit): submitting into the broken pool
+    raises, and the units not submitted go on in the next pool like those not finished."""
+    spec = _spec(seeds=[DEADLY_SEED, 0, 3])
+    points = parse_sweep(spec).points()
+    deadly_id = points[0].run_id
+    make_pool = LocalExecutor._pool
+    started: list[int] = []
+
+    def pool_that_breaks_while_submitting(self: LocalExecutor, workers: int) -> Any:
+        pool = make_pool(self, workers)
+        started.append(workers)
+        if len(started) > 1:
+            return pool
+        submit, submitted = pool.submit, []
+
+        def submit_after_the_break(*args: Any) -> Any:
+            if submitted:
+                submitted[0].exception()  # returns once the pool broke
+            submitted.append(submit(*args))
+            return submitted[-1]
+
+        pool.submit = submit_after_the_break  # type: ignore[method-assign]
+        return pool
+
+    monkeypatch.setattr(LocalExecutor, "_pool", pool_that_breaks_while_submitting)
+    out = tmp_path / "out"
+    summary = run_sweep(parse_sweep(spec), out, workers=2, threads=1, batch_size=1)
+    assert (summary.succeeded, summary.failed, summary.not_run) == (2, [deadly_id], 0)
+    assert SweepStore(out).failed()[deadly_id]["error"] == KILLED_TEXT
+    assert pools["alone"] == [[deadly_id]]
+    assert started == [2, 2, 1]
+    assert sorted(SweepStore(out).completed()) == sorted(p.run_id for p in points[1:])
+
+
 def test_two_deadly_configurations_each_fail_alone(
     tmp_path: Path, deadly: pytest.MonkeyPatch, pools: dict[str, list[Any]]
 ) -> None:
@@ -193,6 +251,89 @@ def test_a_chunk_that_kills_its_worker_goes_on_one_configuration_per_unit_in_the
     assert SweepStore(out).failed()[deadly_id]["error"] == KILLED_TEXT
     assert pools["alone"] == [[deadly_id]]
     assert pools["widths"] in ([2, 2, 2, 1], [2, 2, 1])
+
+
+def test_one_worker_records_the_unit_it_runs_in_flight_and_clears_it_at_the_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record is what a sweep process that dies leaves behind: it names the unit being run
+    at every moment, and a sweep that ends (here by an exception) clears it."""
+    spec = _spec(seeds=[0, 3, 4])
+    points = parse_sweep(spec).points()
+    seen: list[set[str]] = []
+
+    def recording(configs_json: Any, run_ids: Sequence[str], store_root: str, *args: Any) -> Any:
+        seen.append(SweepStore(store_root).in_flight())
+        if len(seen) == 3:
+            raise KeyboardInterrupt  # as a Ctrl-C in the last unit: the record goes too
+        return execute_chunk(configs_json, run_ids, store_root, *args)
+
+    monkeypatch.setattr("pertlearn.experiments.execution.local.execute_chunk", recording)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(parse_sweep(spec), out, workers=1, threads=1, batch_size=1)
+    assert seen == [{p.run_id} for p in points]
+    assert SweepStore(out).in_flight() == set()
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [".lock"]
+
+
+def test_with_one_worker_what_a_dead_sweep_process_was_running_runs_apart_and_fails_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pools: dict[str, list[Any]]
+) -> None:
+    """A sweep of one worker runs in its driver process, so a configuration that kills its
+    process kills the sweep, leaving its in-flight record behind (as here). The resumed sweep
+    runs that configuration apart, in a pool of one worker, where it fails with how the worker
+    died; the others run in the driver process as before, and the record is cleared."""
+    spec = _spec(seeds=[0, DEADLY_SEED, 3])
+    points = parse_sweep(spec).points()
+    deadly_id = next(p.run_id for p in points if p.seed == DEADLY_SEED)
+    out = tmp_path / "out"
+    SweepStore(out).mark_in_flight([deadly_id])  # what the driver it killed left
+    monkeypatch.setattr(
+        "pertlearn.experiments.execution.local.execute_chunk", die_in_a_worker_on_the_deadly_seed
+    )
+    summary = run_sweep(parse_sweep(spec), out, workers=1, threads=1, batch_size=1)
+    assert (summary.succeeded, summary.failed, summary.not_run) == (2, [deadly_id], 0)
+    assert SweepStore(out).failed()[deadly_id]["error"] == KILLED_TEXT
+    assert pools["alone"] == [[deadly_id]]
+    assert SweepStore(out).in_flight() == set()
+    assert sorted(p.name for p in (out / "runs").iterdir()) == sorted(
+        p.run_id for p in points if p.run_id != deadly_id
+    )
+
+
+def test_a_chunk_a_dead_sweep_process_was_running_splits_apart_and_only_the_culprit_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pools: dict[str, list[Any]]
+) -> None:
+    spec = _spec(seeds=[0, DEADLY_SEED])
+    points = parse_sweep(spec).points()
+    deadly_id = next(p.run_id for p in points if p.seed == DEADLY_SEED)
+    out = tmp_path / "out"
+    SweepStore(out).mark_in_flight([p.run_id for p in points])  # the whole chunk was running
+    monkeypatch.setattr(
+        "pertlearn.experiments.execution.local.execute_chunk", die_in_a_worker_on_the_deadly_seed
+    )
+    summary = run_sweep(parse_sweep(spec), out, workers=1, threads=1, batch_size=10)
+    assert (summary.succeeded, summary.failed, summary.not_run) == (1, [deadly_id], 0)
+    assert SweepStore(out).failed()[deadly_id]["error"] == KILLED_TEXT
+    assert pools["alone"][0] == sorted((p.run_id for p in points), key=_seed_of(points))
+    assert sorted(pools["alone"][1:]) == sorted([p.run_id] for p in points)
+
+
+def _seed_of(points: Sequence[Point]) -> Any:
+    seeds = {p.run_id: p.seed for p in points}
+    return lambda run_id: seeds[run_id]
+
+
+def test_start_marks_removed_early_are_no_error() -> None:
+    """A worker's own resource tracker (one it starts when the driver's was killed) removes
+    the block of start marks when the worker exits: the units go on unmarked and the driver
+    ends the block without an error."""
+    with StartMarks(2) as marks:
+        StartMarks.mark(marks.name, 0)
+        SharedMemory(marks.name).unlink()  # as that tracker does
+        assert execute_marked(marks.name, 1, lambda *args: list(args), "ran") == ["ran"]
+        assert marks.started() == {0: os.getpid()}
 
 
 def test_suspects_are_the_units_whose_worker_died_by_itself() -> None:

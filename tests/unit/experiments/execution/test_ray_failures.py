@@ -1,9 +1,11 @@
 """The Ray executor when a task dies, with a stand-in for Ray (an optional extra, not needed
 here): a chunk whose task dies runs again one configuration per task, so only the
-configuration that kills its worker fails."""
+configuration that kills its worker fails. And when the driver is stopped while Ray starts."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pertlearn.experiments.execution import run_sweep
+from pertlearn.experiments.execution import SweepInterrupted, run_sweep
 from pertlearn.experiments.store import SweepStore
 from pertlearn.experiments.sweeps import parse_sweep
 from sweep_support import tiny_spec
@@ -101,3 +103,40 @@ def test_a_task_of_one_configuration_that_dies_fails_it(tmp_path: Path, fake_ray
     assert fake_ray.tasks == [[ids[0]], [ids[1]]]  # nothing runs again
     assert (summary.succeeded, summary.failed) == (1, [ids[DEADLY_SEED]])
     assert SweepStore(tmp_path / "out").failed()[ids[DEADLY_SEED]]["error"] == CRASHED
+
+
+class StartingRay(FakeRay):
+    """Ray not started yet: ``init`` installs a SIGTERM handler that exits the process, as
+    ``ray.init`` does, and a SIGTERM arrives while the local instance starts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shutdowns = 0
+
+    def is_initialized(self) -> bool:
+        return False
+
+    def init(self, **_options: Any) -> None:
+        signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(signum))
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("the SIGTERM did not stop ray.init")
+
+    def shutdown(self) -> None:
+        self.shutdowns += 1
+
+
+def test_sigterm_while_ray_starts_stops_the_sweep_cleanly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not Ray's exit (status 15 or 1, no message; the CLI's 1 means failed configurations):
+    the driver's stop, as for a SIGTERM a moment later, with what Ray started shut down."""
+    ray = StartingRay()
+    monkeypatch.setitem(sys.modules, "ray", ray)
+    before = signal.getsignal(signal.SIGTERM)
+    sweep = parse_sweep(tiny_spec(zip={"data.dim": [5]}, grid={}, seeds=[0]))
+    with pytest.raises(SweepInterrupted) as stopped:
+        run_sweep(sweep, tmp_path / "out", executor="ray")
+    assert stopped.value.signum == signal.SIGTERM
+    assert (stopped.value.complete, stopped.value.total) == (0, 1)
+    assert ray.shutdowns == 1 and ray.tasks == []
+    assert signal.getsignal(signal.SIGTERM) is before
