@@ -147,6 +147,11 @@ class ImageMLP(nn.Module):
         """Logits ``(N, K)``."""
         return self.net(self.normalize(x))
 
+    def penultimate(self, x: torch.Tensor) -> torch.Tensor:
+        """The input of the last linear layer, ``(N, hidden)``: the penultimate representation
+        the construction of D_R / D_NR matches (:mod:`pertlearn.features.constructed`)."""
+        return self.net[:-1](self.normalize(x))
+
 
 class _ResidualBlock(nn.Module):
     """Two 3×3 conv-BN layers with a ReLU between and an identity (or 1×1 conv) shortcut."""

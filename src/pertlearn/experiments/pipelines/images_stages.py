@@ -33,7 +33,7 @@ from pertlearn.experiments.pipelines.images_config import (
     PerturbationFilterConfig,
     untargeted_options,
 )
-from pertlearn.features.constructed import construct_dataset, start_points
+from pertlearn.features.constructed import construct_dataset, representation, start_points
 from pertlearn.features.spectra import high_pass, low_pass
 from pertlearn.metrics import predictions
 from pertlearn.models.cnn import build_image_model
@@ -322,6 +322,25 @@ def constructed_set(
     built = construct_set(f, run.x_train, run.y_train, construction, generator, run.progress)
     distances = {f"construct_{key}": built[key] for key in ("distance_start", "distance_final")}
     return CraftedSet(built["x"], run.y_train, craft_batch, built["x_start"], distances)
+
+
+def check_representation(run: ImageRun) -> None:
+    """Before f is trained: raise ValueError unless a fresh f of ``run`` (its network of the
+    stage ``init_f``) has the penultimate representation D_R / D_NR are constructed from
+    (:func:`~pertlearn.features.constructed.representation` of one training image)."""
+    devices = [run.device] if run.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):  # the global random state is left as it was
+        f = new_model(run, "f", run.config.model).eval()
+    try:
+        with torch.no_grad():
+            representation(f, run.x_train[:1])
+    except ValueError as err:
+        raise ValueError(
+            f"scenario {run.config.scenario!r} constructs its images from f's penultimate "
+            f"representation, and {type(f).__name__} has none the pipeline can find ({err}); "
+            "give the network a penultimate(x) method returning (N, D) features, or make it an "
+            "nn.Sequential whose last child is the classifier"
+        ) from None
 
 
 def construct_set(
