@@ -354,7 +354,8 @@ def run_images(
 
     ``model_factory`` (Python API only) replaces ``config.model``/``model_g`` with your own
     network: it is called as ``model_factory(in_shape, num_classes, generator)`` for f, g and
-    the control and must return an ``nn.Module`` mapping
+    the control (torch's global generator seeded from ``generator``'s seed meanwhile, so
+    default initialisation is reproducible too) and must return an ``nn.Module`` mapping
     ``(N, C, H, W)`` pixels in ``[0, 1]`` to logits ``(N, K)``. The run directory's config
     records ``config.model``, not the factory: a rerun from it uses ``config.model``.
     """

@@ -37,7 +37,7 @@ from pertlearn.features.constructed import construct_dataset, representation, st
 from pertlearn.features.spectra import high_pass, low_pass
 from pertlearn.metrics import predictions
 from pertlearn.models.cnn import build_image_model
-from pertlearn.seeding import stage_generator
+from pertlearn.seeding import seeded_global_generator, stage_generator
 from pertlearn.training.accel import Precision, probe_batch_size
 from pertlearn.training.adversarial import AdversarialConfig, Perturb
 from pertlearn.training.minibatch import MinibatchConfig, MinibatchResult, fit_minibatch
@@ -116,7 +116,9 @@ def new_model(run: ImageRun, stage: str, model_config: ImageModelConfig) -> nn.M
     given, else ``model_config``."""
     generator = stage_generator(run.seed, f"init_{stage}")
     if run.model_factory is not None:
-        model = run.model_factory(run.in_shape, run.num_classes, generator)
+        # torch's default initialisation draws from the global generator: seeded per stage
+        with seeded_global_generator(generator.initial_seed()):
+            model = run.model_factory(run.in_shape, run.num_classes, generator)
     else:
         model = build_image_model(
             model_config.name,
