@@ -264,10 +264,22 @@ def attack_options(name: str) -> list[str] | None:
     return [p.name for p in parameters]
 
 
+def unknown_attack(name: str) -> str:
+    """The message for an attack ``name`` not in :data:`ATTACKS`: the registered names, and
+    where a user attack is known (the registry is filled by importing the modules that define
+    attacks, in each process)."""
+    return (
+        f"unknown attack {name!r}; choose one of {', '.join(sorted(ATTACKS))} (your own attack "
+        "is known only in a Python process that imported the module registering it, not in the "
+        "pertlearn command; for a sweep with several workers, import it at the top level of "
+        "your script)"
+    )
+
+
 def make_attack(name: str, eps: float, **options: Any) -> Attack:
     """Instantiate the registered attack ``name``; unknown names and options raise ValueError."""
     if name not in ATTACKS:
-        raise ValueError(f"unknown attack {name!r}; choose one of {', '.join(sorted(ATTACKS))}")
+        raise ValueError(unknown_attack(name))
     try:
         return ATTACKS[name](eps, **options)
     except TypeError as err:
