@@ -250,9 +250,25 @@ A = TypeVar("A", bound=type[Attack])
 
 
 def register_attack(cls: A) -> A:
-    """Class decorator adding an attack to :data:`ATTACKS` under ``cls.name``."""
+    """Class decorator adding an attack to :data:`ATTACKS` under ``cls.name``.
+
+    A name already registered by another class raises ValueError (registering a user attack
+    as ``pgd_l2``, or a subclass that forgot its own ``name`` and inherits its parent's, would
+    otherwise replace that attack everywhere it is named); the same class registered again,
+    as when its module is reloaded, replaces its earlier self."""
+    existing = ATTACKS.get(cls.name)
+    if existing is not None and _qualified(existing) != _qualified(cls):
+        raise ValueError(
+            f"attack name {cls.name!r} is taken by {_qualified(existing)}; give "
+            f"{cls.__name__} a name of its own (class attribute name = '...')"
+        )
     ATTACKS[cls.name] = cls
     return cls
+
+
+def _qualified(cls: type) -> str:
+    """``module.QualifiedName`` of a class."""
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def attack_options(name: str) -> list[str] | None:

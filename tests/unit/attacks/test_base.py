@@ -180,3 +180,18 @@ def test_every_registered_attack_returns_inputs_like_x(name: str) -> None:
     check_adversarial_inputs(x_adv, x, name)
     assert model.training
     assert not x_adv.requires_grad
+
+
+def test_a_taken_attack_name_is_refused() -> None:
+    """Registering another class under a registered name (a user attack called ``pgd_l2``, or
+    a subclass inheriting its parent's ``name``) is refused instead of silently replacing the
+    attack every preset names; the same class registered again (a reloaded module) is not."""
+    from pertlearn.attacks import register_attack
+
+    class Shadow(PgdL2):  # forgot its own name: inherits "pgd_l2"
+        pass
+
+    with pytest.raises(ValueError, match=r"attack name 'pgd_l2' is taken by .*PgdL2; give Shadow"):
+        register_attack(Shadow)
+    assert ATTACKS["pgd_l2"] is PgdL2
+    assert register_attack(PgdL2) is PgdL2
