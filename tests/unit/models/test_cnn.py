@@ -197,3 +197,37 @@ def test_a_model_factory_from_python_is_initialised_from_the_run_seed() -> None:
     pairs = zip(first.parameters(), again.parameters(), strict=True)
     assert all(torch.equal(a, b) for a, b in pairs)
     assert not torch.equal(next(first.parameters()), next(other.parameters()))
+
+
+@pytest.mark.parametrize(
+    ("network", "message"),
+    [
+        (nn.Sequential(nn.Flatten(), nn.Linear(16, 5)), r"Sequential returns \(1, 5\)"),
+        (
+            nn.Sequential(nn.Flatten(), nn.Linear(16, 1), nn.Flatten(0)),
+            r"Sequential returns \(1,\)",
+        ),
+        (nn.Linear(16, 3), r"Linear fails on one image: mat1 and mat2"),
+    ],
+)
+def test_a_network_breaking_the_logits_contract_is_refused_before_training(
+    network: nn.Module, message: str
+) -> None:
+    """A user network with the wrong number of classes, binary scores or a flat input is
+    refused when it is built, naming the contract (images ``(N, C, H, W)`` → logits
+    ``(N, K)``), instead of failing inside training with a bare torch error."""
+    import types
+
+    from pertlearn.experiments.pipelines.images_stages import new_model
+
+    run = types.SimpleNamespace(
+        seed=0,
+        model_factory=lambda shape, k, generator: network,
+        in_shape=(1, 4, 4),
+        num_classes=3,
+        device=torch.device("cpu"),
+        dtype=torch.float32,
+    )
+    contract = r"maps images \(N, 1, 4, 4\) in \[0, 1\] to logits \(N, 3\); "
+    with pytest.raises(ValueError, match=contract + message):
+        new_model(run, "f", None)  # type: ignore[arg-type]

@@ -129,7 +129,38 @@ def new_model(run: ImageRun, stage: str, model_config: ImageModelConfig) -> nn.M
             options=model_config.options,
             generator=generator,
         )
-    return model.to(device=run.device, dtype=run.dtype)
+    model = model.to(device=run.device, dtype=run.dtype)
+    check_logits(model, run.in_shape, run.num_classes, run.device, run.dtype)
+    return model
+
+
+def check_logits(
+    model: nn.Module,
+    in_shape: tuple[int, int, int],
+    num_classes: int,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> None:
+    """Raise ValueError unless ``model`` maps one image ``(1, *in_shape)`` (zeros, in eval mode,
+    its mode restored after) to logits ``(1, num_classes)``: the contract of every network of
+    the images pipeline, checked before it is trained."""
+    contract = (
+        f"a network of the images pipeline maps images (N, {', '.join(map(str, in_shape))}) "
+        f"in [0, 1] to logits (N, {num_classes})"
+    )
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros((1, *in_shape), device=device, dtype=dtype))
+    except (RuntimeError, ValueError, IndexError, TypeError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"{contract}; {type(model).__name__} fails on one image: {first}") from err
+    finally:
+        model.train(was_training)
+    shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+    if shape != (1, num_classes):
+        raise ValueError(f"{contract}; {type(model).__name__} returns {shape} for one image")
 
 
 def train_model(
@@ -330,8 +361,8 @@ def check_representation(run: ImageRun) -> None:
     """Before f is trained: raise ValueError unless a fresh f of ``run`` (its network of the
     stage ``init_f``) has the penultimate representation D_R / D_NR are constructed from
     (:func:`~pertlearn.features.constructed.representation` of one training image)."""
-    devices = [run.device] if run.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):  # the global random state is left as it was
+    # networks are built on the CPU (then moved): the CPU's global random state is kept
+    with torch.random.fork_rng(devices=[]):
         f = new_model(run, "f", run.config.model).eval()
     try:
         with torch.no_grad():
