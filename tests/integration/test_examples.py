@@ -32,7 +32,14 @@ def run_example(name: str, *args: str, timeout: int = 600) -> str:
 
 
 def test_every_example_has_a_test() -> None:
-    tested = {"own_data.py", "own_model.py", "own_attack.py", "theory_on_run.py", "ray_sweep.py"}
+    tested = {
+        "own_data.py",
+        "own_model.py",
+        "own_attack.py",
+        "own_image_plugins.py",
+        "theory_on_run.py",
+        "ray_sweep.py",
+    }
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
 
@@ -50,6 +57,13 @@ def test_own_model() -> None:
 def test_own_attack() -> None:
     out = run_example("own_attack.py")
     assert out.startswith("sign_step: max |r| = 0.0010")
+
+
+def test_own_image_plugins() -> None:
+    """The user's FGSM-L∞ and LeNet in the images pipeline on the in-repo MNIST subset: the
+    crafted images stay within ε = 0.3 of the clean ones (in L∞) and the run finishes."""
+    out = run_example("own_image_plugins.py", "--data-dir", str(ROOT / "tests" / "data"))
+    assert out.startswith("fgsm_linf on LeNet: max |x_adv - x| = 0.300, hit rate ")
 
 
 def test_theory_on_run(tmp_path: Path) -> None:

@@ -6,8 +6,10 @@ with logits ``(N, K)``), :meth:`Attack.perturb` returns adversarial inputs of th
 ``x`` that push the model towards the targets. With ``targeted=False`` the labels passed are the
 true ones and the attack pushes the model *away* from them: it maximizes their loss (Madry et al.
 2018, arXiv:1706.06083, eq. 2.1) instead of minimizing it. Calling an attack checks the labels
-against the model's output shape (:func:`check_targets`) the same way for every attack. The
-model's parameters are never changed and receive no gradients. To add an attack, subclass
+against the model's output shape (:func:`check_targets`) the same way for every attack, and
+what ``perturb`` returns against ``x`` (:func:`check_adversarial_inputs`: shape, dtype, device,
+finite values), so a user attack that breaks the contract fails naming itself. The model's
+parameters are never changed and receive no gradients. To add an attack, subclass
 :class:`Attack`, implement ``perturb`` and decorate the class with :func:`register_attack`.
 """
 
@@ -38,6 +40,33 @@ def check_target_shape(target: Any, n: int, name: str) -> None:
         )
     if target.shape[0] != n:
         raise ValueError(f"{name}: {n} inputs but {target.shape[0]} targets")
+
+
+def check_adversarial_inputs(x_adv: Any, x: Tensor, name: str) -> None:
+    """Raise ValueError naming the attack ``name`` unless ``x_adv``, what its ``perturb``
+    returned for the inputs ``x`` ``(N, ...)``, is a tensor of the same shape, dtype and
+    device as ``x`` (one adversarial input per clean input, ready to replace it) with finite
+    values."""
+    where = f"{name}: perturb must return adversarial inputs like x"
+    if not isinstance(x_adv, Tensor):
+        raise ValueError(
+            f"{where} (a tensor of shape {tuple(x.shape)}), got {type(x_adv).__name__}"
+        )
+    if x_adv.shape != x.shape:
+        raise ValueError(
+            f"{where}: shape {tuple(x.shape)}, got {tuple(x_adv.shape)} "
+            "(return one input per row of x, not flattened or cut)"
+        )
+    if x_adv.dtype != x.dtype:
+        raise ValueError(
+            f"{where}: dtype {x.dtype}, got {x_adv.dtype} (cast back with .to(x.dtype))"
+        )
+    if x_adv.device != x.device:
+        raise ValueError(
+            f"{where}: device {x.device}, got {x_adv.device} (create tensors on x.device)"
+        )
+    if x_adv.is_floating_point() and not bool(torch.isfinite(x_adv).all()):
+        raise ValueError(f"{name}: perturb returned NaN or infinite adversarial inputs")
 
 
 def check_targets(outputs: Tensor, target: Any, name: str) -> None:
@@ -148,7 +177,8 @@ class Attack(ABC):
     def perturb(
         self, model: nn.Module, x: Tensor, target: Tensor, *, generator: Generator | None = None
     ) -> Tensor:
-        """Adversarial inputs, same shape as ``x``."""
+        """Adversarial inputs: the shape, dtype and device of ``x`` (checked on every call by
+        :func:`check_adversarial_inputs`)."""
 
     def validate_targets(self, model: nn.Module, x: Tensor, target: Any) -> None:
         """The check every call runs: ``target`` has one label per input, of the kind the
@@ -168,7 +198,9 @@ class Attack(ABC):
         model.eval()
         try:
             self.validate_targets(model, x, target)
-            return self.perturb(model, x, target, generator=generator).detach()
+            x_adv = self.perturb(model, x, target, generator=generator)
+            check_adversarial_inputs(x_adv, x, self.name)
+            return x_adv.detach()
         finally:
             model.train(was_training)
 
@@ -218,9 +250,25 @@ A = TypeVar("A", bound=type[Attack])
 
 
 def register_attack(cls: A) -> A:
-    """Class decorator adding an attack to :data:`ATTACKS` under ``cls.name``."""
+    """Class decorator adding an attack to :data:`ATTACKS` under ``cls.name``.
+
+    A name already registered by another class raises ValueError (registering a user attack
+    as ``pgd_l2``, or a subclass that forgot its own ``name`` and inherits its parent's, would
+    otherwise replace that attack everywhere it is named); the same class registered again,
+    as when its module is reloaded, replaces its earlier self."""
+    existing = ATTACKS.get(cls.name)
+    if existing is not None and _qualified(existing) != _qualified(cls):
+        raise ValueError(
+            f"attack name {cls.name!r} is taken by {_qualified(existing)}; give "
+            f"{cls.__name__} a name of its own (class attribute name = '...')"
+        )
     ATTACKS[cls.name] = cls
     return cls
+
+
+def _qualified(cls: type) -> str:
+    """``module.QualifiedName`` of a class."""
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def attack_options(name: str) -> list[str] | None:
@@ -232,10 +280,22 @@ def attack_options(name: str) -> list[str] | None:
     return [p.name for p in parameters]
 
 
+def unknown_attack(name: str) -> str:
+    """The message for an attack ``name`` not in :data:`ATTACKS`: the registered names, and
+    where a user attack is known (the registry is filled by importing the modules that define
+    attacks, in each process)."""
+    return (
+        f"unknown attack {name!r}; choose one of {', '.join(sorted(ATTACKS))} (your own attack "
+        "is known only in a Python process that imported the module registering it, not in the "
+        "pertlearn command; for a sweep with several workers, import it at the top level of "
+        "your script)"
+    )
+
+
 def make_attack(name: str, eps: float, **options: Any) -> Attack:
     """Instantiate the registered attack ``name``; unknown names and options raise ValueError."""
     if name not in ATTACKS:
-        raise ValueError(f"unknown attack {name!r}; choose one of {', '.join(sorted(ATTACKS))}")
+        raise ValueError(unknown_attack(name))
     try:
         return ATTACKS[name](eps, **options)
     except TypeError as err:

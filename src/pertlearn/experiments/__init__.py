@@ -14,6 +14,7 @@ from pertlearn.experiments.presets import PRESETS, load_config, preset_tree, swe
 
 if TYPE_CHECKING:
     from pertlearn.experiments.config import AttackConfig, ExperimentConfig, ModelConfig
+    from pertlearn.experiments.execution import run_sweep
     from pertlearn.experiments.pipeline import PIPELINES, Pipeline, register_pipeline
     from pertlearn.experiments.pipelines import (
         IclrArtificialConfig,
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from pertlearn.experiments.result import Result
     from pertlearn.experiments.rundir import read_metrics, read_tensors
     from pertlearn.experiments.stages import build_model
+    from pertlearn.experiments.sweeps import load_sweep
 
 _LAZY = {
     "AttackConfig": "pertlearn.experiments.config",
@@ -42,6 +44,8 @@ _LAZY = {
     "read_metrics": "pertlearn.experiments.rundir",
     "read_tensors": "pertlearn.experiments.rundir",
     "build_model": "pertlearn.experiments.stages",
+    "load_sweep": "pertlearn.experiments.sweeps",
+    "run_sweep": "pertlearn.experiments.execution",
 }
 
 __all__ = [
@@ -59,11 +63,13 @@ __all__ = [
     "RunDirExistsError",
     "build_model",
     "load_config",
+    "load_sweep",
     "preset_tree",
     "read_metrics",
     "read_tensors",
     "register_pipeline",
     "run",
+    "run_sweep",
     "sweep_presets",
     "validate_config",
 ]

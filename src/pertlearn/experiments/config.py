@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from pertlearn.attacks import ATTACKS, attack_options, make_attack
+from pertlearn.attacks.base import unknown_attack
 from pertlearn.errors import ConfigError
 from pertlearn.experiments.config_tree import (
     MAX_CONFIG_BYTES,
@@ -97,7 +98,7 @@ class AttackConfig(StrictModel):
     @classmethod
     def _known_attack(cls, name: str) -> str:
         if name not in ATTACKS:
-            raise ValueError(f"unknown attack {name!r}; choose one of {', '.join(sorted(ATTACKS))}")
+            raise ValueError(unknown_attack(name))
         return name
 
     @field_validator("eps", mode="before")
@@ -130,7 +131,9 @@ class AttackConfig(StrictModel):
         if unknown:
             raise ValueError(
                 f"attack.options.{unknown[0]} is not an option of attack {self.name!r} (it "
-                f"takes: {', '.join(known or []) or 'none'}); fix or remove it"
+                f"takes: {', '.join(known or []) or 'none'}); fix or remove it (options a "
+                "preset set for its own attack stay when attack.name changes: attack.options "
+                "= {} drops them)"
             )
         make_attack(self.name, eps, **self.options)
 

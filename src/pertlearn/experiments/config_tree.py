@@ -64,11 +64,13 @@ def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """``base`` updated recursively by ``update`` (tables merge, other values replace). A new
-    attack budget in ``update`` replaces the base's budget of another kind."""
+    """``base`` updated recursively by ``update`` (tables merge, other values replace). An
+    empty table in ``update`` replaces the base's table (``attack.options = {}`` drops the
+    options a preset set for another attack). A new attack budget in ``update`` replaces the
+    base's budget of another kind."""
     merged = copy.deepcopy(base)
     for key, value in update.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+        if isinstance(value, dict) and value and isinstance(merged.get(key), dict):
             if key == "attack" and any(k in value for k in _EXCLUSIVE):
                 for other in _EXCLUSIVE:
                     merged[key].pop(other, None)

@@ -19,7 +19,9 @@ Your own network: any ``nn.Module`` mapping ``(N, C, H, W)`` pixels in ``[0, 1]`
 :func:`pertlearn.experiments.pipelines.images.run_images` as ``model_factory`` (a callable
 ``(in_shape, num_classes, generator) -> nn.Module``); from a config set
 ``model.name = "custom"`` and ``model.options = {factory = "package.module:function", ...}``,
-where the function is called as ``function(in_shape=(C, H, W), num_classes=K, **options)``.
+where the function is called as ``function(in_shape=(C, H, W), num_classes=K, **options)``
+(and ``generator=`` when it takes one), with torch's global generator seeded from the run's
+seed, so its default initialisation is the same in every run of the config.
 Wrap it as ``nn.Sequential(Normalize(mean, std), net)`` if it expects normalized inputs.
 """
 
@@ -33,6 +35,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from pertlearn.seeding import seeded_global_generator
 
 
 class Normalize(nn.Module):
@@ -146,6 +150,11 @@ class ImageMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, K)``."""
         return self.net(self.normalize(x))
+
+    def penultimate(self, x: torch.Tensor) -> torch.Tensor:
+        """The input of the last linear layer, ``(N, hidden)``: the penultimate representation
+        the construction of D_R / D_NR matches (:mod:`pertlearn.features.constructed`)."""
+        return self.net[:-1](self.normalize(x))
 
 
 class _ResidualBlock(nn.Module):
@@ -324,6 +333,31 @@ def load_factory(spec: str) -> Callable[..., nn.Module]:
     return factory
 
 
+def _call_factory(
+    factory: Callable[..., nn.Module],
+    in_shape: tuple[int, int, int],
+    num_classes: int,
+    options: dict[str, Any],
+    generator: torch.Generator | None,
+) -> Any:
+    """Call a user's model factory as ``factory(in_shape=, num_classes=, **options)``, with
+    ``generator=`` too when it takes one. With a ``generator``, the factory runs with torch's
+    global generator seeded with the generator's seed (and restored after; the generator
+    itself is not drawn from), so that layers initialised by torch's defaults get the same
+    weights in every run of the same config."""
+    try:
+        takes_generator = "generator" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a callable without a signature (some builtins)
+        takes_generator = False
+    kwargs: dict[str, Any] = {"in_shape": in_shape, "num_classes": num_classes, **options}
+    if takes_generator:
+        kwargs["generator"] = generator
+    if generator is None:
+        return factory(**kwargs)
+    with seeded_global_generator(generator.initial_seed()):
+        return factory(**kwargs)
+
+
 def build_image_model(
     name: str,
     in_shape: tuple[int, int, int],
@@ -344,7 +378,7 @@ def build_image_model(
             raise ValueError(
                 "model.name = 'custom' needs model.options.factory = 'module:function'"
             )
-        model = load_factory(spec)(in_shape=in_shape, num_classes=num_classes, **options)
+        model = _call_factory(load_factory(spec), in_shape, num_classes, options, generator)
         if not isinstance(model, nn.Module):
             raise ValueError(
                 f"model factory {spec!r} returned {type(model).__name__}, not a Module"

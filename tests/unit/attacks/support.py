@@ -26,7 +26,8 @@ DENSE = {
 """The PGD attacks whose budget is a norm: name → (class, order p of the norm)."""
 
 ALL = [*DENSE, "pgd_l0"]
-"""The built-in PGD attacks, named here (``test_registered`` checks that each is registered)."""
+"""The built-in PGD attacks, named here (``test_common`` checks that these are every registered
+built-in PGD attack)."""
 
 PGD = sorted(name for name, cls in ATTACKS.items() if issubclass(cls, TargetedPGD))
 """Every registered PGD attack (subclass of :class:`TargetedPGD`), from the registry."""

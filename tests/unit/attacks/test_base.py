@@ -13,6 +13,7 @@ from pertlearn.attacks import (
     Attack,
     GradientStep,
     PgdL2,
+    attack_options,
     check_targets,
     fooling_rate,
     make_attack,
@@ -126,3 +127,71 @@ def test_check_targets_on_outputs() -> None:
     check_targets(torch.zeros(3, 4), torch.tensor([0, 3, 1]), "mine")
     with pytest.raises(ValueError, match=r"^mine: 3 inputs but 2 targets"):
         check_targets(torch.zeros(3, 4), torch.tensor([0, 3]), "mine")
+
+
+class _Returns(Attack):
+    """A user attack (not registered) whose ``perturb`` returns ``make(x)``."""
+
+    name = "test_returns"
+
+    def __init__(self, make: object) -> None:
+        super().__init__(0.1)
+        self.make = make
+
+    def perturb(self, model, x, target, *, generator=None):  # type: ignore[no-untyped-def]
+        return self.make(x)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda x: x.flatten(1), r"shape \(3, 1, 2, 2\), got \(3, 4\)"),
+        (lambda x: x[:-1], r"shape \(3, 1, 2, 2\), got \(2, 1, 2, 2\)"),
+        (lambda x: x.double(), r"dtype torch.float32, got torch.float64"),
+        (lambda x: (x * 255).to(torch.uint8), r"dtype torch.float32, got torch.uint8"),
+        (lambda x: x.numpy(), r"\(a tensor of shape \(3, 1, 2, 2\)\), got ndarray"),
+        (lambda x: x * float("nan"), r"NaN or infinite"),
+    ],
+)
+def test_a_user_attack_returning_the_wrong_inputs_fails_naming_itself(
+    make: object, message: str
+) -> None:
+    """What ``perturb`` returns is checked on every call, so a broken user attack fails in
+    one line naming the attack, not later in the pipeline (a shape error deep in a stage, or
+    g's training diverging on pixels it cannot learn from)."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    x, target = torch.rand(3, 1, 2, 2), torch.tensor([0, 1, 2])
+    with pytest.raises(ValueError, match=f"test_returns: perturb .*{message}"):
+        _Returns(make)(model, x, target)
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_every_registered_attack_returns_inputs_like_x(name: str) -> None:
+    """Common check over the registry: each attack's output passes the contract
+    (:func:`check_adversarial_inputs`) for images and float64, and the model keeps its mode."""
+    from pertlearn.attacks import check_adversarial_inputs
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3)).double().train()
+    x = torch.rand(5, 1, 2, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    target = torch.tensor([0, 1, 2, 0, 1])
+    options = {"steps": 2} if "steps" in (attack_options(name) or ["steps"]) else {}
+    attack = make_attack(name, 1.0, **options)
+    x_adv = attack(model, x, target, generator=torch.Generator().manual_seed(1))
+    check_adversarial_inputs(x_adv, x, name)
+    assert model.training
+    assert not x_adv.requires_grad
+
+
+def test_a_taken_attack_name_is_refused() -> None:
+    """Registering another class under a registered name (a user attack called ``pgd_l2``, or
+    a subclass inheriting its parent's ``name``) is refused instead of silently replacing the
+    attack every preset names; the same class registered again (a reloaded module) is not."""
+    from pertlearn.attacks import register_attack
+
+    class Shadow(PgdL2):  # forgot its own name: inherits "pgd_l2"
+        pass
+
+    with pytest.raises(ValueError, match=r"attack name 'pgd_l2' is taken by .*PgdL2; give Shadow"):
+        register_attack(Shadow)
+    assert ATTACKS["pgd_l2"] is PgdL2
+    assert register_attack(PgdL2) is PgdL2

@@ -12,12 +12,21 @@ import torch
 
 from pertlearn.attacks import ATTACKS, make_attack, per_sample_norm
 
-from .support import ALL, DENSE, EPS, binary_setup, gen, image_setup, make
+from .support import ALL, DENSE, EPS, PGD, binary_setup, gen, image_setup, make
 
 
 def test_registered() -> None:
     for name in ALL:
         assert name in ATTACKS
+
+
+def test_the_common_tests_cover_every_built_in_pgd_attack() -> None:
+    """The common tests run over the names in ``ALL`` (each needs a budget in ``EPS``): a PGD
+    attack added to ``pertlearn.attacks`` fails here until it is listed, instead of being
+    skipped by every common test without a word."""
+    built_in = {name for name in PGD if ATTACKS[name].__module__.startswith("pertlearn.")}
+    assert set(ALL) == built_in
+    assert set(EPS) == built_in
 
 
 # --------------------------------------------------------------- budgets and range

@@ -91,6 +91,11 @@ def test_lazy_package_names_still_resolve() -> None:
     with pytest.raises(AttributeError, match="no attribute 'missing'"):
         pertlearn.missing  # noqa: B018
     assert experiments.ConfigError is pertlearn.ConfigError
+    # a sweep from Python: read a spec (file, dict or sweep preset), then run it
+    from pertlearn.experiments.execution.driver import run_sweep
+    from pertlearn.experiments.sweeps import load_sweep
+
+    assert experiments.load_sweep is load_sweep and experiments.run_sweep is run_sweep
 
 
 def test_errors_are_one_class_wherever_imported() -> None:

@@ -341,3 +341,26 @@ def test_a_built_wheel_ships_every_preset_file(tmp_path: Path) -> None:
         from_wheel = read_root(zipfile.Path(archive, "pertlearn/presets/"))  # as from a zip
         assert list(from_wheel.presets) == list(builtin_registry().presets)
         assert list(from_wheel.sweeps) == list(builtin_registry().sweeps)
+
+
+def test_an_empty_table_in_a_file_over_a_preset_drops_the_presets_table(tmp_path: Path) -> None:
+    """A config file switching a preset's attack writes ``options = {}`` to drop the options
+    the preset set for its own attack (``steps`` and ``batch_size`` of ``pgd_linf``); the
+    empty table replaces the preset's, as it does on the command line. A non-empty table still
+    merges key by key."""
+    file = tmp_path / "mine.toml"
+    file.write_text(
+        'preset = "iclr-mnist-natural-rand-linf"\n'
+        '[attack]\nname = "pgd_l2"\neps = 1.0\noptions = {}\n'
+        "[model]\noptions = {}\n"
+    )
+    config = load_config(file)
+    assert config.attack.options == {}
+    assert config.model.options == {}
+    file.write_text('preset = "iclr-mnist-natural-rand-linf"\n[attack.options]\nsteps = 3\n')
+    assert load_config(file).attack.options == {"batch_size": 500, "steps": 3}
+
+
+def test_an_option_a_preset_set_for_another_attack_says_how_to_drop_it() -> None:
+    with pytest.raises(ConfigError, match=r"batch_size is not an option .* attack\.options = \{\}"):
+        load_config(preset="iclr-mnist-natural-rand-linf", overrides=["attack.name='random_l2'"])

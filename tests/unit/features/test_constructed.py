@@ -14,7 +14,8 @@ from pertlearn.features.constructed import (
     representation,
     start_points,
 )
-from pertlearn.models import ICLRResNet, SmallCNN, WideResNet
+from pertlearn.models import ICLRResNet, SmallCNN, WideResNet, build_image_model
+from pertlearn.models.cnn import IMAGE_MODELS
 
 
 def small_cnn(gen: torch.Generator) -> SmallCNN:
@@ -207,3 +208,20 @@ def test_bad_inputs_raise(gen: torch.Generator) -> None:
         start_points(x[:1], None, "other_image", generator=g)
     with pytest.raises(ValueError, match="unknown start mode"):
         start_points(x, None, "mix", generator=g)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", sorted(IMAGE_MODELS))
+def test_every_built_in_image_model_has_a_representation(name: str, gen: torch.Generator) -> None:
+    """Common check over :data:`IMAGE_MODELS`: each network a config can name has a penultimate
+    representation ``(N, D)`` (D_R / D_NR are constructed from it, after f is trained), and
+    its last linear layer maps that representation to the logits."""
+    options = {"depth": 10, "widen": 1} if name == "wide_resnet" else {}
+    model = build_image_model(
+        name, (1, 8, 8), 10, mean=(0.5,), std=(0.25,), options=options, generator=gen
+    ).eval()
+    x = torch.rand(3, 1, 8, 8, generator=gen)
+    with torch.no_grad():
+        rep = representation(model, x)
+        assert rep.ndim == 2 and rep.shape[0] == 3
+        last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+        torch.testing.assert_close(last(rep), model(x))

@@ -118,3 +118,116 @@ def test_image_model_options_are_what_each_network_takes_from_the_config() -> No
         assert set(options) <= set(image_model_options(name))
         shape = (3, 32, 32) if name == "wide_resnet" else (1, 28, 28)
         build_image_model(name, shape, 10, mean=(0.0,), std=(1.0,), options=options)
+
+
+def factory_taking_a_generator(
+    in_shape: tuple[int, int, int], num_classes: int, generator: torch.Generator | None = None
+) -> nn.Module:
+    """A user factory that initialises its layer from the generator it is given."""
+    layer = nn.Linear(in_shape[0] * in_shape[1] * in_shape[2], num_classes)
+    with torch.no_grad():
+        layer.weight.normal_(generator=generator)
+    return nn.Sequential(nn.Flatten(), layer)
+
+
+def test_a_custom_network_from_a_config_is_initialised_from_the_run_seed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``model.name = "custom"``: the factory runs with torch's global generator seeded from
+    the stage generator, so default initialisation is the same in every run of the config
+    (and differs between seeds), whatever the process drew before; the caller's global
+    random state is left as it was; a factory taking ``generator`` receives it."""
+    import types
+
+    module = types.ModuleType("user_models")
+    module.factory = factory  # type: ignore[attr-defined]
+    module.with_generator = factory_taking_a_generator  # type: ignore[attr-defined]
+    monkeypatch.setitem(__import__("sys").modules, "user_models", module)
+
+    def build(seed: int, spec: str = "user_models:factory") -> nn.Module:
+        return build_image_model(
+            "custom",
+            (1, 4, 4),
+            3,
+            mean=(0,),
+            std=(1,),
+            options={"factory": spec},
+            generator=torch.Generator().manual_seed(seed),
+        )
+
+    def weights(model: nn.Module) -> list[torch.Tensor]:
+        return [p.detach().clone() for p in model.parameters()]
+
+    state = torch.random.get_rng_state()
+    first = weights(build(1))
+    torch.rand(7)  # the process draws something in between
+    again = weights(build(1))
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not torch.equal(first[0], weights(build(2))[0])
+    torch.random.set_rng_state(state)
+    build(1)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    given = weights(build(3, "user_models:with_generator"))[0]
+    expected = torch.empty(3, 16).normal_(generator=torch.Generator().manual_seed(3))
+    assert torch.equal(given, expected)
+
+
+def test_a_model_factory_from_python_is_initialised_from_the_run_seed() -> None:
+    """``run_images(model_factory=...)``: a factory relying on torch's default initialisation
+    builds the same network for the same run seed and stage, whatever the process drew
+    before (:func:`~pertlearn.experiments.pipelines.images_stages.new_model`)."""
+    import types
+
+    from pertlearn.experiments.pipelines.images_stages import new_model
+
+    def run(seed: int) -> types.SimpleNamespace:
+        return types.SimpleNamespace(
+            seed=seed,
+            model_factory=lambda shape, k, generator: factory(shape, k),
+            in_shape=(1, 4, 4),
+            num_classes=3,
+            device=torch.device("cpu"),
+            dtype=torch.float32,
+        )
+
+    first = new_model(run(0), "f", None)  # type: ignore[arg-type]
+    torch.rand(5)
+    again = new_model(run(0), "f", None)  # type: ignore[arg-type]
+    other = new_model(run(1), "f", None)  # type: ignore[arg-type]
+    pairs = zip(first.parameters(), again.parameters(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+    assert not torch.equal(next(first.parameters()), next(other.parameters()))
+
+
+@pytest.mark.parametrize(
+    ("network", "message"),
+    [
+        (nn.Sequential(nn.Flatten(), nn.Linear(16, 5)), r"Sequential returns \(1, 5\)"),
+        (
+            nn.Sequential(nn.Flatten(), nn.Linear(16, 1), nn.Flatten(0)),
+            r"Sequential returns \(1,\)",
+        ),
+        (nn.Linear(16, 3), r"Linear fails on one image: mat1 and mat2"),
+    ],
+)
+def test_a_network_breaking_the_logits_contract_is_refused_before_training(
+    network: nn.Module, message: str
+) -> None:
+    """A user network with the wrong number of classes, binary scores or a flat input is
+    refused when it is built, naming the contract (images ``(N, C, H, W)`` → logits
+    ``(N, K)``), instead of failing inside training with a bare torch error."""
+    import types
+
+    from pertlearn.experiments.pipelines.images_stages import new_model
+
+    run = types.SimpleNamespace(
+        seed=0,
+        model_factory=lambda shape, k, generator: network,
+        in_shape=(1, 4, 4),
+        num_classes=3,
+        device=torch.device("cpu"),
+        dtype=torch.float32,
+    )
+    contract = r"maps images \(N, 1, 4, 4\) in \[0, 1\] to logits \(N, 3\); "
+    with pytest.raises(ValueError, match=contract + message):
+        new_model(run, "f", None)  # type: ignore[arg-type]

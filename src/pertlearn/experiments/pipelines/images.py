@@ -89,6 +89,7 @@ from pertlearn.experiments.pipelines.images_stages import (
     ModelFactory,
     adversarial_perturb,
     attacked_set,
+    check_representation,
     clean_batches,
     construct_set,
     constructed_set,
@@ -353,8 +354,10 @@ def run_images(
 
     ``model_factory`` (Python API only) replaces ``config.model``/``model_g`` with your own
     network: it is called as ``model_factory(in_shape, num_classes, generator)`` for f, g and
-    the control and must return an ``nn.Module`` mapping ``(N, C, H, W)`` pixels in ``[0, 1]``
-    to logits ``(N, K)``.
+    the control (torch's global generator seeded from ``generator``'s seed meanwhile, so
+    default initialisation is reproducible too) and must return an ``nn.Module`` mapping
+    ``(N, C, H, W)`` pixels in ``[0, 1]`` to logits ``(N, K)``. The run directory's config
+    records ``config.model``, not the factory: a rerun from it uses ``config.model``.
     """
     out = RunOutputs(config, resolve_device(config.device))
     clock = out.clock
@@ -364,6 +367,8 @@ def run_images(
         f_file = f_weights_file(config.f_weights, config.model_dump(mode="json"))
     with clock("data"):
         run = load_images(config, out.device, progress=progress, model_factory=model_factory)
+        if config.construction is not None:  # checked before f is trained
+            check_representation(run)
 
     # 1. f on the clean training images (or a trained f, loaded).
     with clock("train_f"):

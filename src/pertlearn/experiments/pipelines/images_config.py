@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from pertlearn.attacks import ATTACKS, attack_options, make_attack
+from pertlearn.attacks.base import unknown_attack
 from pertlearn.data.catalogue import DATASETS, check_classes
 from pertlearn.experiments.config import AttackConfig, ExperimentConfig, StrictModel
 from pertlearn.models import image_model_options
@@ -71,7 +72,8 @@ class ImageModelConfig(StrictModel):
             if key not in takes:
                 raise ValueError(
                     f"options.{key} is not an option of model {self.name!r} (it takes: "
-                    f"{', '.join(takes)}); fix or remove it"
+                    f"{', '.join(takes)}); fix or remove it (options a preset set for its own "
+                    "network stay when the name changes: options = {} drops them)"
                 )
         return self
 
@@ -134,9 +136,7 @@ def check_attack_takes(where: str, name: str, options: Iterable[str], why: str) 
     """Raise ``ValueError`` naming ``where`` unless the registered attack ``name`` exists and
     takes every option in ``options`` (``why``: what the pipeline needs them for)."""
     if name not in ATTACKS:
-        raise ValueError(
-            f"{where}: unknown attack {name!r}; choose one of {', '.join(sorted(ATTACKS))}"
-        )
+        raise ValueError(f"{where}: {unknown_attack(name)}")
     known = attack_options(name)
     missing = [option for option in options if known is not None and option not in known]
     if missing:

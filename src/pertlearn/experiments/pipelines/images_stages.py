@@ -33,11 +33,11 @@ from pertlearn.experiments.pipelines.images_config import (
     PerturbationFilterConfig,
     untargeted_options,
 )
-from pertlearn.features.constructed import construct_dataset, start_points
+from pertlearn.features.constructed import construct_dataset, representation, start_points
 from pertlearn.features.spectra import high_pass, low_pass
 from pertlearn.metrics import predictions
 from pertlearn.models.cnn import build_image_model
-from pertlearn.seeding import stage_generator
+from pertlearn.seeding import seeded_global_generator, stage_generator
 from pertlearn.training.accel import Precision, probe_batch_size
 from pertlearn.training.adversarial import AdversarialConfig, Perturb
 from pertlearn.training.minibatch import MinibatchConfig, MinibatchResult, fit_minibatch
@@ -116,7 +116,9 @@ def new_model(run: ImageRun, stage: str, model_config: ImageModelConfig) -> nn.M
     given, else ``model_config``."""
     generator = stage_generator(run.seed, f"init_{stage}")
     if run.model_factory is not None:
-        model = run.model_factory(run.in_shape, run.num_classes, generator)
+        # torch's default initialisation draws from the global generator: seeded per stage
+        with seeded_global_generator(generator.initial_seed()):
+            model = run.model_factory(run.in_shape, run.num_classes, generator)
     else:
         model = build_image_model(
             model_config.name,
@@ -127,7 +129,38 @@ def new_model(run: ImageRun, stage: str, model_config: ImageModelConfig) -> nn.M
             options=model_config.options,
             generator=generator,
         )
-    return model.to(device=run.device, dtype=run.dtype)
+    model = model.to(device=run.device, dtype=run.dtype)
+    check_logits(model, run.in_shape, run.num_classes, run.device, run.dtype)
+    return model
+
+
+def check_logits(
+    model: nn.Module,
+    in_shape: tuple[int, int, int],
+    num_classes: int,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> None:
+    """Raise ValueError unless ``model`` maps one image ``(1, *in_shape)`` (zeros, in eval mode,
+    its mode restored after) to logits ``(1, num_classes)``: the contract of every network of
+    the images pipeline, checked before it is trained."""
+    contract = (
+        f"a network of the images pipeline maps images (N, {', '.join(map(str, in_shape))}) "
+        f"in [0, 1] to logits (N, {num_classes})"
+    )
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros((1, *in_shape), device=device, dtype=dtype))
+    except (RuntimeError, ValueError, IndexError, TypeError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"{contract}; {type(model).__name__} fails on one image: {first}") from err
+    finally:
+        model.train(was_training)
+    shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+    if shape != (1, num_classes):
+        raise ValueError(f"{contract}; {type(model).__name__} returns {shape} for one image")
 
 
 def train_model(
@@ -322,6 +355,25 @@ def constructed_set(
     built = construct_set(f, run.x_train, run.y_train, construction, generator, run.progress)
     distances = {f"construct_{key}": built[key] for key in ("distance_start", "distance_final")}
     return CraftedSet(built["x"], run.y_train, craft_batch, built["x_start"], distances)
+
+
+def check_representation(run: ImageRun) -> None:
+    """Before f is trained: raise ValueError unless a fresh f of ``run`` (its network of the
+    stage ``init_f``) has the penultimate representation D_R / D_NR are constructed from
+    (:func:`~pertlearn.features.constructed.representation` of one training image)."""
+    # networks are built on the CPU (then moved): the CPU's global random state is kept
+    with torch.random.fork_rng(devices=[]):
+        f = new_model(run, "f", run.config.model).eval()
+    try:
+        with torch.no_grad():
+            representation(f, run.x_train[:1])
+    except ValueError as err:
+        raise ValueError(
+            f"scenario {run.config.scenario!r} constructs its images from f's penultimate "
+            f"representation, and {type(f).__name__} has none the pipeline can find ({err}); "
+            "give the network a penultimate(x) method returning (N, D) features, or make it an "
+            "nn.Sequential whose last child is the classifier"
+        ) from None
 
 
 def construct_set(

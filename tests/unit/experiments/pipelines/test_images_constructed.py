@@ -211,3 +211,34 @@ def test_keep_fooled_with_no_hit_is_a_one_line_error(monkeypatch: pytest.MonkeyP
     tree["attack"] = {"name": "pgd_l2", "eps": 1.0, "options": {"steps": 1}}
     with pytest.raises(ValueError, match="keep = 'fooled' kept no example"):
         pertlearn.run(validate_config(tree))
+
+
+class _NoRepresentation(torch.nn.Module):
+    """A user network with no penultimate method and not an ``nn.Sequential``."""
+
+    def __init__(self, in_shape: tuple[int, int, int], num_classes: int) -> None:
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 8))
+        self.out = torch.nn.Linear(8, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self.body(x)))
+
+
+def test_a_network_without_a_representation_is_refused_before_f_is_trained(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """D_R / D_NR are constructed from f's penultimate representation: a user network the
+    pipeline cannot find one in fails before f is trained, saying what to give it (not after
+    training, suggesting a ``layer=`` argument no config key reaches)."""
+    from pertlearn.experiments.pipelines import images
+
+    def no_training(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("f was trained before the representation was checked")
+
+    monkeypatch.setattr(images, "train_or_load_f", no_training)
+    config = validate_config(tiny())
+    factory = lambda shape, k, generator: _NoRepresentation(shape, k)  # noqa: E731
+    message = r"scenario 'non_robust' .* _NoRepresentation has none .* penultimate\(x\) method"
+    with pytest.raises(ValueError, match=message):
+        images.run_images(config, model_factory=factory)
