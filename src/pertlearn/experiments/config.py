@@ -131,9 +131,8 @@ class AttackConfig(StrictModel):
         if unknown:
             raise ValueError(
                 f"attack.options.{unknown[0]} is not an option of attack {self.name!r} (it "
-                f"takes: {', '.join(known or []) or 'none'}); fix or remove it (options a "
-                "preset set for its own attack stay when attack.name changes: attack.options "
-                "= {} drops them)"
+                f"takes: {', '.join(known or []) or 'none'}); fix or remove it (attack.options "
+                "= {} drops the options a preset set for its own attack)"
             )
         make_attack(self.name, eps, **self.options)
 

@@ -362,5 +362,5 @@ def test_an_empty_table_in_a_file_over_a_preset_drops_the_presets_table(tmp_path
 
 
 def test_an_option_a_preset_set_for_another_attack_says_how_to_drop_it() -> None:
-    with pytest.raises(ConfigError, match=r"batch_size is not an option .* attack\.options = \{\}"):
+    with pytest.raises(ConfigError, match=r"batch_size is not an option .*attack\.options = \{\}"):
         load_config(preset="iclr-mnist-natural-rand-linf", overrides=["attack.name='random_l2'"])

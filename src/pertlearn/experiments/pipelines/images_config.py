@@ -72,8 +72,8 @@ class ImageModelConfig(StrictModel):
             if key not in takes:
                 raise ValueError(
                     f"options.{key} is not an option of model {self.name!r} (it takes: "
-                    f"{', '.join(takes)}); fix or remove it (options a preset set for its own "
-                    "network stay when the name changes: options = {} drops them)"
+                    f"{', '.join(takes)}); fix or remove it (options = {{}} drops the options "
+                    "a preset set for its own network)"
                 )
         return self
 

@@ -44,7 +44,8 @@ def test_attack_option_typos_fail_validation() -> None:
     assert str(info.value) == (
         "sweep 'tiny', configuration data.dim=5, attack.options={'bogus': 1}, seed=0: invalid "
         "config: attack: attack.options.bogus is not an option of attack 'gradient_step' "
-        "(it takes: loss, targeted); fix or remove it"
+        "(it takes: loss, targeted); fix or remove it (attack.options = {} drops the options a "
+        "preset set for its own attack)"
     )
 
 
