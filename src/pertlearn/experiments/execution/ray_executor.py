@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import socket
 import threading
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -85,14 +86,21 @@ def _first_line(err: BaseException, default: str = "") -> str:
     return text.splitlines()[0] if text else default
 
 
+MAX_DEATHS = 2
+"""A configuration fails when this many Ray tasks holding it have died, the last of them a
+task of its own (:class:`RayExecutor`)."""
+
+
 @dataclass
 class RayExecutor:
     """Ray tasks of ``cpus_per_task`` CPUs (and torch threads) and ``gpus_per_task`` GPUs, on
     the cluster at ``address`` or on a local instance of ``num_cpus`` CPUs (``None``: all).
 
-    A task that fails as a whole (its worker died, e.g. out of memory, or Ray failed it) fails
-    its configuration; a task of several configurations is split instead: each of them runs
-    again as a task of its own, so only the one that kills its worker fails."""
+    A task that fails as a whole (its worker died, e.g. out of memory, or Ray failed it) is
+    run again: a task of several configurations as one task per configuration, so that only
+    the one that kills its worker fails; a task of one configuration once more, since a lost
+    node or another task's memory can kill a worker too. A configuration fails when a task of
+    its own dies and a task holding it has died before (MAX_DEATHS)."""
 
     address: str | None = None
     cpus_per_task: float = 1.0
@@ -152,15 +160,20 @@ class RayExecutor:
 
             for unit in units:
                 submit(unit)
+            deaths: Counter[str] = Counter()  # run id -> tasks holding it that died
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 unit = pending.pop(ready[0])
                 try:
                     outcomes: list[Outcome] = ray.get(ready[0])
                 except Exception as err:  # the worker died or Ray failed the task
+                    deaths.update(point.run_id for point in unit)
                     if len(unit) > 1:  # which configuration did is unknown: each on its own
                         for point in unit:
                             submit([point])
+                        continue
+                    if deaths[unit[0].run_id] < MAX_DEATHS:
+                        submit(unit)
                         continue
                     outcomes = [
                         Outcome(

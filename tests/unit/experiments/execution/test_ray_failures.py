@@ -1,6 +1,7 @@
 """The Ray executor when a task dies, with a stand-in for Ray (an optional extra, not needed
-here): a chunk whose task dies runs again one configuration per task, so only the
-configuration that kills its worker fails. And when the driver is stopped while Ray starts."""
+here): a chunk whose task dies runs again one configuration per task, and a configuration
+whose own task dies runs once more, so only the configuration that kills its worker fails.
+And when the driver is stopped while Ray starts."""
 
 from __future__ import annotations
 
@@ -96,13 +97,46 @@ def test_a_chunk_whose_task_dies_runs_again_one_configuration_per_task(
     assert sorted(SweepStore(out).completed()) == sorted([ids[0], ids[2]])
 
 
-def test_a_task_of_one_configuration_that_dies_fails_it(tmp_path: Path, fake_ray: FakeRay) -> None:
+def test_a_task_of_one_configuration_that_dies_twice_fails_it(
+    tmp_path: Path, fake_ray: FakeRay
+) -> None:
     sweep = parse_sweep(tiny_spec(zip={"data.dim": [5]}, grid={}, seeds=[0, 1]))
     ids = [p.run_id for p in sweep.points()]
     summary = run_sweep(sweep, tmp_path / "out", executor="ray", batch_size=1)
-    assert fake_ray.tasks == [[ids[0]], [ids[1]]]  # nothing runs again
+    assert fake_ray.tasks == [[ids[0]], [ids[1]], [ids[1]]]  # the dead one runs once more
     assert (summary.succeeded, summary.failed) == (1, [ids[DEADLY_SEED]])
     assert SweepStore(tmp_path / "out").failed()[ids[DEADLY_SEED]]["error"] == CRASHED
+
+
+class OnceDeadlyRay(FakeRay):
+    """A worker dies under the first task holding a configuration of seed ``DEADLY_SEED`` (a
+    lost node, another task's memory), not under the next."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.died = False
+
+    def get(self, ref: int) -> Any:
+        function, args = self._calls[ref]
+        if not self.died and any(config["seed"] == DEADLY_SEED for config in args[0]):
+            self.died = True
+            raise WorkerCrashedError("The worker died unexpectedly while executing this task.")
+        return function(*args)
+
+
+@pytest.mark.parametrize("batch_size", [1, 10])
+def test_a_configuration_whose_worker_died_once_finishes_on_its_next_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch_size: int
+) -> None:
+    ray = OnceDeadlyRay()
+    monkeypatch.setitem(sys.modules, "ray", ray)
+    sweep = parse_sweep(tiny_spec(zip={"data.dim": [5]}, grid={}, seeds=[0, 1]))
+    ids = [p.run_id for p in sweep.points()]
+    summary = run_sweep(sweep, tmp_path / "out", executor="ray", batch_size=batch_size)
+    assert (summary.succeeded, summary.failed) == (2, [])
+    assert sorted(SweepStore(tmp_path / "out").completed()) == sorted(ids)
+    again = [[ids[DEADLY_SEED]]] if batch_size == 1 else [[ids[0]], [ids[1]]]
+    assert ray.tasks[-len(again) :] == again
 
 
 class StartingRay(FakeRay):
