@@ -19,6 +19,7 @@ place at the end, so a run directory either exists complete or not at all.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import platform
@@ -129,7 +130,10 @@ def check_writable(out: Path) -> None:
 def check_target(out: Path, overwrite: bool) -> None:
     """Raise :class:`RunDirExistsError` unless ``out`` may be written: it does not exist, or
     ``overwrite`` is set and ``out`` is a run directory that holds only files pertlearn writes.
-    Nothing else is ever replaced (a user's folder, the current directory, a sweep)."""
+    Nothing else is ever replaced (a user's folder, the current directory, a sweep). A run
+    directory that a killed overwrite left set aside is put back first
+    (:func:`restore_set_aside`)."""
+    restore_set_aside(out)
     if not out.exists() and not out.is_symlink():
         check_writable(out)
         return
@@ -171,7 +175,8 @@ def write_run_dir(result: RunOutput, out: Path, *, overwrite: bool = False) -> P
     out = Path(os.path.abspath(out))
     check_target(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
-    for stale in left_temporaries(out.parent, out.name):  # left by an interrupted write
+    # left by an interrupted write, and by an overwrite killed after the new run was in place
+    for stale in left_temporaries(out.parent, out.name) + set_aside(out):
         shutil.rmtree(stale, ignore_errors=True)
     tmp = temporary_dir(out.parent, out.name)
     os.chmod(tmp, 0o777 & ~umask())  # like a plain mkdir, not mkdtemp's 0700
@@ -221,14 +226,42 @@ def write_run_dir(result: RunOutput, out: Path, *, overwrite: bool = False) -> P
     return out
 
 
+SET_ASIDE_SUFFIX = ".old"
+"""Suffix of the hidden folder ``.NAME.*.old`` holding a run directory that an overwrite set
+aside (:func:`swap_into_place`) until the new one is in place."""
+
+
+def set_aside(out: Path) -> list[Path]:
+    """The folders ``.NAME.*.old`` beside ``out`` holding a run directory set aside by an
+    overwrite of ``out`` (:func:`swap_into_place`), oldest first."""
+    found = out.parent.glob(f".{glob.escape(out.name)}.*{SET_ASIDE_SUFFIX}")
+    return sorted((p for p in found if p.is_dir()), key=lambda p: p.stat().st_mtime_ns)
+
+
+def restore_set_aside(out: Path) -> bool:
+    """Put back the run directory that an overwrite of ``out`` set aside when the process was
+    killed between the two renames of :func:`swap_into_place` (``out`` missing, its old run in
+    ``.NAME.*.old/run``); whether one was put back."""
+    if os.path.lexists(out):
+        return False
+    for old in reversed(set_aside(out)):
+        if (old / "run").is_dir():
+            os.rename(old / "run", out)
+            shutil.rmtree(old, ignore_errors=True)
+            return True
+    return False
+
+
 def swap_into_place(new: Path, out: Path) -> None:
     """Rename the complete directory ``new`` to ``out``. An existing ``out`` (checked by
     :func:`check_target`) is first renamed aside and removed only once ``new`` is in place, so a
-    failure at any point leaves either the old or the new run directory."""
+    failure at any point leaves either the old or the new run directory; a process killed
+    between the two renames leaves the old one aside, where the next write to ``out`` puts it
+    back (:func:`restore_set_aside`)."""
     if not out.exists():
         os.rename(new, out)
         return
-    old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
+    old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=SET_ASIDE_SUFFIX))
     os.rename(out, old / "run")
     try:
         os.rename(new, out)
