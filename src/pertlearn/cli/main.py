@@ -303,9 +303,14 @@ def sweep_command(
             **executor_options,  # executor, workers, threads, address, ..., retry_failed
         )
     except SweepInterrupted as stop:
+        then = (
+            "rerun the same command for the summary"
+            if stop.complete == stop.total
+            else "rerun the same command to continue"
+        )
         click.echo(
             f"error: sweep stopped by {stop}: {stop.complete} of {stop.total} configurations "
-            f"are complete in {out}; rerun the same command to continue",
+            f"are complete in {out}; {then}",
             err=True,
         )
         sys.exit(128 + stop.signum)

@@ -137,6 +137,21 @@ def test_ctrl_c_before_the_sweep_starts_exits_130_not_1(
     assert not out.exists()
 
 
+@pytest.mark.parametrize(("complete", "then"), [(1, "to continue"), (2, "for the summary")])
+def test_a_stopped_sweep_says_whether_anything_is_left_to_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, complete: int, then: str
+) -> None:
+    def stopped(*_args: object, **_kwargs: object) -> None:
+        raise SweepInterrupted(signal.SIGTERM, complete=complete, total=2)
+
+    monkeypatch.setattr("pertlearn.experiments.execution.run_sweep", stopped)
+    spec_file = write_spec_toml(tmp_path / "s.toml", tiny_spec())
+    result = CliRunner().invoke(cli, ["sweep", str(spec_file), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 128 + signal.SIGTERM, result.output
+    assert f"{complete} of 2 configurations are complete" in result.output
+    assert result.output.rstrip().endswith(f"rerun the same command {then}")
+
+
 class _TorchImport(types.ModuleType):
     """Stands in for the sweep machinery while the sweep command imports it: a Ctrl-C arrives
     in the middle of the import (where torch may swallow it)."""
