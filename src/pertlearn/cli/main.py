@@ -351,7 +351,7 @@ def results_command(sweep_dir: Path, all_columns: bool) -> None:
     columns = columns_of(rows) if all_columns else display_columns(rows, swept)
     click.echo(format_table(rows, columns))
     store = SweepStore(sweep_dir)
-    failed = store.failed()
+    failed = store.failed_unfinished()
     if failed:
         click.echo(f"\n{len(failed)} configuration(s) failed; see {sweep_dir / 'failed'}")
     unreadable = [*store.broken_runs().values(), *store.corrupt_failures().values()]

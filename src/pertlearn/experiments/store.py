@@ -368,6 +368,13 @@ class SweepStore:
         are left out: see :meth:`corrupt_failures`)."""
         return self._failure_records()[0]
 
+    def failed_unfinished(self) -> dict[str, dict[str, Any]]:
+        """:meth:`failed` without the configurations that have a complete run: a record left
+        beside a run that finished on a retry, when the sweep was killed before it cleared the
+        record (the next sweep clears it)."""
+        done = set(self.completed())
+        return {run_id: record for run_id, record in self.failed().items() if run_id not in done}
+
     def corrupt_failures(self) -> dict[Path, str]:
         """``path → problem`` of the failure records that cannot be read."""
         return self._failure_records()[1]

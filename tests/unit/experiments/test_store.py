@@ -61,6 +61,28 @@ def test_failed_run_is_recorded_and_retried_only_on_request(tmp_path: Path) -> N
     assert len(rows) == 1  # only complete runs are rows
 
 
+def test_a_failure_record_beside_a_finished_run_does_not_count_as_failed(tmp_path: Path) -> None:
+    """A retry that finished its run and was killed before it removed the failure record."""
+    from click.testing import CliRunner
+
+    from pertlearn.cli.main import cli
+
+    out = tmp_path / "s"
+    sweep = parse_sweep(tiny_spec(zip={"data.dim": [5]}, grid={"model.width": [3, 4]}))
+    run_sweep(sweep, out)
+    store = SweepStore(out)
+    finished, open_failure = sweep.points()
+    store.record_failure(finished, "WorkerCrashedError: died", "")
+    shutil.rmtree(store.run_dir(open_failure.run_id))
+    store.record_failure(open_failure, "RuntimeError: diverged", "")
+    assert set(store.failed()) == {finished.run_id, open_failure.run_id}
+    assert set(store.failed_unfinished()) == {open_failure.run_id}
+    result = CliRunner().invoke(cli, ["results", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "1 configuration(s) failed" in result.output
+    assert "have no finished run" not in result.output
+
+
 def test_results_table_csv_and_parquet(tmp_path: Path) -> None:
     out = tmp_path / "s"
     run_sweep(parse_sweep(tiny_spec(seeds=[0, 1])), out)
