@@ -30,26 +30,26 @@ def _open_error(path: Path, err: Exception) -> ValueError:
     return ValueError(f"data file {str(path)!r} is not a readable .safetensors file: {err}")
 
 
-def tensor_file_dim(path: str | Path) -> int:
-    """Input dimension ``d`` of ``x_train`` in the file, read from its header only."""
-    path = Path(path)
+def _header_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """The shapes of the tensors of :data:`REQUIRED` and :data:`OPTIONAL` in the file, read
+    from its header only; a file without ``x_train`` is an error."""
     try:
         with safe_open(str(path), framework="pt") as handle:
-            if "x_train" not in handle.keys():
+            keys = set(handle.keys())
+            if "x_train" not in keys:
                 raise ValueError(f"data file {str(path)!r} has no tensor 'x_train'")
-            shape = handle.get_slice("x_train").get_shape()
+            return {
+                key: tuple(handle.get_slice(key).get_shape())
+                for key in REQUIRED + OPTIONAL
+                if key in keys
+            }
     except (OSError, SafetensorError) as err:
         raise _open_error(path, err) from None
-    if len(shape) != 2:
-        raise ValueError(f"data file {str(path)!r}: x_train must be (N, d), got shape {shape}")
-    return int(shape[1])
 
 
-def load_tensor_file(
-    path: str | Path, dtype: torch.dtype = torch.float32
-) -> dict[str, torch.Tensor]:
-    """The validated tensors of a binary data file (see the module docstring), in ``dtype``."""
-    path = Path(path)
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of :data:`REQUIRED` and :data:`OPTIONAL` in the file as stored (real
+    values only); a missing required tensor, or a test part without both halves, is an error."""
     tensors: dict[str, torch.Tensor] = {}
     try:
         with safe_open(str(path), framework="pt") as handle:
@@ -62,7 +62,7 @@ def load_tensor_file(
                             f"data file {str(path)!r}: {key} holds complex numbers; "
                             "store real values"
                         )
-                    tensors[key] = tensor.to(dtype)
+                    tensors[key] = tensor
     except (OSError, SafetensorError) as err:
         raise _open_error(path, err) from None
     missing = [key for key in REQUIRED if key not in tensors]
@@ -70,6 +70,24 @@ def load_tensor_file(
         raise ValueError(f"data file {str(path)!r} lacks {', '.join(missing)}")
     if ("x_test" in tensors) != ("y_test" in tensors):
         raise ValueError(f"data file {str(path)!r} must hold both x_test and y_test, or neither")
+    return tensors
+
+
+def tensor_file_dim(path: str | Path) -> int:
+    """Input dimension ``d`` of ``x_train`` in the file, read from its header only."""
+    path = Path(path)
+    shape = _header_shapes(path)["x_train"]
+    if len(shape) != 2:
+        raise ValueError(f"data file {str(path)!r}: x_train must be (N, d), got shape {shape}")
+    return int(shape[1])
+
+
+def load_tensor_file(
+    path: str | Path, dtype: torch.dtype = torch.float32
+) -> dict[str, torch.Tensor]:
+    """The validated tensors of a binary data file (see the module docstring), in ``dtype``."""
+    path = Path(path)
+    tensors = {key: tensor.to(dtype) for key, tensor in _read_tensors(path).items()}
     for part in ("train", "test"):
         if f"x_{part}" not in tensors:
             continue
