@@ -4,6 +4,7 @@ run directory and a sweep."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,7 @@ def test_run_from_python_and_rerun_from_the_run_directory(tmp_path: Path) -> Non
     assert (m["num_classes"], m["n_train"], m["n_test"]) == (3, 48, 12)  # seeded 80/20 split
     assert m["chance"] == pytest.approx(1 / 3)
     assert result.tensors["x_train"].shape == (48, 3, 8, 8)
+    assert m["data_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     saved = read_run(result.save(tmp_path / "run"))
     assert saved.config["data"]["path"] == str(path)
     again = dict(pertlearn.run(pertlearn.load_config(saved.path)).metrics)
