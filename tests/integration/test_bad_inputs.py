@@ -349,6 +349,11 @@ FILE_ROWS: list[FileRow] = [
         "x_test images are (1, 5, 5), x_train images (1, 4, 4)",
     ),
     ("image-file-no-labels", _image_file(y_train=None), "lacks y_train"),
+    (
+        "image-file-class-not-in-file",
+        lambda tmp: [*_image_file()(tmp), "--set", "data.classes=[0, 5]"],
+        "class 5 does not exist in data file",
+    ),
     ("out-under-a-file", _out_under_a_file, "file.txt"),
     ("theory-not-a-run", _theory_on_folder, "folder"),
     ("theory-truncated-tensors", _damaged_run(_truncate_tensors), "tensors.safetensors"),

@@ -224,9 +224,9 @@ def load_image_file(
             )
         whole = y.to(torch.int64) if y.dtype != torch.bool else None
         if whole is None or not torch.equal(whole.to(y.dtype), y):
+            got = "booleans" if whole is None else "values that are not whole numbers"
             raise ValueError(
-                f"data file {name!r}: y_{part} must hold integer class labels 0..K-1, "
-                f"got {str(y.dtype).removeprefix('torch.')} values that are not whole numbers"
+                f"data file {name!r}: y_{part} must hold integer class labels 0..K-1, got {got}"
             )
         parts[part] = (x, whole)
     y_train = parts["train"][1]
