@@ -338,6 +338,11 @@ FILE_ROWS: list[FileRow] = [
         "class 1 of 0..2 has no training image",
     ),
     (
+        "image-file-label-huge",
+        _image_file(y_train=torch.tensor([0, 1, 0, 1, 0, 10**12])),
+        "y_train holds class 1000000000000 but only 6 images",
+    ),
+    (
         "image-file-test-label-out-of-range",
         _image_file(x_test=torch.rand(2, 1, 4, 4), y_test=torch.tensor([0, 5])),
         "y_test holds class 5",

@@ -236,6 +236,11 @@ def load_image_file(
             f"data file {name!r}: labels must lie in 0..K-1, found {low}; relabel the classes"
         )
     num_classes = int(y_train.max()) + 1
+    if num_classes > y_train.numel():  # some class has no image (and no bincount of 10⁹ bins)
+        raise ValueError(
+            f"data file {name!r}: y_train holds class {num_classes - 1} but only "
+            f"{y_train.numel()} images; number the classes present 0..K-1"
+        )
     if num_classes < 2:
         raise ValueError(f"data file {name!r}: y_train holds 1 class; a task needs at least 2")
     counts = torch.bincount(y_train, minlength=num_classes)
