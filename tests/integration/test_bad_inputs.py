@@ -8,16 +8,20 @@ import json
 import pickle
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
+from safetensors.torch import save_file
 
 from pertlearn.cli.main import cli
 
 FAST = ["--set", "train_f.epochs=3", "--set", "train_g.epochs=3", "--set", "data.n_train=20"]
 MNIST_A = ["--preset", "neurips-mnist-a"]
 IMAGES = ["--preset", "iclr-mnist-natural-rand-l2"]
+IMAGES_FAST = ["run", *IMAGES, "--set", "train_f.epochs=1", "--set", "train_g.epochs=1"]
 ARTIFICIAL = ["--preset", "iclr-artificial-l2-uniform"]
 
 
@@ -84,6 +88,12 @@ CONFIG_ROWS: list[tuple[str, list[str], str]] = [
     ("odd-one-hidden", run_set("model.name='one_hidden'", "model.width=3"), "even width"),
     ("file-without-path", run_set("data.name='file'"), "needs data.path"),
     ("file-missing", run_set("data.name='file'", "data.path='missing.safetensors'"), "missing"),
+    ("image-file-without-path", [*IMAGES_FAST, "--set", "data.name='file'"], "needs data.path"),
+    (
+        "image-path-with-mnist",
+        [*IMAGES_FAST, "--set", "data.path='x.safetensors'"],
+        "data.path is not used by data.name = 'mnist'",
+    ),
     ("threshold-low", run_set("degenerate_threshold=0.3"), "degenerate_threshold"),
     ("batch-size-zero", run_set("train_f.batch_size=0"), "train_f.batch_size"),
     ("plateau-factor-one", run_set("train_f.plateau_factor=1.0"), "train_f.plateau_factor"),
@@ -189,6 +199,29 @@ def _file_data(content: bytes) -> Callable[[Path], list[str]]:
     return make
 
 
+def _image_file(**changes: Any) -> Callable[[Path], list[str]]:
+    """An images run on a data file of 6 valid 1×4×4 images of 2 classes with ``changes``
+    (``None`` drops a tensor)."""
+
+    def make(tmp: Path) -> list[str]:
+        tensors: dict[str, Any] = {
+            "x_train": torch.rand(6, 1, 4, 4),
+            "y_train": torch.arange(6) % 2,
+            **changes,
+        }
+        path = tmp / "images.safetensors"
+        save_file({k: v.contiguous() for k, v in tensors.items() if v is not None}, str(path))
+        return [
+            *IMAGES_FAST,
+            "--set",
+            "data.name='file'",
+            "--set",
+            f"data.path={json.dumps(str(path))}",
+        ]
+
+    return make
+
+
 def _truncated_mnist(tmp: Path) -> list[str]:
     folder = tmp / "data" / "mnist"
     folder.mkdir(parents=True)
@@ -288,6 +321,44 @@ FILE_ROWS: list[FileRow] = [
     ("cifar-nested-tuples", _cifar_batch(NESTED_TUPLES), "tuples nested more than 20 deep"),
     ("cifar-label-past-64-bits", _cifar_batch(_pickled_batch((2, 3072), [0, 2**70])), "64 bits"),
     ("cifar-channels-last", _cifar_batch(_pickled_batch((2, 32, 32, 3), [0, 1])), "(2, 32, 32, 3)"),
+    ("image-file-ndim", _image_file(x_train=torch.rand(6, 16)), "must be images (N, C, H, W)"),
+    ("image-file-channels", _image_file(x_train=torch.rand(6, 2, 4, 4)), "has 2 channels"),
+    ("image-file-range", _image_file(x_train=torch.full((6, 1, 4, 4), 255.0)), "in [0, 1]"),
+    (
+        "image-file-nan",
+        _image_file(x_train=torch.full((6, 1, 4, 4), float("nan"))),
+        "x_train holds NaN",
+    ),
+    ("image-file-labels-float", _image_file(y_train=torch.rand(6)), "integer class labels"),
+    ("image-file-labels-negative", _image_file(y_train=torch.arange(6) % 2 - 1), "found -1"),
+    ("image-file-one-class", _image_file(y_train=torch.zeros(6, dtype=torch.long)), "1 class"),
+    (
+        "image-file-class-gap",
+        _image_file(y_train=torch.arange(6) % 2 * 2),
+        "class 1 of 0..2 has no training image",
+    ),
+    (
+        "image-file-label-huge",
+        _image_file(y_train=torch.tensor([0, 1, 0, 1, 0, 10**12])),
+        "y_train holds class 1000000000000 but only 6 images",
+    ),
+    (
+        "image-file-test-label-out-of-range",
+        _image_file(x_test=torch.rand(2, 1, 4, 4), y_test=torch.tensor([0, 5])),
+        "y_test holds class 5",
+    ),
+    ("image-file-length", _image_file(y_train=torch.arange(5) % 2), "one label per image"),
+    (
+        "image-file-test-shape",
+        _image_file(x_test=torch.rand(2, 1, 5, 5), y_test=torch.tensor([0, 1])),
+        "x_test images are (1, 5, 5), x_train images (1, 4, 4)",
+    ),
+    ("image-file-no-labels", _image_file(y_train=None), "lacks y_train"),
+    (
+        "image-file-class-not-in-file",
+        lambda tmp: [*_image_file()(tmp), "--set", "data.classes=[0, 5]"],
+        "class 5 does not exist in data file",
+    ),
     ("out-under-a-file", _out_under_a_file, "file.txt"),
     ("theory-not-a-run", _theory_on_folder, "folder"),
     ("theory-truncated-tensors", _damaged_run(_truncate_tensors), "tensors.safetensors"),

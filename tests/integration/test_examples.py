@@ -37,6 +37,7 @@ def test_every_example_has_a_test() -> None:
         "own_model.py",
         "own_attack.py",
         "own_image_plugins.py",
+        "own_images.py",
         "theory_on_run.py",
         "ray_sweep.py",
     }
@@ -64,6 +65,12 @@ def test_own_image_plugins() -> None:
     crafted images stay within ε = 0.3 of the clean ones (in L∞) and the run finishes."""
     out = run_example("own_image_plugins.py", "--data-dir", str(ROOT / "tests" / "data"))
     assert out.startswith("fgsm_linf on LeNet: max |x_adv - x| = 0.300, hit rate ")
+
+
+def test_own_images(tmp_path: Path) -> None:
+    out = run_example("own_images.py", "--out", str(tmp_path / "run"))
+    assert out.startswith("3 classes of (3, 8, 8) images: f_acc_test ")
+    assert (tmp_path / "run" / "metrics.json").is_file()
 
 
 def test_theory_on_run(tmp_path: Path) -> None:

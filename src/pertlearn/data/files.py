@@ -9,6 +9,10 @@ sample, and every value is finite in the dtype of the run (float32 by default). 
 
 and run it with ``--set data.name=file --set data.path=my_data.safetensors``. Without a test
 part, a seeded share ``data.split`` of the samples is held out as the test set.
+
+An *image* data file (the ``images`` pipeline, :func:`load_image_file`) holds the same keys
+with images ``x_train`` ``(N, C, H, W)`` (``C`` = 1 or 3, pixels in ``[0, 1]``) and class
+labels ``y_train`` ``(N,)`` in ``0..K-1``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
+
+from pertlearn.data.catalogue import DatasetInfo
+from pertlearn.data.images import ImageData
 
 REQUIRED = ("x_train", "y_train")
 OPTIONAL = ("x_test", "y_test")
@@ -30,26 +37,26 @@ def _open_error(path: Path, err: Exception) -> ValueError:
     return ValueError(f"data file {str(path)!r} is not a readable .safetensors file: {err}")
 
 
-def tensor_file_dim(path: str | Path) -> int:
-    """Input dimension ``d`` of ``x_train`` in the file, read from its header only."""
-    path = Path(path)
+def _header_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """The shapes of the tensors of :data:`REQUIRED` and :data:`OPTIONAL` in the file, read
+    from its header only; a file without ``x_train`` is an error."""
     try:
         with safe_open(str(path), framework="pt") as handle:
-            if "x_train" not in handle.keys():
+            keys = set(handle.keys())
+            if "x_train" not in keys:
                 raise ValueError(f"data file {str(path)!r} has no tensor 'x_train'")
-            shape = handle.get_slice("x_train").get_shape()
+            return {
+                key: tuple(handle.get_slice(key).get_shape())
+                for key in REQUIRED + OPTIONAL
+                if key in keys
+            }
     except (OSError, SafetensorError) as err:
         raise _open_error(path, err) from None
-    if len(shape) != 2:
-        raise ValueError(f"data file {str(path)!r}: x_train must be (N, d), got shape {shape}")
-    return int(shape[1])
 
 
-def load_tensor_file(
-    path: str | Path, dtype: torch.dtype = torch.float32
-) -> dict[str, torch.Tensor]:
-    """The validated tensors of a binary data file (see the module docstring), in ``dtype``."""
-    path = Path(path)
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of :data:`REQUIRED` and :data:`OPTIONAL` in the file as stored (real
+    values only); a missing required tensor, or a test part without both halves, is an error."""
     tensors: dict[str, torch.Tensor] = {}
     try:
         with safe_open(str(path), framework="pt") as handle:
@@ -62,7 +69,7 @@ def load_tensor_file(
                             f"data file {str(path)!r}: {key} holds complex numbers; "
                             "store real values"
                         )
-                    tensors[key] = tensor.to(dtype)
+                    tensors[key] = tensor
     except (OSError, SafetensorError) as err:
         raise _open_error(path, err) from None
     missing = [key for key in REQUIRED if key not in tensors]
@@ -70,6 +77,24 @@ def load_tensor_file(
         raise ValueError(f"data file {str(path)!r} lacks {', '.join(missing)}")
     if ("x_test" in tensors) != ("y_test" in tensors):
         raise ValueError(f"data file {str(path)!r} must hold both x_test and y_test, or neither")
+    return tensors
+
+
+def tensor_file_dim(path: str | Path) -> int:
+    """Input dimension ``d`` of ``x_train`` in the file, read from its header only."""
+    path = Path(path)
+    shape = _header_shapes(path)["x_train"]
+    if len(shape) != 2:
+        raise ValueError(f"data file {str(path)!r}: x_train must be (N, d), got shape {shape}")
+    return int(shape[1])
+
+
+def load_tensor_file(
+    path: str | Path, dtype: torch.dtype = torch.float32
+) -> dict[str, torch.Tensor]:
+    """The validated tensors of a binary data file (see the module docstring), in ``dtype``."""
+    path = Path(path)
+    tensors = {key: tensor.to(dtype) for key, tensor in _read_tensors(path).items()}
     for part in ("train", "test"):
         if f"x_{part}" not in tensors:
             continue
@@ -114,3 +139,137 @@ def file_split(
     order = torch.randperm(n, generator=generator)
     test, train = order[:n_test], order[n_test:]
     return t["x_train"][train], t["y_train"][train], t["x_train"][test], t["y_train"][test]
+
+
+# --------------------------------------------------------------------------- image files
+
+IMAGE_CHANNELS = (1, 3)
+"""The channels ``C`` an image data file may hold: grayscale or RGB (what the image figures
+of the reports draw)."""
+
+
+def image_file_shape(path: str | Path) -> tuple[int, int, int]:
+    """``(C, H, W)`` of the images of an image data file, read from its header only, with the
+    shapes checked: ``x_*`` ``(N, C, H, W)`` with ``C`` in :data:`IMAGE_CHANNELS`, ``y_*``
+    ``(N,)`` of the same ``N >= 1``, ``x_test`` of ``x_train``'s ``(C, H, W)``."""
+    path = Path(path)
+    shapes = _header_shapes(path)
+    name = str(path)
+    missing = [key for key in REQUIRED if key not in shapes]
+    if missing:
+        raise ValueError(f"data file {name!r} lacks {', '.join(missing)}")
+    if ("x_test" in shapes) != ("y_test" in shapes):
+        raise ValueError(f"data file {name!r} must hold both x_test and y_test, or neither")
+    for part in ("train", "test"):
+        if f"x_{part}" not in shapes:
+            continue
+        x, y = shapes[f"x_{part}"], shapes[f"y_{part}"]
+        if len(x) != 4 or min(x[2:]) < 1:
+            raise ValueError(
+                f"data file {name!r}: x_{part} must be images (N, C, H, W), got shape {x}"
+            )
+        if x[1] not in IMAGE_CHANNELS:
+            raise ValueError(
+                f"data file {name!r}: x_{part} has {x[1]} channels (shape {x}); images are "
+                "(N, C, H, W) with C = 1 (grayscale) or 3 (RGB)"
+            )
+        if y != (x[0],):
+            raise ValueError(
+                f"data file {name!r}: y_{part} must be one label per image, shape ({x[0]},), "
+                f"got {y}"
+            )
+        if x[0] == 0:
+            fix = "leave both out to hold out a share of x_train" if part == "test" else "add some"
+            raise ValueError(f"data file {name!r}: x_{part} and y_{part} hold no samples; {fix}")
+    if "x_test" in shapes and shapes["x_test"][1:] != shapes["x_train"][1:]:
+        raise ValueError(
+            f"data file {name!r}: x_test images are {shapes['x_test'][1:]}, x_train images "
+            f"{shapes['x_train'][1:]}; both parts need the same (C, H, W)"
+        )
+    c, h, w = shapes["x_train"][1:]
+    return c, h, w
+
+
+def load_image_file(
+    path: str | Path, dtype: torch.dtype = torch.float32
+) -> tuple[ImageData, ImageData | None]:
+    """The validated train part and (``None`` without one) test part of an image data file.
+
+    Images come out as ``dtype`` ``(N, C, H, W)`` in ``[0, 1]``, labels int64 ``(N,)``. The
+    number of classes ``K`` is read from the labels: ``1 +`` the largest label. There is no
+    separate count in the file, so nothing can disagree with the labels; in exchange every class
+    ``0..K-1`` must have a training image (a gap is a labeling mistake, and the chance level
+    ``1/K`` and the target rules ``(y + 1) mod K`` assume ``K`` real classes), ``K >= 2``, and
+    the test labels lie in ``0..K-1``. The returned ``info`` (name ``"file"``) carries the
+    per-channel pixel mean and std of ``x_train`` for the networks' input normalization, as a
+    built-in data set carries those of its training set."""
+    path = Path(path)
+    name = str(path)
+    c, h, w = image_file_shape(path)
+    raw = _read_tensors(path)
+    parts: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    for part in ("train", "test"):
+        if f"x_{part}" not in raw:
+            continue
+        x, y = raw[f"x_{part}"].to(dtype), raw[f"y_{part}"]
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(
+                f"data file {name!r}: x_{part} holds NaN or infinite values, or values too "
+                f"large for {str(dtype).removeprefix('torch.')}"
+            )
+        if x.numel() and (float(x.min()) < 0 or float(x.max()) > 1):
+            raise ValueError(
+                f"data file {name!r}: x_{part} pixels must lie in [0, 1], found "
+                f"{float(x.min()):g}..{float(x.max()):g}; divide 8-bit images by 255"
+            )
+        whole = y.to(torch.int64) if y.dtype != torch.bool else None
+        if whole is None or not torch.equal(whole.to(y.dtype), y):
+            got = "booleans" if whole is None else "values that are not whole numbers"
+            raise ValueError(
+                f"data file {name!r}: y_{part} must hold integer class labels 0..K-1, got {got}"
+            )
+        parts[part] = (x, whole)
+    y_train = parts["train"][1]
+    low = min(int(y.min()) for _, y in parts.values())
+    if low < 0:
+        raise ValueError(
+            f"data file {name!r}: labels must lie in 0..K-1, found {low}; relabel the classes"
+        )
+    num_classes = int(y_train.max()) + 1
+    if num_classes > y_train.numel():  # some class has no image (and no bincount of 10⁹ bins)
+        raise ValueError(
+            f"data file {name!r}: y_train holds class {num_classes - 1} but only "
+            f"{y_train.numel()} images; number the classes present 0..K-1"
+        )
+    if num_classes < 2:
+        raise ValueError(f"data file {name!r}: y_train holds 1 class; a task needs at least 2")
+    counts = torch.bincount(y_train, minlength=num_classes)
+    empty = (counts == 0).nonzero().flatten().tolist()
+    if empty:
+        raise ValueError(
+            f"data file {name!r}: class {empty[0]} of 0..{num_classes - 1} has no training "
+            "image; number the classes present 0..K-1"
+        )
+    if "test" in parts and int(parts["test"][1].max()) >= num_classes:
+        raise ValueError(
+            f"data file {name!r}: y_test holds class {int(parts['test'][1].max())}, y_train only "
+            f"0..{num_classes - 1}"
+        )
+    x_train = parts["train"][0]
+    pixels = x_train.transpose(0, 1).reshape(c, -1).double()
+    mean = tuple(float(v) for v in pixels.mean(1))
+    std = tuple(float(v) if v > 0 else 1.0 for v in pixels.std(1, correction=0))
+    info = DatasetInfo(
+        name="file",
+        title=f"data file {name!r}",
+        shape=(c, h, w),
+        num_classes=num_classes,
+        class_names=tuple(str(k) for k in range(num_classes)),
+        mean=mean,
+        std=std,
+        files=(),
+        folders=(),
+    )
+    return ImageData(info, x_train, y_train, (path,), ("train",)), (
+        ImageData(info, *parts["test"], (path,), ("test",)) if "test" in parts else None
+    )

@@ -105,26 +105,37 @@ def stratified_split(
         raise ValueError(
             f"split (test fraction) must lie strictly between 0 and 1, got {test_fraction}"
         )
-    num_classes = int(y.max()) + 1 if y.numel() else 0
     train_parts: list[torch.Tensor] = []
     test_parts: list[torch.Tensor] = []
-    for c in range(num_classes):
-        idx = torch.nonzero(y == c).flatten()
-        idx = idx[torch.randperm(idx.numel(), generator=generator)]
+    for idx in _per_class(y, generator):
         k = round(test_fraction * idx.numel())
         test_parts.append(idx[:k])
         train_parts.append(idx[k:])
+    return _capped(train_parts, n_train, generator), _capped(test_parts, n_test, generator)
 
-    def cap(parts: list[torch.Tensor], limit: int | None) -> torch.Tensor:
-        if limit is not None:
-            counts = torch.tensor([p.numel() for p in parts])
-            if limit < int(counts.sum()):
-                sizes = _allot(counts, limit)
-                parts = [p[: int(s)] for p, s in zip(parts, sizes, strict=True)]
-        joined = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
-        return joined[torch.randperm(joined.numel(), generator=generator)]
 
-    return cap(train_parts, n_train), cap(test_parts, n_test)
+def _per_class(y: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
+    """The indices of each class ``0..K-1`` of ``y`` ``(N,)``, each shuffled by ``generator``."""
+    num_classes = int(y.max()) + 1 if y.numel() else 0
+    parts = []
+    for c in range(num_classes):
+        idx = torch.nonzero(y == c).flatten()
+        parts.append(idx[torch.randperm(idx.numel(), generator=generator)])
+    return parts
+
+
+def _capped(
+    parts: list[torch.Tensor], limit: int | None, generator: torch.Generator
+) -> torch.Tensor:
+    """The per-class indices ``parts`` capped at ``limit`` in all (keeping class proportions),
+    joined and shuffled."""
+    if limit is not None:
+        counts = torch.tensor([p.numel() for p in parts])
+        if limit < int(counts.sum()):
+            sizes = _allot(counts, limit)
+            parts = [p[: int(s)] for p, s in zip(parts, sizes, strict=True)]
+    joined = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
+    return joined[torch.randperm(joined.numel(), generator=generator)]
 
 
 @dataclass
@@ -153,12 +164,17 @@ def prepare(
     center: bool = False,
     flatten: bool = False,
     dtype: torch.dtype = torch.float32,
+    test: ImageData | None = None,
 ) -> ImageSplit:
     """Select ``classes`` (default: all, relabeled in the order given), split stratified with
     ``generator``, scale pixels to ``[0, 1]``, and optionally relabel two classes to ±1
     (``binary``: first class +1), subtract the data set's mean pixel (``center``, NeurIPS24
     arXiv:2410.23677) and
-    flatten to ``(N, C·H·W)``."""
+    flatten to ``(N, C·H·W)``.
+
+    uint8 pixels are divided by 255; float pixels (a data file) are taken as in ``[0, 1]``.
+    ``test``: a fixed test part (``data`` is then the training part only); each part is then
+    only capped (``n_train`` / ``n_test``, stratified), not split."""
     info = data.info
     chosen = tuple(classes) if classes is not None else tuple(range(info.num_classes))
     for c in chosen:
@@ -168,31 +184,46 @@ def prepare(
             )
     if binary and len(chosen) != 2:
         raise ValueError(f"a binary task needs exactly two classes, got {list(chosen)}")
-    x, y = select_classes(data.x, data.y, chosen) if classes is not None else (data.x, data.y)
-    train_idx, test_idx = stratified_split(
-        y, test_fraction, generator, n_train=n_train, n_test=n_test
-    )
+
+    def select(part: ImageData) -> tuple[torch.Tensor, torch.Tensor]:
+        if classes is None:
+            return part.x, part.y
+        return select_classes(part.x, part.y, chosen)
+
+    x, y = select(data)
+    if test is None:
+        train_idx, test_idx = stratified_split(
+            y, test_fraction, generator, n_train=n_train, n_test=n_test
+        )
+        x_test, y_test = x, y
+    else:
+        x_test, y_test = select(test)
+        train_idx = _capped(_per_class(y, generator), n_train, generator)
+        test_idx = _capped(_per_class(y_test, generator), n_test, generator)
     if train_idx.numel() < 2 or test_idx.numel() < 1:
+        available = y.numel() + (0 if test is None else y_test.numel())
         raise ValueError(
-            f"{info.title} classes {list(chosen)}: only {y.numel()} images available, too few "
+            f"{info.title} classes {list(chosen)}: only {available} images available, too few "
             "to split"
         )
     offset = float(np.mean(info.mean)) if center else 0.0
 
-    def convert(idx: torch.Tensor) -> torch.Tensor:
-        out = x[idx].to(dtype) / 255.0
+    def convert(images: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        out = images[idx].to(dtype)
+        if not images.is_floating_point():
+            out = out / 255.0
         if center:
             out = out - offset
         return out.flatten(1) if flatten else out
 
-    def labels(idx: torch.Tensor) -> torch.Tensor:
-        return binary_labels(y[idx], dtype) if binary else y[idx].clone()
+    def labels(y_part: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        return binary_labels(y_part[idx], dtype) if binary else y_part[idx].clone()
 
     return ImageSplit(
-        convert(train_idx),
-        labels(train_idx),
-        convert(test_idx),
-        labels(test_idx),
+        convert(x, train_idx),
+        labels(y, train_idx),
+        convert(x_test, test_idx),
+        labels(y_test, test_idx),
         info,
         chosen,
         offset,

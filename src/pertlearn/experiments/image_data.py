@@ -1,4 +1,5 @@
-"""Image data for the pipelines: a seeded stratified split of a loaded image data set."""
+"""Image data for the pipelines: a seeded stratified split of a loaded image data set (a
+built-in one or the user's image data file, ``data.name = "file"``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Protocol
 
 import torch
 
+from pertlearn.data.files import load_image_file
 from pertlearn.data.images import ImageSplit, load_dataset, prepare
 from pertlearn.seeding import stage_generator
 
@@ -15,6 +17,8 @@ class ImageDataSection(Protocol):
 
     @property
     def name(self) -> str: ...
+    @property
+    def path(self) -> str | None: ...
     @property
     def data_dir(self) -> str | None: ...
     @property
@@ -30,12 +34,18 @@ class ImageDataSection(Protocol):
 def image_split(
     data: ImageDataSection, seed: int, *, binary: bool, center: bool, dtype: torch.dtype
 ) -> ImageSplit:
-    """Load ``data.name`` and split it stratified with the stage ``data_split`` of ``seed``.
+    """Load ``data.name`` (``"file"``: the image data file ``data.path``, its test part kept
+    when it has one) and split it stratified with the stage ``data_split`` of ``seed``.
 
     ``binary``: ±1 labels and flattened images ``(N, C·H·W)``, mean-centered when ``center``
     (NeurIPS24 tasks); otherwise class labels ``0..K-1`` and images ``(N, C, H, W)`` with
     pixels in ``[0, 1]``."""
-    loaded = load_dataset(data.name, data.data_dir)
+    test = None
+    if data.name == "file":
+        assert data.path is not None  # checked by the config
+        loaded, test = load_image_file(data.path, dtype)
+    else:
+        loaded = load_dataset(data.name, data.data_dir)
     if binary and data.classes is None:
         raise ValueError(
             "the neurips pipeline needs a binary task: set data.classes to two classes, "
@@ -52,6 +62,7 @@ def image_split(
         center=binary and center,
         flatten=binary,
         dtype=dtype,
+        test=test,
     )
 
 

@@ -6,7 +6,13 @@ from safetensors.torch import save_file
 
 from pertlearn import load_config, run
 from pertlearn.data import shifted_gauss
-from pertlearn.data.files import file_split, load_tensor_file, tensor_file_dim
+from pertlearn.data.files import (
+    file_split,
+    image_file_shape,
+    load_image_file,
+    load_tensor_file,
+    tensor_file_dim,
+)
 from pertlearn.experiments import ConfigError
 
 
@@ -151,3 +157,26 @@ def test_a_folder_as_data_file_is_named(tmp_path):
     for read in (load_tensor_file, tensor_file_dim):
         with pytest.raises(ValueError, match=r"is a folder; data\.path must name a \.safetensors"):
             read(tmp_path)
+
+
+def test_image_labels_may_be_whole_floats_but_not_booleans(tmp_path):
+    x = torch.rand(4, 1, 2, 2)
+    path = write(tmp_path / "f.safetensors", x_train=x, y_train=torch.tensor([0.0, 1.0, 2.0, 1.0]))
+    train, test = load_image_file(path)
+    assert train.y.tolist() == [0, 1, 2, 1] and train.info.num_classes == 3 and test is None
+    path = write(tmp_path / "b.safetensors", x_train=x, y_train=torch.tensor([0, 1, 0, 1]).bool())
+    with pytest.raises(
+        ValueError, match=r"y_train must hold integer class labels 0\.\.K-1, got booleans"
+    ):
+        load_image_file(path)
+
+
+def test_the_image_shape_comes_from_the_header(tmp_path):
+    path = write(tmp_path / "h.safetensors", x_train=torch.rand(3, 3, 5, 7), y_train=torch.ones(3))
+    assert image_file_shape(path) == (3, 5, 7)
+
+
+def test_a_constant_channel_is_normalised_by_one(tmp_path):
+    x = torch.zeros(4, 1, 2, 2)
+    path = write(tmp_path / "c.safetensors", x_train=x, y_train=torch.tensor([0, 1, 0, 1]))
+    assert load_image_file(path)[0].info.std == (1.0,)

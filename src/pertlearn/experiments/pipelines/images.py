@@ -74,6 +74,7 @@ import torch
 from torch import nn
 
 from pertlearn.attacks.base import per_class_hit_rates
+from pertlearn.data.download import sha256_file
 from pertlearn.experiments.image_data import image_split
 from pertlearn.experiments.pipelines.images_config import (
     CONSTRUCTED_SCENARIOS,
@@ -139,9 +140,11 @@ def load_images(
     model_factory: ModelFactory | None,
 ) -> ImageRun:
     """Stage *data*: the seeded split of ``config.data`` (images ``(N, C, H, W)`` in
-    ``[0, 1]``, classes ``0..K-1``) on ``device``, with what every later stage shares."""
+    ``[0, 1]``, classes ``0..K-1``) on ``device``, with what every later stage shares (for a
+    data file, the SHA-256 of the file, hashed once it was read)."""
     dtype = DTYPES[config.dtype]
     split = image_split(config.data, config.seed, binary=False, center=False, dtype=dtype)
+    data_sha256 = sha256_file(config.data.path) if config.data.path is not None else None
     return ImageRun(
         config=config,
         x_train=split.x_train.to(device),
@@ -156,6 +159,7 @@ def load_images(
         progress=progress,
         model_factory=model_factory,
         checkpoint_root=Path(config.checkpoint_dir) if config.checkpoint_dir else None,
+        data_sha256=data_sha256,
     )
 
 
@@ -250,6 +254,8 @@ def scores(
         metrics["craft_batch_size"] = crafted.craft_batch
     if f_weights_sha256 is not None:
         metrics["f_weights_sha256"] = f_weights_sha256
+    if run.data_sha256 is not None:
+        metrics["data_sha256"] = run.data_sha256
     if g_set.kept is not None:
         metrics["n_kept"] = int(g_set.kept.numel())
         metrics["kept_share"] = g_set.kept.numel() / max(n_adv, 1)

@@ -7,11 +7,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from pertlearn.attacks import ATTACKS, attack_options, make_attack
 from pertlearn.attacks.base import unknown_attack
 from pertlearn.data.catalogue import DATASETS, check_classes
+from pertlearn.data.files import image_file_shape
 from pertlearn.experiments.config import AttackConfig, ExperimentConfig, StrictModel
 from pertlearn.models import image_model_options
 from pertlearn.training.accel import Precision
@@ -20,9 +21,16 @@ from pertlearn.training.minibatch import MinibatchConfig
 
 class ImageDataConfig(StrictModel):
     """An image data set split 80/20 (``split``) by the run seed; ``n_train`` / ``n_test`` cap
-    the two parts; ``classes`` keeps a subset (relabeled in this order)."""
+    the two parts; ``classes`` keeps a subset (relabeled in this order).
 
-    name: Literal["mnist", "fashion_mnist", "cifar10"] = "mnist"
+    ``name = "file"``: the user's own images, ``path`` a .safetensors file with ``x_train``
+    ``(N, C, H, W)`` floats in ``[0, 1]`` (``C`` = 1 or 3), ``y_train`` ``(N,)`` integer labels
+    ``0..K-1`` and optionally ``x_test`` / ``y_test`` (kept as the test part; otherwise
+    ``split`` holds out a share); ``dim`` and the image shape come from the file's header, the
+    number of classes from its labels (:func:`pertlearn.data.files.load_image_file`)."""
+
+    name: Literal["mnist", "fashion_mnist", "cifar10", "file"] = "mnist"
+    path: str | None = Field(None, description="file: the .safetensors file of images")
     dim: int = Field(784, ge=1, description="C·H·W, set from the data set")
     n_train: int = Field(10_000_000, ge=2, description="cap on the training part")
     n_test: int = Field(10_000_000, ge=1, description="cap on the test part")
@@ -40,10 +48,33 @@ class ImageDataConfig(StrictModel):
     def _derived_dim(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("name", "mnist") in DATASETS and "dim" not in data:
             data = {**data, "dim": DATASETS[data.get("name", "mnist")].dim}
+        if isinstance(data, dict) and data.get("name") == "file":
+            if not data.get("path"):
+                raise ValueError("data.name = 'file' needs data.path (a .safetensors file)")
+            # The file decides the dimension (a preset's data.dim does not apply to it).
+            c, h, w = image_file_shape(data["path"])
+            data = {**data, "dim": c * h * w}
         return data
+
+    @model_serializer(mode="wrap")
+    def _only_used(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """``path`` only for a data file (configs of the built-in sets stay as they were)."""
+        dumped: dict[str, Any] = handler(self)
+        if self.name != "file":
+            dumped.pop("path", None)
+        return dumped
 
     @model_validator(mode="after")
     def _checks(self) -> ImageDataConfig:
+        if self.name == "file":
+            if self.data_dir is not None:
+                raise ValueError("data.data_dir is not used by data.name = 'file'; remove it")
+            return self  # the classes are checked against the file's labels when it is read
+        if self.path is not None:
+            raise ValueError(
+                f"data.path is not used by data.name = {self.name!r}; remove it "
+                "(or set data.name = 'file')"
+            )
         info = DATASETS[self.name]
         if self.dim != info.dim:
             raise ValueError(f"{self.name} images have dimension {info.dim}; leave data.dim out")

@@ -53,7 +53,8 @@ class ImageRun:
     pixels in ``[0, 1]``, classes ``0..K-1``, on ``device`` in ``dtype``), the data set's
     ``info`` (shape, pixel mean and std), the batch size of evaluation, and how networks are
     built (``model_factory``, else ``config.model`` / ``model_g``) and trained (``progress``
-    bars, per-epoch checkpoints under ``checkpoint_root``)."""
+    bars, per-epoch checkpoints under ``checkpoint_root``); ``data_sha256``: the SHA-256 of
+    the data file (``data.name = "file"``), else ``None``."""
 
     config: ImagesConfig
     x_train: torch.Tensor
@@ -68,6 +69,7 @@ class ImageRun:
     progress: bool = False
     model_factory: ModelFactory | None = None
     checkpoint_root: Path | None = None
+    data_sha256: str | None = None
 
     @property
     def seed(self) -> int:

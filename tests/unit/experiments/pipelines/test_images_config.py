@@ -100,8 +100,8 @@ def test_every_option_of_a_built_in_network_and_any_of_a_custom_one_are_accepted
 def test_the_names_a_config_accepts_are_the_registered_networks_and_data_sets() -> None:
     """``model.name`` and ``data.name`` are literals written out in the config classes; they
     must list exactly the built-in networks (:data:`IMAGE_MODELS`, plus ``custom``) and data
-    sets (:data:`DATASETS`), so a network or data set added to one is not missing in the
-    other (unreachable from configs, or accepted and then unknown at run time)."""
+    sets (:data:`DATASETS`, plus ``file``), so a network or data set added to one is not missing
+    in the other (unreachable from configs, or accepted and then unknown at run time)."""
     from typing import get_args
 
     from pertlearn.data.catalogue import DATASETS
@@ -111,4 +111,4 @@ def test_the_names_a_config_accepts_are_the_registered_networks_and_data_sets() 
     model_names = get_args(ImageModelConfig.model_fields["name"].annotation)
     assert sorted(model_names) == sorted([*IMAGE_MODELS, "custom"])
     data_names = get_args(ImageDataConfig.model_fields["name"].annotation)
-    assert sorted(data_names) == sorted(DATASETS)
+    assert sorted(data_names) == sorted([*DATASETS, "file"])
