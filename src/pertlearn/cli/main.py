@@ -112,7 +112,7 @@ def run_command(
     to run its config.json again), and write its run directory."""
     # lazy: the pipelines and the run directory import torch; --help and presets must not
     from pertlearn.experiments.pipelines import run
-    from pertlearn.experiments.rundir import check_target
+    from pertlearn.experiments.rundir import changed_data_note, check_target
 
     extra = [*overrides]
     if seed is not None:
@@ -136,6 +136,11 @@ def run_command(
         from pertlearn.analysis.theory import check_theory_applies, write_theory
 
         check_theory_applies(config)
+    if config_file is not None:
+        data_file = getattr(getattr(config, "data", None), "path", None)  # a file data source
+        changed = changed_data_note(config_file, data_file)
+        if changed:
+            click.echo(f"warning: {changed}", err=True)
     crafting = f"ε = {config.eps:g}" if config.crafts_with_attack else "constructed set"
     click.echo(f"running {config.name} (seed {config.seed}, {crafting}) -> {out}", err=True)
     result = run(config, progress=not quiet)

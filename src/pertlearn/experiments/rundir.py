@@ -37,6 +37,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from pertlearn.atomic import left_temporaries, temporary_dir, umask, write_json
+from pertlearn.data.download import sha256_file
 from pertlearn.errors import RunDirError, RunDirExistsError, cli_worded
 from pertlearn.experiments.config_tree import RUN_CONFIG_FILE
 
@@ -395,3 +396,28 @@ def read_metrics(run_dir: str | Path) -> dict[str, Any]:
 def read_tensors(run_dir: str | Path, name: str = "tensors") -> dict[str, torch.Tensor]:
     """A ``.safetensors`` file of a run directory (``tensors``, ``f``, ``g``, ...)."""
     return load_file(str(Path(run_dir) / f"{name}.safetensors"))
+
+
+def changed_data_note(source: str | Path, data_path: str | None) -> str:
+    """When ``source`` is a run directory (or its ``config.json``) whose metrics record the
+    SHA-256 of the data file the run read (``data_sha256``) and the file at ``data_path`` now
+    holds other bytes: one line saying so, for a rerun of that run; empty otherwise (nothing
+    recorded, the same file, or no file: the config's validation names a missing one)."""
+    run_dir = Path(source)
+    if run_dir.name == RUN_CONFIG_FILE:
+        run_dir = run_dir.parent
+    if data_path is None or not (run_dir / "metrics.json").is_file():
+        return ""
+    try:
+        recorded = read_json_object(run_dir / "metrics.json").get("data_sha256")
+    except CorruptFileError:
+        return ""
+    if not isinstance(recorded, str):
+        return ""
+    if not Path(data_path).is_file() or sha256_file(Path(data_path)) == recorded:
+        return ""
+    return (
+        f"the data file {data_path!r} changed since run {str(run_dir)!r} read it (its SHA-256 "
+        f"is no longer the run's data_sha256 {recorded[:12]}...); the rerun learns from the "
+        "file as it is now"
+    )

@@ -167,6 +167,21 @@ def test_cli_run_and_rerun_from_the_run_directory(tmp_path: Path) -> None:
     for timing in ("seconds", "stage_seconds"):
         a.pop(timing), b.pop(timing)
     assert a == b and a["num_classes"] == 3
+    assert "changed since run" not in again.output
+
+
+def test_a_rerun_warns_when_the_data_file_changed_since_the_run(tmp_path: Path) -> None:
+    path = write_images(tmp_path / "img.safetensors")
+    runner = CliRunner()
+    first = runner.invoke(cli, ["run", "-q", *cli_args(path), "--out", str(tmp_path / "a")])
+    assert first.exit_code == 0, first.output
+    write_images(path, n=63)  # other images under the same name
+    again = runner.invoke(cli, ["run", "-q", str(tmp_path / "a"), "--out", str(tmp_path / "b")])
+    assert again.exit_code == 0, again.output
+    warning = f"warning: the data file {str(path)!r} changed since run"
+    assert warning in again.output and "learns from the file as it is now" in again.output
+    recorded = json.loads((tmp_path / "a" / "metrics.json").read_text())["data_sha256"]
+    assert json.loads((tmp_path / "b" / "metrics.json").read_text())["data_sha256"] != recorded
 
 
 def test_a_sweep_over_a_file_config(tmp_path: Path) -> None:
