@@ -112,7 +112,7 @@ def run_command(
     to run its config.json again), and write its run directory."""
     # lazy: the pipelines and the run directory import torch; --help and presets must not
     from pertlearn.experiments.pipelines import run
-    from pertlearn.experiments.rundir import changed_data_note, check_target
+    from pertlearn.experiments.rundir import changed_data_note, check_rerunnable, check_target
 
     extra = [*overrides]
     if seed is not None:
@@ -137,6 +137,7 @@ def run_command(
 
         check_theory_applies(config)
     if config_file is not None:
+        check_rerunnable(config_file)
         data_file = getattr(getattr(config, "data", None), "path", None)  # a file data source
         changed = changed_data_note(config_file, data_file)
         if changed:

@@ -398,6 +398,28 @@ def read_tensors(run_dir: str | Path, name: str = "tensors") -> dict[str, torch.
     return load_file(str(Path(run_dir) / f"{name}.safetensors"))
 
 
+def check_rerunnable(source: str | Path) -> None:
+    """Raise :class:`RunDirError` when ``source``, a run directory (or its ``config.json``),
+    built its networks with a ``model_factory`` passed from Python (its metric
+    ``model_factory``): ``config.json`` cannot record the factory, so a rerun from it would
+    train another network."""
+    run_dir = Path(source)
+    if run_dir.name == RUN_CONFIG_FILE:
+        run_dir = run_dir.parent
+    if not (run_dir / "metrics.json").is_file():
+        return
+    try:
+        factory = read_json_object(run_dir / "metrics.json").get("model_factory")
+    except CorruptFileError:
+        return
+    if isinstance(factory, str):
+        raise RunDirError(
+            f"run {str(run_dir)!r} built its networks with model_factory={factory} passed from "
+            "Python, which its config.json cannot record; rerun it from Python: "
+            f"run_images(load_config({str(run_dir)!r}), model_factory={factory.rsplit('.', 1)[-1]})"
+        )
+
+
 def changed_data_note(source: str | Path, data_path: str | None) -> str:
     """When ``source`` is a run directory (or its ``config.json``) whose metrics record the
     SHA-256 of the data file the run read (``data_sha256``) and the file at ``data_path`` now

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 import pertlearn
 from pertlearn.errors import RunDirExistsError, cli_message
@@ -68,3 +69,40 @@ def test_run_ids_hash_the_device_this_machine_resolves_auto_to() -> None:
         preset="quickstart", overrides=[*SMALL, f"device={resolved_device_name('auto')!r}"]
     )
     assert config_hash(auto) == config_hash(explicit)
+
+
+def small_network(
+    in_shape: tuple[int, int, int], num_classes: int, generator: object
+) -> torch.nn.Module:
+    """A model_factory of the images pipeline: a linear classifier on the flat pixels."""
+    channels, height, width = in_shape
+    return torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(channels * height * width, num_classes)
+    )
+
+
+def test_a_run_built_with_a_model_factory_is_not_rerun_from_its_directory(
+    tmp_path: Path,
+) -> None:
+    """config.json cannot record a model_factory passed from Python: the run names it in its
+    metrics, and ``pertlearn run RUN_DIR`` refuses to train another network in its place."""
+    from click.testing import CliRunner
+
+    from image_data_support import tiny_images
+    from pertlearn.cli.main import cli
+    from pertlearn.experiments.pipelines.images import run_images
+
+    train = {"lr": 0.05, "epochs": 1, "batch_size": 32, "plateau_patience": None}
+    tree = tiny_images(n_train=30, train_f=train, train_g=train)
+    tree["data"]["n_test"] = 10
+    result = run_images(validate_config(tree), model_factory=small_network)
+    assert result.metrics["model_factory"] == f"{__name__}.small_network"
+    run_dir = result.save(tmp_path / "run")
+    again = CliRunner().invoke(cli, ["run", str(run_dir), "--out", str(tmp_path / "again")])
+    assert again.exit_code == 2
+    (line,) = again.output.strip().splitlines()
+    assert f"model_factory={__name__}.small_network passed from Python" in line
+    assert line.endswith("model_factory=small_network)")
+    assert not (tmp_path / "again").exists()
+    plain = pertlearn.run(validate_config(tree)).save(tmp_path / "plain")
+    assert "model_factory" not in json.loads((plain / "metrics.json").read_text())

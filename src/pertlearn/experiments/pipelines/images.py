@@ -256,6 +256,9 @@ def scores(
         metrics["f_weights_sha256"] = f_weights_sha256
     if run.data_sha256 is not None:
         metrics["data_sha256"] = run.data_sha256
+    if run.model_factory is not None:  # not in the config: a rerun from it must be refused
+        factory = run.model_factory
+        metrics["model_factory"] = f"{factory.__module__}.{factory.__qualname__}"
     if g_set.kept is not None:
         metrics["n_kept"] = int(g_set.kept.numel())
         metrics["kept_share"] = g_set.kept.numel() / max(n_adv, 1)
@@ -363,7 +366,8 @@ def run_images(
     the control (torch's global generator seeded from ``generator``'s seed meanwhile, so
     default initialisation is reproducible too) and must return an ``nn.Module`` mapping
     ``(N, C, H, W)`` pixels in ``[0, 1]`` to logits ``(N, K)``. The run directory's config
-    records ``config.model``, not the factory: a rerun from it uses ``config.model``.
+    records ``config.model``, not the factory; the metric ``model_factory`` names it, and
+    ``pertlearn run RUN_DIR`` refuses such a run (rerun it from Python with the factory).
     """
     out = RunOutputs(config, resolve_device(config.device))
     clock = out.clock
