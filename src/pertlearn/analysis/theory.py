@@ -469,19 +469,21 @@ def draw_maps(
     if "ftilde" in report.scorers:
         rows.append(["ftilde", "gtilde"])
     names = [name for row in rows for name in row]
-    if axes is None and run.y_train.unique().numel() < 2:
-        problem = "the decision map's default axes need training samples of both labels"
-        raise cli_worded(
-            ValueError(f"{problem}; pass axes=(u, v), or maps=False to skip the map"),
-            f"{problem}; pass --no-maps to skip the map",
+    try:
+        dmap = decision_map(
+            {name: report.scorers[name] for name in names},
+            run.x_train,
+            run.y_train,
+            axes=axes,
+            resolution=resolution,
         )
-    dmap = decision_map(
-        {name: report.scorers[name] for name in names},
-        run.x_train,
-        run.y_train,
-        axes=axes,
-        resolution=resolution,
-    )
+    except ValueError as err:  # e.g. default axes without training samples of both labels
+        if axes is not None:
+            raise
+        raise cli_worded(
+            ValueError(f"{err}; pass axes=(u, v), or maps=False to skip the map"),
+            f"{err}; pass --no-maps to skip the map",
+        ) from None
     shares = {f"{a}={b}": dmap.agreement(a, b) for a, b in rows}
     shares.update({"f=fhat": dmap.agreement("f", "fhat"), "g=ghat": dmap.agreement("g", "ghat")})
     on_test = agreements_on_test(report.theory, rows)

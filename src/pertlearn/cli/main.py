@@ -138,13 +138,14 @@ def run_command(
         check_theory_applies(config)
     if config_file is not None:
         check_rerunnable(config_file)
-        data_file = getattr(getattr(config, "data", None), "path", None)  # a file data source
-        changed = changed_data_note(config_file, data_file)
-        if changed:
-            click.echo(f"warning: {changed}", err=True)
     crafting = f"ε = {config.eps:g}" if config.crafts_with_attack else "constructed set"
     click.echo(f"running {config.name} (seed {config.seed}, {crafting}) -> {out}", err=True)
     result = run(config, progress=not quiet)
+    if config_file is not None:  # a rerun: the data file it read, hashed by the pipeline
+        data_file = str(getattr(getattr(config, "data", None), "path", None))
+        changed = changed_data_note(config_file, data_file, result.metrics.get("data_sha256"))
+        if changed:
+            click.echo(f"warning: {changed}", err=True)
     result.save(out, overwrite=overwrite)
     if theory:
         result.metrics.update(write_theory(out))
@@ -357,7 +358,7 @@ def results_command(sweep_dir: Path, all_columns: bool) -> None:
     columns = columns_of(rows) if all_columns else display_columns(rows, swept)
     click.echo(format_table(rows, columns))
     store = SweepStore(sweep_dir)
-    failed = store.failed_unfinished()
+    failed = store.failed_unfinished([row["run_id"] for row in rows])
     if failed:
         click.echo(f"\n{len(failed)} configuration(s) failed; see {sweep_dir / 'failed'}")
     unreadable = [*store.broken_runs().values(), *store.corrupt_failures().values()]

@@ -37,6 +37,22 @@ def _open_error(path: Path, err: Exception) -> ValueError:
     return ValueError(f"data file {str(path)!r} is not a readable .safetensors file: {err}")
 
 
+def _empty_part_error(name: str, part: str) -> ValueError:
+    """The error for a part (``train`` / ``test``) of the data file ``name`` without samples."""
+    fix = "leave both out to hold out a share of x_train" if part == "test" else "add some"
+    return ValueError(f"data file {name!r}: x_{part} and y_{part} hold no samples; {fix}")
+
+
+def _check_finite(name: str, part: str, x: torch.Tensor, dtype: torch.dtype) -> None:
+    """Raise ValueError unless ``x_part`` of the data file ``name``, cast to ``dtype``, holds
+    finite values only."""
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(
+            f"data file {name!r}: x_{part} holds NaN or infinite values, or values too large "
+            f"for {str(dtype).removeprefix('torch.')}"
+        )
+
+
 def _header_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     """The shapes of the tensors of :data:`REQUIRED` and :data:`OPTIONAL` in the file, read
     from its header only; a file without ``x_train`` is an error."""
@@ -105,20 +121,13 @@ def load_tensor_file(
                 f"{tuple(x.shape)} and {tuple(y.shape)}"
             )
         if x.shape[0] == 0:
-            fix = "leave both out to hold out a share of x_train" if part == "test" else "add some"
-            raise ValueError(
-                f"data file {str(path)!r}: x_{part} and y_{part} hold no samples; {fix}"
-            )
+            raise _empty_part_error(str(path), part)
         if not bool(((y == 1) | (y == -1)).all()):
             raise ValueError(
                 f"data file {str(path)!r}: y_{part} must hold binary labels in {{-1, +1}}; "
                 "map your classes to ±1 first"
             )
-        if not bool(torch.isfinite(x).all()):
-            raise ValueError(
-                f"data file {str(path)!r}: x_{part} holds NaN or infinite values, or values "
-                f"too large for {str(dtype).removeprefix('torch.')}"
-            )
+        _check_finite(str(path), part, x, dtype)
     if "x_test" in tensors and tensors["x_test"].shape[1] != tensors["x_train"].shape[1]:
         raise ValueError(f"data file {str(path)!r}: x_test and x_train differ in dimension")
     return tensors
@@ -179,8 +188,7 @@ def image_file_shape(path: str | Path) -> tuple[int, int, int]:
                 f"got {y}"
             )
         if x[0] == 0:
-            fix = "leave both out to hold out a share of x_train" if part == "test" else "add some"
-            raise ValueError(f"data file {name!r}: x_{part} and y_{part} hold no samples; {fix}")
+            raise _empty_part_error(name, part)
     if "x_test" in shapes and shapes["x_test"][1:] != shapes["x_train"][1:]:
         raise ValueError(
             f"data file {name!r}: x_test images are {shapes['x_test'][1:]}, x_train images "
@@ -212,11 +220,7 @@ def load_image_file(
         if f"x_{part}" not in raw:
             continue
         x, y = raw[f"x_{part}"].to(dtype), raw[f"y_{part}"]
-        if not bool(torch.isfinite(x).all()):
-            raise ValueError(
-                f"data file {name!r}: x_{part} holds NaN or infinite values, or values too "
-                f"large for {str(dtype).removeprefix('torch.')}"
-            )
+        _check_finite(name, part, x, dtype)
         if x.numel() and (float(x.min()) < 0 or float(x.max()) > 1):
             raise ValueError(
                 f"data file {name!r}: x_{part} pixels must lie in [0, 1], found "

@@ -37,7 +37,6 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from pertlearn.atomic import left_temporaries, temporary_dir, umask, write_json
-from pertlearn.data.download import sha256_file
 from pertlearn.errors import RunDirError, RunDirExistsError, cli_worded
 from pertlearn.experiments.config_tree import RUN_CONFIG_FILE
 
@@ -398,20 +397,28 @@ def read_tensors(run_dir: str | Path, name: str = "tensors") -> dict[str, torch.
     return load_file(str(Path(run_dir) / f"{name}.safetensors"))
 
 
+def _recorded_metrics(source: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The run directory that ``source`` (a run directory, or its ``config.json``, as
+    ``pertlearn run`` takes) names, and its metrics; empty metrics when it has none readable
+    (``source`` is then a config file of another kind, or a damaged run)."""
+    run_dir = Path(source)
+    if run_dir.name == RUN_CONFIG_FILE:
+        run_dir = run_dir.parent
+    if not (run_dir / "metrics.json").is_file():
+        return run_dir, {}
+    try:
+        return run_dir, read_json_object(run_dir / "metrics.json")
+    except CorruptFileError:
+        return run_dir, {}
+
+
 def check_rerunnable(source: str | Path) -> None:
     """Raise :class:`RunDirError` when ``source``, a run directory (or its ``config.json``),
     built its networks with a ``model_factory`` passed from Python (its metric
     ``model_factory``): ``config.json`` cannot record the factory, so a rerun from it would
     train another network."""
-    run_dir = Path(source)
-    if run_dir.name == RUN_CONFIG_FILE:
-        run_dir = run_dir.parent
-    if not (run_dir / "metrics.json").is_file():
-        return
-    try:
-        factory = read_json_object(run_dir / "metrics.json").get("model_factory")
-    except CorruptFileError:
-        return
+    run_dir, metrics = _recorded_metrics(source)
+    factory = metrics.get("model_factory")
     if isinstance(factory, str):
         raise RunDirError(
             f"run {str(run_dir)!r} built its networks with model_factory={factory} passed from "
@@ -420,23 +427,14 @@ def check_rerunnable(source: str | Path) -> None:
         )
 
 
-def changed_data_note(source: str | Path, data_path: str | None) -> str:
+def changed_data_note(source: str | Path, data_path: str, data_sha256: str | None) -> str:
     """When ``source`` is a run directory (or its ``config.json``) whose metrics record the
-    SHA-256 of the data file the run read (``data_sha256``) and the file at ``data_path`` now
-    holds other bytes: one line saying so, for a rerun of that run; empty otherwise (nothing
-    recorded, the same file, or no file: the config's validation names a missing one)."""
-    run_dir = Path(source)
-    if run_dir.name == RUN_CONFIG_FILE:
-        run_dir = run_dir.parent
-    if data_path is None or not (run_dir / "metrics.json").is_file():
-        return ""
-    try:
-        recorded = read_json_object(run_dir / "metrics.json").get("data_sha256")
-    except CorruptFileError:
-        return ""
-    if not isinstance(recorded, str):
-        return ""
-    if not Path(data_path).is_file() or sha256_file(Path(data_path)) == recorded:
+    SHA-256 of the data file the run read (``data_sha256``), and its rerun read ``data_path``
+    with another SHA-256 (``data_sha256``, from the rerun's metrics): one line saying so; empty
+    otherwise (nothing recorded or read, or the same file)."""
+    run_dir, metrics = _recorded_metrics(source)
+    recorded = metrics.get("data_sha256")
+    if not isinstance(recorded, str) or data_sha256 is None or data_sha256 == recorded:
         return ""
     return (
         f"the data file {data_path!r} changed since run {str(run_dir)!r} read it (its SHA-256 "

@@ -29,7 +29,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -368,11 +368,11 @@ class SweepStore:
         are left out: see :meth:`corrupt_failures`)."""
         return self._failure_records()[0]
 
-    def failed_unfinished(self) -> dict[str, dict[str, Any]]:
-        """:meth:`failed` without the configurations that have a complete run: a record left
-        beside a run that finished on a retry, when the sweep was killed before it cleared the
-        record (the next sweep clears it)."""
-        done = set(self.completed())
+    def failed_unfinished(self, completed: Collection[str]) -> dict[str, dict[str, Any]]:
+        """:meth:`failed` without the ``completed`` run ids (:meth:`completed`, or the rows of
+        :func:`collect_results`): a record left beside a run that finished on a retry, when the
+        sweep was killed before it cleared the record (the next sweep clears it)."""
+        done = set(completed)
         return {run_id: record for run_id, record in self.failed().items() if run_id not in done}
 
     def corrupt_failures(self) -> dict[Path, str]:

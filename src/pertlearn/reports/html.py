@@ -200,7 +200,7 @@ def sweep_report(root: Path, files: FigureFiles | None = None) -> str:
     rows, swept = collect_results(root)
     axes = [list(a["keys"]) for a in manifest.get("axes", [])]
     figures, notes = sweep_figures(rows, axes, manifest.get("report_x") or None)
-    failed = store.failed_unfinished()
+    failed = store.failed_unfinished([row["run_id"] for row in rows])
     total = len(manifest.get("points", []))
     sections = [
         f"<p>{_esc(manifest.get('description') or '')}</p>",
