@@ -3,6 +3,10 @@
 Every writer goes to a hidden temporary file beside the target (``.NAME.*.tmp``) and renames it
 into place. The temporary file gets the permissions a plain ``open`` would give (the umask), not
 ``mkstemp``'s 0600.
+
+Written data is flushed to the disk (``fsync``) before the rename, and the folder after it, so
+that a power cut or a crash of the operating system (not only of the process) leaves the old
+file or the complete new one, never an empty or partial file under the final name.
 """
 
 from __future__ import annotations
@@ -45,6 +49,42 @@ def left_temporaries(folder: Path, name: str) -> list[Path]:
     return sorted(folder.glob(f"{temporary_prefix(name)}*{TEMPORARY_SUFFIX}"))
 
 
+def sync_file(path: Path) -> None:
+    """Flush the content of the file ``path`` to the disk."""
+    try:
+        fd = os.open(path, os.O_RDWR)  # Windows flushes only handles open for writing
+    except PermissionError:  # a read-only file (an extracted archive's): POSIX flushes it too
+        fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sync_dir(folder: Path) -> None:
+    """Flush the entries of ``folder`` (names created, renamed or removed in it) to the disk.
+    A no-op where folders cannot be opened (Windows, whose renames need no such flush)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems refuse fsync on a folder; nothing more can be done
+        pass
+    finally:
+        os.close(fd)
+
+
+def sync_tree(folder: Path) -> None:
+    """Flush every file under ``folder``, then every folder, the deepest first: call it before
+    renaming a directory written in place (a run directory) to its final name."""
+    for root, _dirs, files in os.walk(folder, topdown=False):
+        for name in files:
+            sync_file(Path(root, name))
+        sync_dir(Path(root))
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; once the block exits normally it is renamed to
@@ -60,7 +100,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~umask())
+        sync_file(tmp)
         os.replace(tmp, target)
+        sync_dir(target.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

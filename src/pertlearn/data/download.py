@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from pertlearn.atomic import atomic_path, temporary_dir
+from pertlearn.atomic import atomic_path, sync_dir, sync_file, sync_tree, temporary_dir
 from pertlearn.data.catalogue import RemoteFile, dataset_info, resolve_data_dir
 from pertlearn.data.errors import DataError
 
@@ -174,11 +174,16 @@ def fetch(
 def _move_into_place(entry: Path, target: Path) -> None:
     """Rename ``entry`` to ``target``, replacing what is there (a symlink itself, not what it
     points to; a folder with its content: the archive's version replaces an older one)."""
+    if entry.is_dir():
+        sync_tree(entry)
+    else:
+        sync_file(entry)
     if target.is_dir() and not target.is_symlink():
         shutil.rmtree(target)
     elif target.is_symlink() or target.exists():
         target.unlink()
     os.replace(entry, target)
+    sync_dir(target.parent)
 
 
 def _check_nothing_unread(tar: tarfile.TarFile, archive: Path) -> None:

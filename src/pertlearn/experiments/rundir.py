@@ -36,7 +36,14 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from pertlearn.atomic import left_temporaries, temporary_dir, umask, write_json
+from pertlearn.atomic import (
+    left_temporaries,
+    sync_dir,
+    sync_tree,
+    temporary_dir,
+    umask,
+    write_json,
+)
 from pertlearn.errors import RunDirError, RunDirExistsError, cli_worded
 from pertlearn.experiments.config_tree import RUN_CONFIG_FILE
 
@@ -219,7 +226,9 @@ def write_run_dir(result: RunOutput, out: Path, *, overwrite: bool = False) -> P
                 if weights is not None:
                     tensors[f"loss_weights_{name}"] = weights
             save_file(_contiguous(tensors), str(tmp / "tensors.safetensors"))
+        sync_tree(tmp)
         swap_into_place(tmp, out)
+        sync_dir(out.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -38,6 +38,8 @@ from typing import IO, Any
 from pertlearn.atomic import (
     atomic_path,
     left_temporaries,
+    sync_dir,
+    sync_tree,
     temporary_dir,
     write_bytes,
     write_json,
@@ -303,8 +305,10 @@ class SweepStore:
         ``runs/<run_id>`` with one rename. ``False`` (and ``written`` discarded) if that run
         already exists: a finished run is never replaced."""
         target = self.run_dir(run_id)
+        sync_tree(written)
         try:
             os.rename(written, target)
+            sync_dir(self.runs)
             return True
         except OSError:
             if target.exists():

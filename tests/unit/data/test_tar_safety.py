@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
+import sys
 import tarfile
 from pathlib import Path
 
@@ -168,3 +170,25 @@ def test_an_archive_cut_off_between_entries_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"a\.tar\.gz' is truncated \(it ends without the end-of"):
         safe_extract(archive, tmp_path / "out")
     assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads paths from /proc/self/fd")
+def test_extracted_files_are_flushed_before_they_move_into_place_read_only_ones_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    locked = member("cifar-10-batches-py/data_batch_1")
+    locked.size, locked.mode = 3, 0o444
+    archive = write_archive(tmp_path / "a.tar.gz", locked)
+    flushed: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        flushed.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    safe_extract(archive, tmp_path / "out")
+    names = {Path(path).name for path in flushed}
+    assert {"readme.html", "data_batch_1", "cifar-10-batches-py"} <= names
+    assert str((tmp_path / "out").resolve()) in flushed  # the folder after the move
+    assert (tmp_path / "out" / "cifar-10-batches-py" / "data_batch_1").read_bytes() == b"xxx"
