@@ -56,6 +56,7 @@ from pertlearn.experiments.config import (
 )
 from pertlearn.experiments.pipelines import validate_config
 from pertlearn.experiments.presets import SCALES, preset_tree, sweep_presets
+from pertlearn.experiments.rundir import check_rerunnable
 from pertlearn.seeding import resolved_device_name
 
 SPEC_KEYS = {"name", "description", "preset", "scale", "config", "seeds", "base", "grid", "zip"}
@@ -332,6 +333,7 @@ def parse_sweep(
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
         config_tree = read_config_file(path)
+        check_rerunnable(path)  # a run directory whose networks its config cannot rebuild
         tree = copy.deepcopy(config_tree)
     preset = spec.get("preset", tree.pop("preset", None))
     if preset is not None and not isinstance(preset, str):

@@ -85,7 +85,8 @@ def test_a_run_built_with_a_model_factory_is_not_rerun_from_its_directory(
     tmp_path: Path,
 ) -> None:
     """config.json cannot record a model_factory passed from Python: the run names it in its
-    metrics, and ``pertlearn run RUN_DIR`` refuses to train another network in its place."""
+    metrics, and ``pertlearn run RUN_DIR`` and a sweep with ``config = RUN_DIR`` refuse to train
+    another network in its place."""
     from click.testing import CliRunner
 
     from image_data_support import tiny_images
@@ -104,5 +105,11 @@ def test_a_run_built_with_a_model_factory_is_not_rerun_from_its_directory(
     assert f"model_factory={__name__}.small_network passed from Python" in line
     assert line.endswith("model_factory=small_network)")
     assert not (tmp_path / "again").exists()
+    spec = tmp_path / "sweep.toml"
+    spec.write_text(f'config = "{run_dir.name}"\nseeds = [0, 1]\n')
+    swept = CliRunner().invoke(cli, ["sweep", str(spec), "--out", str(tmp_path / "swept")])
+    assert swept.exit_code == 2
+    assert "model_factory=" in swept.output.strip().splitlines()[-1]
+    assert not (tmp_path / "swept").exists()
     plain = pertlearn.run(validate_config(tree)).save(tmp_path / "plain")
     assert "model_factory" not in json.loads((plain / "metrics.json").read_text())
