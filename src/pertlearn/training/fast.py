@@ -185,9 +185,9 @@ def fit_batched(
                     if schedule.record(epoch, epoch_loss, nets.largest_weight()):
                         break
                 finished = schedule.end_block(start, stop)
-                bar.update(stop - start)
-                if progress:
+                if progress:  # before update, whose refresh shows it
                     bar.set_postfix(loss=f"{schedule.last_loss(stop):.4g}", refresh=False)
+                bar.update(stop - start)
                 if finished:
                     break
             outcome = schedule.outcome(nets.loss_weights)

@@ -81,7 +81,9 @@ def fit(
             check_epoch(name, epoch + 1, lr, epoch_loss, params)
             result.losses.append(epoch_loss)
             result.epochs_run = epoch + 1
-            bar.update()
+            if progress and epoch % max(1, config.epochs // 100) == 0:
+                bar.set_postfix(loss=f"{epoch_loss:.4g}", refresh=False)
+            bar.update()  # its refresh shows the loss just set
             if scheduler is not None:
                 scheduler.step(epoch_loss)
             if config.stop_tol is not None and stop_by_tolerance(
@@ -89,8 +91,6 @@ def fit(
             ):
                 break
             previous = epoch_loss
-            if progress and epoch % max(1, config.epochs // 100) == 0:
-                bar.set_postfix(loss=f"{epoch_loss:.4g}", refresh=False)
         finish_bar(bar, result.epochs_run, config.epochs)
     finally:
         bar.close()  # no-op after finish_bar; closes the bar when training raised

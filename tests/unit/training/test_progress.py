@@ -4,6 +4,7 @@ it ran, labelled with the epoch it stopped at."""
 from __future__ import annotations
 
 import io
+from typing import ClassVar
 
 import pytest
 import torch
@@ -50,3 +51,43 @@ def test_fit_stopped_by_tolerance_says_so_on_stderr(
     assert f"stopped early at epoch {result.epochs_run} of 500" in err
     quiet = fit(TwoLayerNet(4, 6, 0.0, generator=generator), x, y, config, fast=fast)
     assert quiet.epochs_run > 1 and capsys.readouterr().err == ""
+
+
+class RecordingBar(tqdm):  # type: ignore[misc]
+    """A real bar (written to nowhere) that records the loss shown at each update."""
+
+    shown: ClassVar[list[float]] = []
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs["file"] = io.StringIO()
+        super().__init__(*args, **kwargs)
+
+    def update(self, n: float | None = 1) -> bool | None:
+        loss = self.postfix.split("loss=")[-1] if self.postfix else "nan"
+        RecordingBar.shown.append(float(loss))
+        return super().update(n)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_the_bar_shows_the_loss_of_the_epochs_it_counts(
+    fast: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each update of the bar carries the loss of the last epoch it counts, not the one
+    before (the postfix is shown by the refresh of the update that follows it)."""
+    import pertlearn.training.fast as fast_module
+    import pertlearn.training.trainer as trainer_module
+
+    monkeypatch.setattr(fast_module if fast else trainer_module, "tqdm", RecordingBar)
+    monkeypatch.setattr(RecordingBar, "shown", [])
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(20, 4, generator=generator)
+    y = torch.where(x[:, 0] > 0, 1.0, -1.0)
+    model = TwoLayerNet(4, 6, 0.0, generator=generator, dtype=torch.float32)
+    config = TrainConfig(loss="logistic", lr=0.01, epochs=200, plateau_patience=None)
+    result = fit(model, x, y, config, progress=True, fast=fast)
+    if fast:  # one update per block of 50 epochs, showing the block's last loss
+        shown, counted = RecordingBar.shown, range(49, 200, 50)
+    else:  # one update per epoch; the loss is set every 2 epochs (1% of them), from the first
+        shown, counted = RecordingBar.shown[::2], range(0, 200, 2)
+    expected = [float(f"{result.losses[epoch]:.4g}") for epoch in counted]
+    assert shown == expected

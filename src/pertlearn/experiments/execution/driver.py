@@ -275,8 +275,8 @@ def _execute(
             summary.failed.append(point.run_id)
             store.record_failure(point, outcome.error, outcome.traceback)
             say(f"failed: {point.describe()}: {outcome.error}")
-        bar.update(1)
         bar.set_postfix(ok=summary.succeeded, failed=len(summary.failed), refresh=False)
+        bar.update(1)  # its refresh shows the counts just set
 
     try:
         summary.not_run = runner.run(chunks(todo, batch_size), store, handle)
