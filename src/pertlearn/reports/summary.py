@@ -79,8 +79,9 @@ def reading_notes(metrics: dict[str, Any]) -> list[str]:
         )
     if classes is None and isinstance(fit, float) and fit < 0.6:
         notes.append(
-            "note: g_fit_acc is g on its own training inputs, in scenario a the perturbations "
-            "alone (near 0.5 is expected there); g_acc_test on clean data is the result"
+            "note: g_fit_acc is g on its own training inputs: in scenario a the perturbations "
+            "alone (near 0.5 is expected there), in scenario b natural inputs with their "
+            "(mostly wrong) targets, hard to fit; g_acc_test on clean data is the result"
         )
     f_train = metrics.get("f_acc_train")
     chance = metrics.get("chance", 0.5)

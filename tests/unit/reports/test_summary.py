@@ -8,6 +8,9 @@ from pertlearn.reports.summary import format_stage_seconds, format_summary, read
 def test_tiny_eps_binary_run_gets_notes_not_warnings() -> None:
     notes = reading_notes({"f_acc_train": 1.0, "fooling_rate": 0.508, "g_fit_acc": 0.5})
     assert len(notes) == 2 and all(n.startswith("note:") for n in notes)
+    fit_note = notes[1]  # binary metrics do not say the scenario: the note reads for both
+    assert "in scenario a the perturbations alone" in fit_note
+    assert "in scenario b natural inputs" in fit_note
 
 
 def test_images_run_with_a_low_hit_rate_is_warned() -> None:
