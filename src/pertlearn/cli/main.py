@@ -380,6 +380,39 @@ def results_command(sweep_dir: Path, all_columns: bool) -> None:
     click.echo(f"\n{len(rows)} runs -> {', '.join(str(p) for p in paths)}")
 
 
+@cli.command("compare")
+@click.argument(
+    "runs", metavar="RUN_DIR...", nargs=-1, required=True, type=click.Path(path_type=Path)
+)
+@click.option("--all", "all_columns", is_flag=True, help="Print every column, not the headline.")
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write every column to this CSV file.",
+)
+@friendly_errors
+def compare_command(runs: tuple[Path, ...], all_columns: bool, csv_path: Path | None) -> None:
+    """Print run directories side by side: the config keys in which they differ, the seed and
+    the headline metrics. Each RUN_DIR is a run directory or a folder of them (e.g. runs/)."""
+    # lazy: reading run directories imports torch; --help must not
+    from pertlearn.experiments.store import columns_of, format_table
+    from pertlearn.reports.compare import (
+        compare_runs,
+        comparison_columns,
+        write_comparison_csv,
+    )
+
+    rows, differing = compare_runs(list(runs))
+    columns = columns_of(rows) if all_columns else comparison_columns(rows, differing)
+    click.echo(format_table(rows, columns))
+    if not differing and len(rows) > 1:
+        click.echo("\nthe runs have the same config")
+    if csv_path is not None:
+        write_comparison_csv(rows, csv_path)
+        click.echo(f"\n{len(rows)} runs -> {csv_path}")
+
+
 @cli.command("report")
 @click.argument(
     "run_dir", metavar="DIR", type=click.Path(file_okay=False, exists=True, path_type=Path)

@@ -420,11 +420,13 @@ def _scalar(value: Any) -> Any:
     return json.dumps(value, sort_keys=True)
 
 
-def _flat_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flat_scalars(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``metrics`` (or a config) with nested tables flattened to dotted keys (``a.b``) and every
+    value a table cell (:func:`_scalar`)."""
     flat: dict[str, Any] = {}
     for key, value in metrics.items():
         if isinstance(value, dict):
-            flat.update(_flat_metrics(value, f"{prefix}{key}."))
+            flat.update(flat_scalars(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = _scalar(value)
     return flat
@@ -449,7 +451,7 @@ def collect_results(root: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
         for key in swept:
             row[key] = _scalar(_get(config, key))
         row["seed"] = config["seed"]
-        row.update(_flat_metrics(metrics))
+        row.update(flat_scalars(metrics))
         rows.append(row)
     return rows, swept
 

@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING, Any
 from pertlearn.reports.summary import format_summary, reading_notes
 
 if TYPE_CHECKING:
+    from pertlearn.reports.compare import compare_runs
     from pertlearn.reports.figures import Figure, loss_curves_figure, sweep_figures
     from pertlearn.reports.html import write_report
 
 _LAZY = {
+    "compare_runs": "pertlearn.reports.compare",
     "Figure": "pertlearn.reports.figures",
     "loss_curves_figure": "pertlearn.reports.figures",
     "sweep_figures": "pertlearn.reports.figures",
@@ -25,6 +27,7 @@ _LAZY = {
 
 __all__ = [
     "Figure",
+    "compare_runs",
     "format_summary",
     "loss_curves_figure",
     "reading_notes",
