@@ -51,7 +51,10 @@ def find_flips(positive: torch.Tensor, mask: torch.Tensor, flipped: torch.Tensor
     8-byte words) differ. Scans 8 bytes at a time: flips are rare, so only the few nonzero words
     are opened."""
     torch.ne(positive, mask, out=flipped)
-    words = flipped.view(torch.int64).nonzero().squeeze(1)
+    as_words = flipped.view(torch.int64)
+    if positive.device.type == "cpu" and int(torch.count_nonzero(as_words)) == 0:
+        return as_words.new_empty(0)  # most epochs: counting is cheaper than listing
+    words = as_words.nonzero().squeeze(1)
     offsets = flipped.view(-1, 8)[words].nonzero()  # (F, 2): word row, byte
     return words[offsets[:, 0]] * 8 + offsets[:, 1]
 
