@@ -8,14 +8,26 @@ pipeline clips crafted images to the pixel range, so a crafting attack must take
 (and ``targeted``: robust evaluation and adversarial training run attacks untargeted).
 ``perturb`` returns inputs of the shape, dtype and device of ``x``; every call checks it.
 
-The network: a LeNet-5-style CNN passed as ``model_factory`` to ``run_images`` (from a config:
-``model.name = "custom"`` with ``model.options.factory = "package.module:function"``). Its
-``penultimate(x)`` method is the representation D_R / D_NR are constructed from; pixels
-arrive in ``[0, 1]`` (normalise inside the network if it needs to).
+The network: a LeNet-5-style CNN registered by name with ``@register_network("lenet")`` and
+named in the config (``model.name = "lenet"``, ``model.options`` its factory's keyword
+arguments). Its ``penultimate(x)`` method is the representation D_R / D_NR are constructed
+from; pixels arrive in ``[0, 1]`` (normalise inside the network if it needs to). (From Python
+only, ``run_images(config, model_factory=...)`` takes a network without registering it.)
 
-A user attack is known only in a process that imported the module registering it: import
-it at the top level of your script (sweep workers re-import the script), not in the
-``pertlearn`` command. MNIST is read from ``--data-dir``, else ``$PERTLEARN_DATA``.
+Registered here, the attack and the network are known in this process only (and in the
+spawned workers of a local sweep, which re-import this script). To make them known
+everywhere, the ``pertlearn`` command included, make them a plug-in: move everything above
+``main`` into a module of an installed package, say ``mypkg/pertlearn_plugin.py``, and
+declare it in that package's ``pyproject.toml``::
+
+    [project.entry-points."pertlearn.plugins"]
+    mypkg = "mypkg.pertlearn_plugin"
+
+then ``pip install -e .`` it. pertlearn imports the module once per process, on the first
+look-up of an attack, network or pipeline name; ``pertlearn plugins`` lists what it
+registered, and ``pertlearn run --preset iclr-mnist-natural-rand-linf --set
+attack.name=fgsm_linf --set model.name=lenet --set 'model.options={}' --set
+'attack.options={}'`` runs it. MNIST is read from ``--data-dir``, else ``$PERTLEARN_DATA``.
 """
 
 from __future__ import annotations
@@ -26,7 +38,7 @@ from torch import Generator, Tensor, nn
 
 import pertlearn
 from pertlearn.attacks import Attack, register_attack
-from pertlearn.experiments.pipelines.images import run_images
+from pertlearn.models import register_network
 
 
 @register_attack
@@ -83,8 +95,10 @@ class LeNet(nn.Module):
         return self.classifier(self.features(x))
 
 
-def lenet(in_shape: tuple[int, int, int], num_classes: int, generator: Generator) -> nn.Module:
-    """The ``model_factory``: torch's default initialisation, seeded by the pipeline."""
+@register_network("lenet")
+def lenet(in_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+    """The network ``model.name = "lenet"`` builds: torch's default initialisation, seeded
+    from the run seed by the pipeline."""
     return LeNet(in_shape, num_classes)
 
 
@@ -98,6 +112,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "attack.name='fgsm_linf'",
         "attack.eps=0.3",
         "attack.options={}",  # the preset's pgd_linf options (steps, batch_size) do not apply
+        "model.name='lenet'",
+        "model.options={}",  # nor the preset's small_cnn options
         f"data.n_train={n_train}",
         f"train_f.epochs={epochs}",
         f"train_g.epochs={epochs}",
@@ -105,7 +121,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if args.data_dir is not None:
         overrides.append(f"data.data_dir={args.data_dir!r}")
     config = pertlearn.load_config(preset="iclr-mnist-natural-rand-linf", overrides=overrides)
-    result = run_images(config, model_factory=lenet)
+    result = pertlearn.run(config)
     m = result.metrics
     t = result.tensors
     linf = (t["x_adv"] - t["x_train"][: t["x_adv"].shape[0]]).abs().max().item()

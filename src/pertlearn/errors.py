@@ -46,6 +46,11 @@ class DataError(ValueError):
     """A data set is missing, corrupt or refused; the message is one line naming the file."""
 
 
+class PluginError(ImportError):
+    """An installed plug-in (entry point of the group ``pertlearn.plugins``) failed to load;
+    the message is one line naming the entry point, its distribution and the exception."""
+
+
 class MissingExtraError(ImportError):
     """An optional feature needs a package that is not installed; the message is one line
     naming the ``pip install 'pertlearn[EXTRA]'`` command."""
@@ -55,6 +60,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "MissingExtraError",
+    "PluginError",
     "RunDirError",
     "RunDirExistsError",
     "TrainingDivergedError",

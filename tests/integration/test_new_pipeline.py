@@ -90,3 +90,19 @@ def test_a_toy_family_rejects_keys_of_other_pipelines(toy_pipeline: Pipeline) ->
 def test_an_unknown_pipeline_names_the_choices() -> None:
     with pytest.raises(ConfigError, match=r"unknown pipeline 'nope'; choose one of .*neurips"):
         validate_config({"pipeline": "nope"})
+
+
+def test_a_pipeline_name_is_not_given_to_another_pipeline(toy_pipeline: Pipeline) -> None:
+    """Registering the same pipeline again (as a plug-in's module reloaded would) is harmless;
+    another config class or run function under a taken name is refused, naming the holder."""
+    assert register_pipeline(toy_pipeline) is toy_pipeline
+    assert register_pipeline(Pipeline("toy_halfspace", ToyConfig, run_toy)).summary == ""
+
+    class OtherToyConfig(ToyConfig):
+        pipeline: Literal["toy_halfspace"] = "toy_halfspace"
+
+    with pytest.raises(ValueError, match=r"pipeline name 'toy_halfspace' is taken by .*run_toy"):
+        register_pipeline(Pipeline("toy_halfspace", OtherToyConfig, run_toy))
+    with pytest.raises(ValueError, match=r"pipeline name 'neurips' is taken"):
+        register_pipeline(Pipeline("neurips", pertlearn.experiments.NeuripsConfig, run_toy))
+    assert pertlearn.experiments.PIPELINES["neurips"].run is not run_toy

@@ -2,12 +2,15 @@
 the small interface in :mod:`pertlearn.attacks.base`.
 
 User attacks subclass :class:`Attack` and register with :func:`register_attack`; configs then
-name them by ``attack.name``.
+name them by ``attack.name``. Registered in a plug-in (:mod:`pertlearn.plugins`), they are
+known in every process.
 """
 
 from pertlearn.attacks.base import (
     ATTACKS,
     Attack,
+    attack_class,
+    attack_names,
     attack_options,
     check_adversarial_inputs,
     check_targets,
@@ -35,6 +38,8 @@ __all__ = [
     "PgdLinfRescaled",
     "RandomL2",
     "TargetedPGD",
+    "attack_class",
+    "attack_names",
     "attack_options",
     "check_adversarial_inputs",
     "check_targets",

@@ -10,7 +10,9 @@ against the model's output shape (:func:`check_targets`) the same way for every 
 what ``perturb`` returns against ``x`` (:func:`check_adversarial_inputs`: shape, dtype, device,
 finite values), so a user attack that breaks the contract fails naming itself. The model's
 parameters are never changed and receive no gradients. To add an attack, subclass
-:class:`Attack`, implement ``perturb`` and decorate the class with :func:`register_attack`.
+:class:`Attack`, implement ``perturb`` and decorate the class with :func:`register_attack`; in
+a module named by a ``pertlearn.plugins`` entry point of your package (:mod:`pertlearn.plugins`)
+every process sees it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 import torch
 from torch import Generator, Tensor, nn
 
+from pertlearn.plugins import load_plugins, note_registered
 from pertlearn.training.losses import ATTACK_LOSSES, per_sample_loss, predict
 
 
@@ -244,7 +247,9 @@ def per_class_hit_rates(hits: Tensor, target: Tensor, num_classes: int) -> dict[
 
 
 ATTACKS: dict[str, type[Attack]] = {}
-"""Name → attack class, as named in configs (``attack.name``)."""
+"""Name → attack class, as named in configs (``attack.name``): the attacks registered so far.
+Look names up with :func:`attack_class` / :func:`attack_names`, which load the plug-ins
+first (:func:`pertlearn.plugins.load_plugins`)."""
 
 A = TypeVar("A", bound=type[Attack])
 
@@ -263,6 +268,7 @@ def register_attack(cls: A) -> A:
             f"{cls.__name__} a name of its own (class attribute name = '...')"
         )
     ATTACKS[cls.name] = cls
+    note_registered("attack", cls.name, cls.__module__)
     return cls
 
 
@@ -271,32 +277,45 @@ def _qualified(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+def attack_names() -> list[str]:
+    """The names of the registered attacks, built-in and from plug-ins, sorted."""
+    load_plugins()
+    return sorted(ATTACKS)
+
+
+def attack_class(name: str) -> type[Attack]:
+    """The registered attack class ``name`` (plug-ins loaded first); ValueError naming the
+    registered ones otherwise."""
+    load_plugins()
+    if name not in ATTACKS:
+        raise ValueError(unknown_attack(name))
+    return ATTACKS[name]
+
+
 def attack_options(name: str) -> list[str] | None:
     """The keyword options the registered attack ``name`` takes beyond ε (the parameters of its
     ``__init__`` after ``eps``), or ``None`` when it takes any (``**options``)."""
-    parameters = list(inspect.signature(ATTACKS[name].__init__).parameters.values())[2:]
+    parameters = list(inspect.signature(attack_class(name).__init__).parameters.values())[2:]
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
         return None
     return [p.name for p in parameters]
 
 
 def unknown_attack(name: str) -> str:
-    """The message for an attack ``name`` not in :data:`ATTACKS`: the registered names, and
-    where a user attack is known (the registry is filled by importing the modules that define
-    attacks, in each process)."""
+    """The message for an attack ``name`` that is not registered: the registered names, and
+    how a user attack becomes known (a plug-in, in every process; or an import, in one)."""
     return (
-        f"unknown attack {name!r}; choose one of {', '.join(sorted(ATTACKS))} (your own attack "
-        "is known only in a Python process that imported the module registering it, not in the "
-        "pertlearn command; for a sweep with several workers, import it at the top level of "
-        "your script)"
+        f"unknown attack {name!r}; choose one of {', '.join(attack_names())} (your own attack: "
+        "register it in a module named by a 'pertlearn.plugins' entry point of your installed "
+        "package, seen by the pertlearn command and every sweep worker, or import the module "
+        "registering it before the config is loaded, seen in that Python process only)"
     )
 
 
 def make_attack(name: str, eps: float, **options: Any) -> Attack:
     """Instantiate the registered attack ``name``; unknown names and options raise ValueError."""
-    if name not in ATTACKS:
-        raise ValueError(unknown_attack(name))
+    cls = attack_class(name)
     try:
-        return ATTACKS[name](eps, **options)
+        return cls(eps, **options)
     except TypeError as err:
         raise ValueError(f"attack {name!r}: {err}") from None

@@ -13,6 +13,7 @@ import click
 from pertlearn.errors import (
     ConfigError,
     MissingExtraError,
+    PluginError,
     RunDirExistsError,
     TrainingDivergedError,
     cli_message,
@@ -22,6 +23,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 EXPECTED_ERRORS = (
     ConfigError,
     MissingExtraError,
+    PluginError,
     RunDirExistsError,
     TrainingDivergedError,
     ValueError,

@@ -460,6 +460,42 @@ def export_command(path: Path, trackers: tuple[str, ...], log_dir: Path | None) 
 cli.add_command(data_group)  # `pertlearn data download|info`
 
 
+PLUGIN_KINDS = (("attack", "attacks"), ("network", "networks"), ("pipeline", "pipelines"))
+"""What a plug-in registers, as :class:`pertlearn.plugins.Plugin` records it and as listed."""
+
+
+@cli.command("plugins")
+@friendly_errors
+def plugins_command() -> None:
+    """List the installed plug-ins (entry points of the group pertlearn.plugins) with their
+    distribution and the attacks, image networks and pipelines each registered; exit status 2
+    when one fails to load."""
+    from pertlearn.plugins import DISABLE_VARIABLE, GROUP, load_plugins, plugin_report
+
+    found, disabled = plugin_report()
+    if disabled:
+        click.echo(f"plug-ins are disabled ({DISABLE_VARIABLE} is set)")
+        return
+    if not found:
+        click.echo(
+            f"no plug-ins installed (entry-point group {GROUP}; see docs/architecture.md, "
+            "'Your own attack, network and data')"
+        )
+        return
+    for plugin in found:
+        click.echo(f"{plugin.name} = {plugin.value}  ({plugin.source})")
+        if plugin.error is not None:
+            click.echo(f"  failed: {plugin.error}")
+            continue
+        for kind, label in PLUGIN_KINDS:
+            names = plugin.names(kind)
+            if names:
+                click.echo(f"  {label}: {', '.join(names)}")
+        if not plugin.registered:
+            click.echo("  registered nothing new")
+    load_plugins()  # a failed plug-in: its one-line error, exit status 2
+
+
 @cli.command("theory")
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.option("--no-maps", is_flag=True, help="Skip the decision-map figure.")

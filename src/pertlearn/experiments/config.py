@@ -21,8 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from pertlearn.attacks import ATTACKS, attack_options, make_attack
-from pertlearn.attacks.base import unknown_attack
+from pertlearn.attacks import attack_class, attack_options, make_attack
 from pertlearn.errors import ConfigError
 from pertlearn.experiments.config_tree import (
     MAX_CONFIG_BYTES,
@@ -97,8 +96,7 @@ class AttackConfig(StrictModel):
     @field_validator("name")
     @classmethod
     def _known_attack(cls, name: str) -> str:
-        if name not in ATTACKS:
-            raise ValueError(unknown_attack(name))
+        attack_class(name)  # ValueError naming the registered attacks
         return name
 
     @field_validator("eps", mode="before")

@@ -46,6 +46,7 @@ from pertlearn.atomic import (
 )
 from pertlearn.errors import RunDirError, RunDirExistsError, cli_worded
 from pertlearn.experiments.config_tree import RUN_CONFIG_FILE
+from pertlearn.plugins import loaded_distributions
 
 
 class RunOutput(Protocol):
@@ -68,13 +69,18 @@ class RunOutput(Protocol):
 
 
 def versions() -> dict[str, str]:
-    """Versions that decide the numbers a run gives."""
-    return {
+    """Versions that decide the numbers a run gives; ``plugins`` lists the distributions
+    (``name version``) whose plug-ins the process loaded, when any did."""
+    found = {
         "pertlearn": metadata_version("pertlearn"),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "numpy": numpy.__version__,
     }
+    plugins = loaded_distributions()
+    if plugins:
+        found["plugins"] = ", ".join(plugins)
+    return found
 
 
 RUN_DIR_FILES = (RUN_CONFIG_FILE, "metrics.json", "curves.json")

@@ -1,6 +1,7 @@
 """Models. Binary models map ``(N, ...)`` inputs to scores of shape ``(N,)`` (label = sign);
 multi-class models map them to logits of shape ``(N, K)``. Any ``nn.Module`` following one of
-these conventions can be used as f or g."""
+these conventions can be used as f or g; image networks of your own are named in configs once
+registered with :func:`register_network`."""
 
 from pertlearn.models.cnn import (
     ICLRResNet,
@@ -9,7 +10,9 @@ from pertlearn.models.cnn import (
     SmallCNN,
     WideResNet,
     build_image_model,
+    image_model_names,
     image_model_options,
+    register_network,
 )
 from pertlearn.models.two_layer import OneHiddenNet, TwoLayerNet
 
@@ -22,5 +25,7 @@ __all__ = [
     "TwoLayerNet",
     "WideResNet",
     "build_image_model",
+    "image_model_names",
     "image_model_options",
+    "register_network",
 ]

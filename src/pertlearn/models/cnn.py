@@ -17,11 +17,13 @@ a :class:`Normalize` layer, so attacks work in pixel space and can clip to ``[0,
 Your own network: any ``nn.Module`` mapping ``(N, C, H, W)`` pixels in ``[0, 1]`` to logits
 ``(N, K)`` works as f or g. From Python pass it to
 :func:`pertlearn.experiments.pipelines.images.run_images` as ``model_factory`` (a callable
-``(in_shape, num_classes, generator) -> nn.Module``); from a config set
-``model.name = "custom"`` and ``model.options = {factory = "package.module:function", ...}``,
-where the function is called as ``function(in_shape=(C, H, W), num_classes=K, **options)``
-(and ``generator=`` when it takes one), with torch's global generator seeded from the run's
-seed, so its default initialisation is the same in every run of the config.
+``(in_shape, num_classes, generator) -> nn.Module``); from a config, register its factory by
+name with :func:`register_network` (in a plug-in, :mod:`pertlearn.plugins`, every process
+knows it) and set ``model.name`` to that name, or set ``model.name = "custom"`` and
+``model.options = {factory = "package.module:function", ...}``. Either factory is called as
+``function(in_shape=(C, H, W), num_classes=K, **options)`` (and ``generator=`` when it takes
+one), with torch's global generator seeded from the run's seed, so its default initialisation
+is the same in every run of the config.
 Wrap it as ``nn.Sequential(Normalize(mean, std), net)`` if it expects normalized inputs.
 """
 
@@ -30,12 +32,13 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pertlearn.plugins import load_plugins, note_registered
 from pertlearn.seeding import seeded_global_generator
 
 
@@ -304,19 +307,107 @@ IMAGE_MODELS: dict[str, type[nn.Module]] = {
 }
 """Name → class of the built-in image models (``model.name`` in image configs)."""
 
+CUSTOM = "custom"
+"""The ``model.name`` whose factory is imported from ``model.options.factory``."""
+
+NETWORKS: dict[str, Callable[..., nn.Module]] = {}
+"""Name → factory of the image networks registered with :func:`register_network` (a user's,
+a plug-in's), called as ``factory(in_shape=, num_classes=, **options)``; the built-in ones
+are :data:`IMAGE_MODELS`. :func:`image_model_names` and :func:`build_image_model` load the
+plug-ins first."""
+
+NetworkFactory = TypeVar("NetworkFactory", bound=Callable[..., nn.Module])
+
+
+@overload
+def register_network(name: str) -> Callable[[NetworkFactory], NetworkFactory]: ...
+@overload
+def register_network(name: str, factory: NetworkFactory) -> NetworkFactory: ...
+def register_network(name: str, factory: Any = None) -> Any:
+    """Make the image network ``factory`` available to configs as ``model.name = name``
+    (``model.options`` are its keyword arguments); as ``register_network(name, factory)`` or
+    as the decorator ``@register_network(name)``.
+
+    The factory is called as ``factory(in_shape=(C, H, W), num_classes=K, **options)``, plus
+    ``generator=`` when it takes one, with torch's global generator seeded from the run seed,
+    and returns an ``nn.Module`` mapping pixels in ``[0, 1]`` to logits ``(N, K)``. A built-in
+    name, ``custom``, or a name another factory holds raises ValueError; the same factory
+    registered again (its module reloaded) replaces its earlier self."""
+    if factory is None:
+        return lambda given: register_network(name, given)
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a network name must be a non-empty string, got {name!r}")
+    if not callable(factory):
+        raise ValueError(f"network {name!r}: the factory must be callable, got {factory!r}")
+    if name in IMAGE_MODELS or name == CUSTOM:
+        raise ValueError(
+            f"network name {name!r} is a built-in image network; give yours a name of its own"
+        )
+    existing = NETWORKS.get(name)
+    if existing is not None and _qualified(existing) != _qualified(factory):
+        raise ValueError(
+            f"network name {name!r} is taken by {_qualified(existing)}; give "
+            f"{_qualified(factory)} a name of its own"
+        )
+    NETWORKS[name] = factory
+    note_registered("network", name, getattr(factory, "__module__", None) or "")
+    return factory
+
+
+def _qualified(obj: Any) -> str:
+    """``module.QualifiedName`` of a function or class."""
+    name = getattr(obj, "__qualname__", type(obj).__qualname__)
+    return f"{getattr(obj, '__module__', '?')}.{name}"
+
+
+def image_model_names() -> list[str]:
+    """Every ``model.name`` an image config accepts: the built-in networks, ``custom``, then
+    the registered ones (plug-ins loaded first), each group in its order."""
+    load_plugins()
+    return [*IMAGE_MODELS, CUSTOM, *sorted(NETWORKS)]
+
+
+def unknown_image_model(name: str) -> str:
+    """The message for an image network ``name`` that is neither built in nor registered."""
+    return (
+        f"unknown image model {name!r}; choose one of {', '.join([*IMAGE_MODELS, CUSTOM])} "
+        f"(built in) or {', '.join(sorted(NETWORKS)) or 'none'} (registered; your own network "
+        "by name: register_network in a module named by a 'pertlearn.plugins' entry point of "
+        "your installed package, or custom with options.factory = 'package.module:function')"
+    )
+
+
 PASSED_BY_BUILDER = ("mean", "std", "generator")
 """Keyword arguments :func:`build_image_model` passes itself (not ``model.options``)."""
 
+PASSED_TO_FACTORY = ("in_shape", "num_classes", "generator")
+"""Keyword arguments a registered network's factory gets from the builder."""
 
-def image_model_options(name: str) -> list[str]:
-    """The keyword options (``model.options``) the built-in image model ``name`` takes: its
-    keyword-only parameters but those :func:`build_image_model` passes itself."""
-    parameters = inspect.signature(IMAGE_MODELS[name].__init__).parameters.values()
-    return [
-        p.name
-        for p in parameters
-        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in PASSED_BY_BUILDER
-    ]
+
+def image_model_options(name: str) -> list[str] | None:
+    """The keyword options (``model.options``) the image network ``name`` takes: a built-in
+    one's keyword-only parameters but those :func:`build_image_model` passes itself; a
+    registered one's parameters but ``in_shape``, ``num_classes`` and ``generator``; ``None``
+    for any (``custom``, or a factory taking ``**options``). ValueError for an unknown name."""
+    if name in IMAGE_MODELS:
+        parameters = inspect.signature(IMAGE_MODELS[name].__init__).parameters.values()
+        return [
+            p.name
+            for p in parameters
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in PASSED_BY_BUILDER
+        ]
+    if name == CUSTOM:
+        return None
+    if name not in image_model_names():
+        raise ValueError(unknown_image_model(name))
+    try:
+        found = list(inspect.signature(NETWORKS[name]).parameters.values())
+    except (TypeError, ValueError):  # a callable without a signature
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in found):
+        return None
+    keywords = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [p.name for p in found if p.kind in keywords and p.name not in PASSED_TO_FACTORY]
 
 
 def load_factory(spec: str) -> Callable[..., nn.Module]:
@@ -358,6 +449,22 @@ def _call_factory(
         return factory(**kwargs)
 
 
+def _user_network(
+    what: str,
+    factory: Callable[..., nn.Module],
+    in_shape: tuple[int, int, int],
+    num_classes: int,
+    options: dict[str, Any],
+    generator: torch.Generator | None,
+) -> nn.Module:
+    """The network a user's ``factory`` (named ``what`` in errors) builds; ValueError unless
+    it is an ``nn.Module``."""
+    model = _call_factory(factory, in_shape, num_classes, options, generator)
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"{what} returned {type(model).__name__}, not a Module")
+    return model
+
+
 def build_image_model(
     name: str,
     in_shape: tuple[int, int, int],
@@ -368,25 +475,28 @@ def build_image_model(
     options: dict[str, Any] | None = None,
     generator: torch.Generator | None = None,
 ) -> nn.Module:
-    """Instantiate image model ``name`` (``small_cnn``, ``mlp``, ``iclr_resnet``, ``wide_resnet`` or
-    ``custom`` with ``options["factory"]``) for images ``in_shape`` and ``num_classes`` classes;
-    ``mean``/``std`` set the input normalization. ``options`` are extra keyword arguments."""
+    """Instantiate image model ``name`` (``small_cnn``, ``mlp``, ``iclr_resnet``,
+    ``wide_resnet``, ``custom`` with ``options["factory"]``, or a name registered with
+    :func:`register_network`) for images ``in_shape`` and ``num_classes`` classes;
+    ``mean``/``std`` set the input normalization of the built-in ones. ``options`` are extra
+    keyword arguments."""
     options = dict(options or {})
-    if name == "custom":
+    if name == CUSTOM:
         spec = options.pop("factory", None)
         if not isinstance(spec, str):
             raise ValueError(
                 "model.name = 'custom' needs model.options.factory = 'module:function'"
             )
-        model = _call_factory(load_factory(spec), in_shape, num_classes, options, generator)
-        if not isinstance(model, nn.Module):
-            raise ValueError(
-                f"model factory {spec!r} returned {type(model).__name__}, not a Module"
-            )
-        return model
+        factory = load_factory(spec)
+        return _user_network(
+            f"model factory {spec!r}", factory, in_shape, num_classes, options, generator
+        )
     if name not in IMAGE_MODELS:
-        choices = ", ".join([*IMAGE_MODELS, "custom"])
-        raise ValueError(f"unknown image model {name!r}; choose one of {choices}")
+        if name not in image_model_names():
+            raise ValueError(unknown_image_model(name))
+        return _user_network(
+            f"network {name!r}", NETWORKS[name], in_shape, num_classes, options, generator
+        )
     try:
         return IMAGE_MODELS[name](
             in_shape, num_classes, mean=mean, std=std, generator=generator, **options

@@ -1,7 +1,9 @@
-"""The command line's help and listings start without importing torch, matplotlib or pyarrow.
+"""The command line's help and listings start without importing torch, matplotlib or pyarrow,
+and without loading plug-ins (or scanning the installed distributions for them).
 
 Each case runs in a fresh interpreter (the test process itself has torch loaded) and reports
-which heavy modules ended up in ``sys.modules``.
+which heavy modules ended up in ``sys.modules``; an installed plug-in that leaves a file behind
+and fails when imported shows whether plug-ins were looked for.
 """
 
 from __future__ import annotations
@@ -15,6 +17,13 @@ from pathlib import Path
 import pytest
 
 import pertlearn
+from plugin_support import write_plugin
+
+TRIPWIRE = """
+import os
+open(os.environ["TRIPWIRE_MARK"], "w").close()
+raise RuntimeError("plug-in loaded")
+"""
 
 HEAVY = ("torch", "matplotlib", "pyarrow", "pandas", "safetensors")
 
@@ -38,8 +47,12 @@ print(json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
 
 def probe(args: list[str] | None, tmp_path: Path) -> dict[str, object]:
     src = str(Path(pertlearn.__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    site = write_plugin(tmp_path / "site", TRIPWIRE, distribution="tripwire", module="tripwire")
+    mark = tmp_path / "plugin-loaded"
+    path = os.pathsep.join([src, str(site), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path, "TRIPWIRE_MARK": str(mark)}
     env.pop("PERTLEARN_PRESETS", None)
+    env.pop("PERTLEARN_DISABLE_PLUGINS", None)
     done = subprocess.run(
         [sys.executable, "-c", PROBE, json.dumps(args), json.dumps(HEAVY)],
         capture_output=True,
@@ -50,6 +63,7 @@ def probe(args: list[str] | None, tmp_path: Path) -> dict[str, object]:
     )
     assert done.returncode == 0, done.stderr
     report: dict[str, object] = json.loads(done.stderr.strip().splitlines()[-1])
+    report["plugins_loaded"] = mark.exists()
     return report
 
 
@@ -71,12 +85,22 @@ def test_cli_starts_without_heavy_imports(args: list[str] | None, tmp_path: Path
     report = probe(args, tmp_path)
     assert report["code"] == 0
     assert report["heavy"] == []
+    assert report["plugins_loaded"] is False
 
 
 def test_bad_preset_name_is_reported_without_heavy_imports(tmp_path: Path) -> None:
     report = probe(["presets", "--show", "quickstrat"], tmp_path)
     assert report["code"] == 2
     assert report["heavy"] == []
+    assert report["plugins_loaded"] is False
+
+
+def test_the_tripwire_plugin_is_seen_where_names_are_looked_up(tmp_path: Path) -> None:
+    """The probe's plug-in is installed where the probe looks: a command that looks a name up
+    loads it (and fails in one line naming it)."""
+    report = probe(["presets", "--show", "quickstart"], tmp_path)
+    assert report["code"] == 2
+    assert report["plugins_loaded"] is True
 
 
 def test_lazy_package_names_still_resolve() -> None:

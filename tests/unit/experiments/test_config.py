@@ -87,14 +87,14 @@ def test_bad_overrides_name_the_key(overrides, message):
     [("quickstart", "attack.name"), ("iclr-mnist-natural-rand-l2", "robust_eval")],
 )
 def test_an_unknown_attack_says_where_a_user_attack_is_known(preset, key):
-    """A user attack is registered by importing its module, in each process: the message for
-    an unknown name says so (the pertlearn command and sweep workers see only the built-in
-    attacks unless the module is imported there), wherever the config names an attack."""
+    """A user attack is known in every process when a plug-in registers it, or in one Python
+    process that imported its module: the message for an unknown name says both, wherever the
+    config names an attack."""
     value = "'my_attack'" if key == "attack.name" else "{attack='my_attack', eps=1.0}"
     with pytest.raises(ConfigError, match=r"unknown attack 'my_attack'; choose one of") as info:
         load_config(preset=preset, overrides=[f"{key}={value}"])
-    assert "known only in a Python process that imported the module" in str(info.value)
-    assert "import it at the top level of your script" in str(info.value)
+    assert "a 'pertlearn.plugins' entry point of your installed package" in str(info.value)
+    assert "import the module registering it before the config is loaded" in str(info.value)
 
 
 def test_bad_files_and_presets(tmp_path):

@@ -3,6 +3,9 @@ WRN-28-10's parameter count, and user factories."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 import torch
 from torch import nn
@@ -14,7 +17,9 @@ from pertlearn.models.cnn import (
     SmallCNN,
     WideResNet,
     build_image_model,
+    image_model_names,
     image_model_options,
+    register_network,
 )
 
 
@@ -231,3 +236,58 @@ def test_a_network_breaking_the_logits_contract_is_refused_before_training(
     contract = r"maps images \(N, 1, 4, 4\) in \[0, 1\] to logits \(N, 3\); "
     with pytest.raises(ValueError, match=contract + message):
         new_model(run, "f", None)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def networks() -> Iterator[dict[str, Any]]:
+    """The registry of named networks, restored after the test."""
+    from pertlearn.models.cnn import NETWORKS
+
+    before = dict(NETWORKS)
+    yield NETWORKS
+    NETWORKS.clear()
+    NETWORKS.update(before)
+
+
+def test_a_registered_network_is_built_by_name(networks: dict[str, Any]) -> None:
+    """``register_network``, as a call and as a decorator: the name builds the factory's
+    network with the options, seeded like ``custom``; its options are the factory's keyword
+    parameters (any for ``**options``); built-in names, ``custom`` and a name another factory
+    holds are refused, the same factory registered again is not."""
+
+    @register_network("test_linear")
+    def linear(in_shape: tuple[int, int, int], num_classes: int, *, hidden: int = 3) -> nn.Module:
+        return factory(in_shape, num_classes, hidden=hidden)
+
+    assert register_network("test_any", lambda **options: linear(**options)) is not None
+    assert "test_linear" in image_model_names() and "test_linear" not in IMAGE_MODELS
+    assert image_model_options("test_linear") == ["hidden"]
+    assert image_model_options("test_any") is None and image_model_options("custom") is None
+
+    def build(seed: int) -> nn.Module:
+        return build_image_model(
+            "test_linear",
+            (1, 4, 4),
+            3,
+            mean=(0,),
+            std=(1,),
+            options={"hidden": 5},
+            generator=torch.Generator().manual_seed(seed),
+        )
+
+    first, again = build(1), build(1)
+    assert first(torch.rand(2, 1, 4, 4)).shape == (2, 3)
+    pairs = zip(first.parameters(), again.parameters(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+    assert not torch.equal(next(first.parameters()), next(build(2).parameters()))
+    assert register_network("test_linear", linear) is linear  # the same factory again
+    with pytest.raises(ValueError, match=r"'test_linear' is taken by .*linear; give .*factory"):
+        register_network("test_linear", factory)
+    for taken in ("small_cnn", "custom"):
+        with pytest.raises(ValueError, match=f"network name '{taken}' is a built-in"):
+            register_network(taken, factory)
+    with pytest.raises(ValueError, match=r"unknown image model 'test_nope'.*test_any, test_linear"):
+        build_image_model("test_nope", (1, 4, 4), 3, mean=(0,), std=(1,))
+    networks["test_list"] = lambda **options: [1]  # not a Module
+    with pytest.raises(ValueError, match="network 'test_list' returned list, not a Module"):
+        build_image_model("test_list", (1, 4, 4), 3, mean=(0,), std=(1,))

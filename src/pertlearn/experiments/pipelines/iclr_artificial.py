@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from pertlearn.attacks import ATTACKS, TargetedPGD, fooling_rate, make_attack
+from pertlearn.attacks import TargetedPGD, attack_class, fooling_rate, make_attack
 from pertlearn.data import SYNTHETIC
 from pertlearn.experiments import stages
 from pertlearn.experiments.config import AttackConfig, ExperimentConfig, ModelConfig, StrictModel
@@ -106,7 +106,7 @@ def attack_options(config: IclrArtificialConfig) -> dict[str, Any]:
     """``attack.options`` plus the data range of the distribution as ``clip`` (for attacks
     that take one, unless the options set it)."""
     options = dict(config.attack.options)
-    if issubclass(ATTACKS[config.attack.name], TargetedPGD) and "clip" not in options:
+    if issubclass(attack_class(config.attack.name), TargetedPGD) and "clip" not in options:
         options["clip"] = DATA_RANGE.get(config.data.name)
     return options
 

@@ -7,14 +7,21 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
+from pydantic import (
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
-from pertlearn.attacks import ATTACKS, attack_options, make_attack
+from pertlearn.attacks import attack_names, attack_options, make_attack
 from pertlearn.attacks.base import unknown_attack
 from pertlearn.data.catalogue import DATASETS, check_classes
 from pertlearn.data.files import image_file_shape
 from pertlearn.experiments.config import AttackConfig, ExperimentConfig, StrictModel
-from pertlearn.models import image_model_options
+from pertlearn.models import image_model_names, image_model_options
+from pertlearn.models.cnn import unknown_image_model
 from pertlearn.training.accel import Precision
 from pertlearn.training.minibatch import MinibatchConfig
 
@@ -86,25 +93,38 @@ class ImageDataConfig(StrictModel):
 class ImageModelConfig(StrictModel):
     """``small_cnn`` (options ``width``, ``hidden``), ``mlp`` (``hidden``, ``depth``: fully
     connected), ``iclr_resnet`` (the ICLR24 residual CNN
-    for MNIST / Fashion-MNIST), ``wide_resnet`` (``depth``, ``widen``, ``dropout``) or
-    ``custom`` (``options.factory = "package.module:function"``, the user's own network)."""
+    for MNIST / Fashion-MNIST), ``wide_resnet`` (``depth``, ``widen``, ``dropout``),
+    ``custom`` (``options.factory = "package.module:function"``, the user's own network) or a
+    network registered by name (``register_network``, e.g. in a plug-in; options: its
+    factory's keyword arguments)."""
 
-    name: Literal["small_cnn", "mlp", "iclr_resnet", "wide_resnet", "custom"] = "small_cnn"
+    name: str = Field(
+        "small_cnn",
+        description="small_cnn, mlp, iclr_resnet, wide_resnet, custom, or a network a plug-in "
+        "registered (`pertlearn plugins` lists them)",
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments")
+
+    @field_validator("name")
+    @classmethod
+    def _known_network(cls, name: str) -> str:
+        if name not in image_model_names():
+            raise ValueError(unknown_image_model(name))
+        return name
 
     @model_validator(mode="after")
     def _known_options(self) -> ImageModelConfig:
-        """A built-in network's options are its own (a sweep over ``model.name`` may carry
-        another network's options from the base config)."""
-        if self.name == "custom":
-            return self
+        """A network's options are its own (a sweep over ``model.name`` may carry another
+        network's options from the base config)."""
         takes = image_model_options(self.name)
+        if takes is None:
+            return self
         for key in self.options:
             if key not in takes:
                 raise ValueError(
                     f"options.{key} is not an option of model {self.name!r} (it takes: "
-                    f"{', '.join(takes)}); fix or remove it (options = {{}} drops the options "
-                    "a preset set for its own network)"
+                    f"{', '.join(takes) or 'none'}); fix or remove it (options = {{}} drops the "
+                    "options a preset set for its own network)"
                 )
         return self
 
@@ -158,7 +178,7 @@ def attacks_taking(options: Iterable[str]) -> list[str]:
     """The registered attacks (sorted) that take every keyword option in ``options``."""
     return sorted(
         name
-        for name in ATTACKS
+        for name in attack_names()
         if (known := attack_options(name)) is None or set(options) <= set(known)
     )
 
@@ -166,7 +186,7 @@ def attacks_taking(options: Iterable[str]) -> list[str]:
 def check_attack_takes(where: str, name: str, options: Iterable[str], why: str) -> None:
     """Raise ``ValueError`` naming ``where`` unless the registered attack ``name`` exists and
     takes every option in ``options`` (``why``: what the pipeline needs them for)."""
-    if name not in ATTACKS:
+    if name not in attack_names():
         raise ValueError(f"{where}: {unknown_attack(name)}")
     known = attack_options(name)
     missing = [option for option in options if known is not None and option not in known]
