@@ -33,6 +33,11 @@ type or an impossible value stops with one line naming the key. Dotted keys belo
 sections: `train_f.lr` is `lr` in the `[train_f]` table. In an optional section (default
 none), "required" marks a key to give whenever the section is given, and "—" a key whose
 default is built when the section is given (not a fixed value).
+
+Keys that name a file or folder, {path_keys}:
+a relative path in a config file (a preset file, a sweep spec) is read relative to that file's
+folder, one given with `--set` or from Python relative to the current directory; the validated
+config, and so a run directory's `config.json`, holds it absolute.
 """
 
 
@@ -200,7 +205,9 @@ def _rows(
 
 
 def render() -> str:
-    parts = [HEADER]
+    from pertlearn.experiments.config_tree import PATH_KEYS
+
+    parts = [HEADER.format(path_keys=", ".join(f"`{key}`" for key in PATH_KEYS))]
     for cls in config_classes():
         schema = cls.model_json_schema()
         defs = schema.get("$defs", {})

@@ -119,7 +119,7 @@ CONFIG_ROWS: list[tuple[str, list[str], str]] = [
     (
         "images-f-weights-missing",
         ["run", *IMAGES, "--set", "f_weights='no/such/run'"],
-        "f_weights: 'no/such/run' does not exist",
+        "/no/such/run' does not exist; give a run directory",
     ),
     ("images-epochs", ["run", *IMAGES, "--set", "train_f.epochs=0"], "train_f.epochs"),
     ("images-lr-inf", ["run", *IMAGES, "--set", "train_g.lr=inf"], "train_g.lr"),

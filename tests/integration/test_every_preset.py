@@ -11,11 +11,14 @@ checks run in a clone with nothing beside it.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
+from safetensors.torch import save_file
 
 from image_data_support import every_dataset_dir
 from pertlearn import load_config, run
@@ -121,15 +124,16 @@ def shrink(name: str, data_dir: Path, scale: str = "cpu") -> list[str]:
 
 def expected_keys(config: ExperimentConfig) -> set[str]:
     """The metric keys docs/metrics.md promises for ``config``."""
+    own_file = {"data_sha256"} if config.data.name == "file" else set()
     if config.pipeline != "images":
-        keys = set(BINARY_KEYS)
+        keys = set(BINARY_KEYS) | own_file
         for control in config.controls:
             keys.add(f"{control_prefix(control)}_acc_train")
         if config.pipeline == "neurips":
             keys |= NEURIPS_KEYS
             keys |= {f"{control_prefix(control)}_acc_test" for control in config.controls}
         return keys
-    keys = set(IMAGES_KEYS)
+    keys = set(IMAGES_KEYS) | own_file
     for control in config.controls:
         keys |= {f"{control_prefix(control)}_acc_test", f"{control_prefix(control)}_best_acc_test"}
     if config.robust_eval is not None:
@@ -229,3 +233,25 @@ def test_every_preset_runs_and_reruns_from_its_run_directory(
     again = run(load_config(saved.path)).metrics  # as `pertlearn run RUN_DIR` does
     metrics.pop("seconds"), again.pop("seconds")
     assert again == metrics, f"{name}: the saved config reran to other numbers"
+
+
+@pytest.mark.parametrize("preset", ["quickstart", "iclr-mnist-natural-rand-l2"])
+def test_a_run_on_an_own_data_file_follows_the_contract(preset: str, tmp_path: Path) -> None:
+    """Both pipelines that read a data file (``data.name = "file"``) record its SHA-256."""
+    gen = torch.Generator().manual_seed(0)
+    path = tmp_path / "own.safetensors"
+    if preset == "quickstart":
+        y = torch.tensor([1.0, -1.0]).repeat(30)
+        save_file({"x_train": torch.randn(60, 8, generator=gen), "y_train": y}, str(path))
+        sizes = ["model.width=16", "train_f.epochs=5", "train_g.epochs=5"]
+    else:
+        x = torch.randint(0, 256, (60, 1, 8, 8), generator=gen, dtype=torch.uint8)
+        save_file({"x_train": x, "y_train": torch.arange(60) % 3}, str(path))
+        sizes = [*PAPER_NETWORKS_SHRUNK["small_cnn"], "train_f.epochs=1", "train_g.epochs=1"]
+        sizes += ["attack.options.steps=2"]
+    overrides = ["data.name='file'", f"data.path={json.dumps(str(path))}", *sizes]
+    config = load_config(preset=preset, overrides=overrides)
+    metrics = dict(run(config).metrics)
+    missing = expected_keys(config) - set(metrics)
+    assert not missing, f"{preset} on a file: metrics lack {sorted(missing)}"
+    check_values(metrics)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -71,6 +72,8 @@ def test_own_images(tmp_path: Path) -> None:
     out = run_example("own_images.py", "--out", str(tmp_path / "run"))
     assert out.startswith("3 classes of (3, 8, 8) images: f_acc_test ")
     assert (tmp_path / "run" / "metrics.json").is_file()
+    resolved = json.loads((tmp_path / "run" / "config.json").read_text())["resolved"]
+    assert resolved["class_names"] == ["red", "green", "blue"]  # the file's metadata
 
 
 def test_theory_on_run(tmp_path: Path) -> None:

@@ -11,12 +11,17 @@ and run it with ``--set data.name=file --set data.path=my_data.safetensors``. Wi
 part, a seeded share ``data.split`` of the samples is held out as the test set.
 
 An *image* data file (the ``images`` pipeline, :func:`load_image_file`) holds the same keys
-with images ``x_train`` ``(N, C, H, W)`` (``C`` = 1 or 3, pixels in ``[0, 1]``) and class
-labels ``y_train`` ``(N,)`` in ``0..K-1``.
+with images ``x_train`` ``(N, C, H, W)`` (``C`` = 1 or 3; floats in ``[0, 1]``, or uint8
+``0..255``, read as ``x / 255``) and class labels ``y_train`` ``(N,)`` in ``0..K-1``, and may
+name its classes in the file's metadata (:data:`CLASS_NAMES_KEY`)::
+
+    save_file({"x_train": x, "y_train": y}, "my_images.safetensors",
+              metadata={"class_names": json.dumps(["cat", "dog", "bird"])})
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -156,6 +161,48 @@ IMAGE_CHANNELS = (1, 3)
 """The channels ``C`` an image data file may hold: grayscale or RGB (what the image figures
 of the reports draw)."""
 
+CLASS_NAMES_KEY = "class_names"
+"""The key of an image data file's metadata (the safetensors header's string-to-string
+``__metadata__``) that names its classes: a JSON list of ``K`` distinct strings, name ``k``
+for label ``k``."""
+
+
+def _file_class_names(path: Path, num_classes: int) -> tuple[str, ...] | None:
+    """The class names in the metadata of the image data file ``path`` (``None`` without
+    them), checked against the ``num_classes`` classes of its labels; a bad entry raises a
+    one-line ValueError saying how to write it."""
+    name = str(path)
+    try:
+        with safe_open(name, framework="pt") as handle:
+            raw = (handle.metadata() or {}).get(CLASS_NAMES_KEY)
+    except (OSError, SafetensorError) as err:
+        raise _open_error(path, err) from None
+    if raw is None:
+        return None
+    how = f'write metadata={{"{CLASS_NAMES_KEY}": json.dumps(["name of 0", "name of 1", ...])}}'
+    try:
+        names = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError):
+        raise ValueError(
+            f"data file {name!r}: metadata {CLASS_NAMES_KEY} is not JSON; {how}"
+        ) from None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError(
+            f"data file {name!r}: metadata {CLASS_NAMES_KEY} must be a JSON list of strings; {how}"
+        )
+    if len(names) != num_classes:
+        raise ValueError(
+            f"data file {name!r}: metadata {CLASS_NAMES_KEY} holds {len(names)} names, the "
+            f"labels {num_classes} classes (0..{num_classes - 1}); give one name per class"
+        )
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(
+            f"data file {name!r}: metadata {CLASS_NAMES_KEY} names two classes {repeated[0]!r}; "
+            "give every class its own name"
+        )
+    return tuple(names)
+
 
 def image_file_shape(path: str | Path) -> tuple[int, int, int]:
     """``(C, H, W)`` of the images of an image data file, read from its header only, with the
@@ -203,14 +250,16 @@ def load_image_file(
 ) -> tuple[ImageData, ImageData | None]:
     """The validated train part and (``None`` without one) test part of an image data file.
 
-    Images come out as ``dtype`` ``(N, C, H, W)`` in ``[0, 1]``, labels int64 ``(N,)``. The
+    Images come out as ``dtype`` ``(N, C, H, W)`` in ``[0, 1]`` (a uint8 part divided by 255,
+    a float part checked to lie in ``[0, 1]``), labels int64 ``(N,)``. The
     number of classes ``K`` is read from the labels: ``1 +`` the largest label. There is no
     separate count in the file, so nothing can disagree with the labels; in exchange every class
     ``0..K-1`` must have a training image (a gap is a labeling mistake, and the chance level
     ``1/K`` and the target rules ``(y + 1) mod K`` assume ``K`` real classes), ``K >= 2``, and
     the test labels lie in ``0..K-1``. The returned ``info`` (name ``"file"``) carries the
     per-channel pixel mean and std of ``x_train`` for the networks' input normalization, as a
-    built-in data set carries those of its training set."""
+    built-in data set carries those of its training set, and the class names of the file's
+    metadata :data:`CLASS_NAMES_KEY` (else ``"0"``..``"K-1"``)."""
     path = Path(path)
     name = str(path)
     c, h, w = image_file_shape(path)
@@ -219,13 +268,18 @@ def load_image_file(
     for part in ("train", "test"):
         if f"x_{part}" not in raw:
             continue
-        x, y = raw[f"x_{part}"].to(dtype), raw[f"y_{part}"]
-        _check_finite(name, part, x, dtype)
-        if x.numel() and (float(x.min()) < 0 or float(x.max()) > 1):
-            raise ValueError(
-                f"data file {name!r}: x_{part} pixels must lie in [0, 1], found "
-                f"{float(x.min()):g}..{float(x.max()):g}; divide 8-bit images by 255"
-            )
+        stored, y = raw[f"x_{part}"], raw[f"y_{part}"]
+        if stored.dtype == torch.uint8:  # 8-bit pixels 0..255
+            x = stored.to(dtype) / 255
+        else:
+            x = stored.to(dtype)
+            _check_finite(name, part, x, dtype)
+            if x.numel() and (float(x.min()) < 0 or float(x.max()) > 1):
+                raise ValueError(
+                    f"data file {name!r}: x_{part} pixels must lie in [0, 1], found "
+                    f"{float(x.min()):g}..{float(x.max()):g}; store 8-bit images as uint8 "
+                    "(read as x / 255) or divide them by 255"
+                )
         whole = y.to(torch.int64) if y.dtype != torch.bool else None
         if whole is None or not torch.equal(whole.to(y.dtype), y):
             got = "booleans" if whole is None else "values that are not whole numbers"
@@ -268,7 +322,8 @@ def load_image_file(
         title=f"data file {name!r}",
         shape=(c, h, w),
         num_classes=num_classes,
-        class_names=tuple(str(k) for k in range(num_classes)),
+        class_names=_file_class_names(path, num_classes)
+        or tuple(str(k) for k in range(num_classes)),
         mean=mean,
         std=std,
         files=(),

@@ -10,9 +10,11 @@ and impossible values are rejected with one line naming the key.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+import os
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -40,6 +42,7 @@ __all__ = [
     "ConfigError",
     "ExperimentConfig",
     "ModelConfig",
+    "PathSetting",
     "StrictModel",
     "apply_overrides",
     "deep_merge",
@@ -58,6 +61,18 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(
         extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False
     )
+
+
+def _absolute(path: str | None) -> str | None:
+    """``path`` (``~`` expanded) made absolute against the current directory, normalised
+    (``..`` removed, symbolic links kept)."""
+    return None if path is None else os.path.abspath(os.path.expanduser(path))
+
+
+PathSetting = Annotated[str | None, AfterValidator(_absolute)]
+"""A config value naming a file or folder (:data:`~.config_tree.PATH_KEYS`), held absolute:
+a relative one is read relative to the current directory (a config file's relative paths were
+already joined onto its folder), so the config names the same file from any directory."""
 
 
 class ModelConfig(StrictModel):

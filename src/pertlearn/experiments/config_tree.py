@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,40 @@ RUN_CONFIG_FILE = "config.json"
 """The file of a run directory that records its config (``{"config": tree, "resolved": ...}``)."""
 
 _EXCLUSIVE = ("eps", "eps_per_sqrt_dim", "eps_per_dim")
+
+PATH_KEYS = ("data.path", "data.data_dir", "f_weights", "checkpoint_dir")
+"""Config keys that name a file or folder. A relative one in a config file (a preset file, a
+sweep spec) is read relative to that file's folder (:func:`rebase_paths`); one given as
+``--set`` or from Python, relative to the current directory; the validated config holds it
+absolute, so a run directory's ``config.json`` reruns from any directory."""
+
+
+def resolve_path(value: str, folder: str | Path) -> str:
+    """The path ``value`` (``~`` expanded) joined onto ``folder`` unless it is absolute."""
+    path = os.path.expanduser(value)
+    return path if os.path.isabs(path) else os.path.join(folder, path)
+
+
+def resolve_path_key(key: str, value: Any, folder: str | Path | None) -> Any:
+    """``value`` of the dotted config key ``key`` read relative to ``folder``, for a path key
+    (:data:`PATH_KEYS`) holding a string; any other key or value, or no ``folder``, as is."""
+    if folder is None or key not in PATH_KEYS or not isinstance(value, str):
+        return value
+    return resolve_path(value, folder)
+
+
+def rebase_paths(tree: dict[str, Any], folder: str | Path) -> dict[str, Any]:
+    """A copy of the config tree ``tree`` with its relative paths (:data:`PATH_KEYS`) read
+    relative to ``folder``, the folder of the file the tree was written in."""
+    tree = copy.deepcopy(tree)
+    for dotted in PATH_KEYS:
+        *parents, last = dotted.split(".")
+        node: Any = tree
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and last in node:
+            node[last] = resolve_path_key(dotted, node[last], folder)
+    return tree
 
 
 def parse_value(text: str) -> Any:
@@ -120,12 +155,16 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """The config tree of ``path``: a TOML file; a ``.json`` file holding a config tree; or a
     run directory (or its ``config.json``), whose recorded ``config`` is the tree that reran
-    gives the same run. :class:`ConfigError` naming the file for anything else."""
+    gives the same run. :class:`ConfigError` naming the file for anything else.
+
+    A TOML or JSON config file's relative paths (:data:`PATH_KEYS`) are read relative to its
+    folder; a run's record is returned as recorded (its paths are absolute; a record written
+    before they were holds them as given, read relative to the current directory)."""
     path = Path(path)
     if path.is_dir() and (path / RUN_CONFIG_FILE).is_file():
         path = path / RUN_CONFIG_FILE
     if path.suffix.lower() != ".json":
-        return read_toml(path)
+        return rebase_paths(read_toml(path), path.parent)
     text = _config_text(path)
     try:
         tree = json.loads(text)
@@ -137,4 +176,4 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {str(path)!r} holds no JSON object; a config is a table")
     if isinstance(tree.get("config"), dict) and "resolved" in tree:  # a run's record
         return dict(tree["config"])
-    return tree
+    return rebase_paths(tree, path.parent)

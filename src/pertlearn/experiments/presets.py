@@ -16,6 +16,9 @@ An experiment preset file is a config tree (the keys of ``pertlearn presets --sh
 - ``preset = "BASE"``: inherit the tree of the preset or base ``BASE`` (its own keys win);
 - ``[scale.cpu]`` / ``[scale.paper]``: keys merged over the file's other keys at that scale.
 
+A relative path in a preset file (``data.path``, ``f_weights``, ...:
+:data:`~pertlearn.experiments.config_tree.PATH_KEYS`) is read relative to the file's folder.
+
 The tree of ``NAME`` at scale ``s`` is the tree of ``BASE`` at ``s``, deep-merged with the
 file's keys, deep-merged with its ``[scale.s]`` table (tables merge key by key; any other
 value, lists included, replaces); ``name`` defaults to ``NAME``. Budgets that follow the input
@@ -47,7 +50,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pertlearn.errors import ConfigError, cli_worded
-from pertlearn.experiments.config_tree import apply_overrides, deep_merge, read_config_file
+from pertlearn.experiments.config_tree import (
+    apply_overrides,
+    deep_merge,
+    read_config_file,
+    rebase_paths,
+)
 
 if TYPE_CHECKING:
     from pertlearn.experiments.config import ExperimentConfig
@@ -147,6 +155,10 @@ def parse_preset_file(name: str, source: str, raw: bytes, *, sweep: bool) -> Pre
             f"{where}: scale must hold only the tables [scale.cpu] and [scale.paper], "
             f"got {scales!r}"
         )
+    if not sweep:  # a preset's relative paths are read relative to its file's folder
+        folder = Path(source).parent
+        data = rebase_paths(data, folder)
+        scales = {scale: rebase_paths(table, folder) for scale, table in scales.items()}
     return PresetFile(name, source, summary, None if sweep else base, data, scales)
 
 

@@ -20,7 +20,9 @@ class Result:
     (docs/metrics.md); ``models`` and ``curves`` are keyed by network (``f``, ``g`` and each
     control); ``tensors`` holds the data and the crafted inputs; ``stage_seconds`` the wall
     time of each stage (``data``, ``train_f``, ``craft``, ``train_g``, ``controls``,
-    ``evaluate``), written into ``metrics.json`` beside the metrics, not part of them."""
+    ``evaluate``), written into ``metrics.json`` beside the metrics, not part of them;
+    ``class_names`` (image runs) the name of each class ``0..K-1`` of the run, recorded in
+    ``config.json``'s ``resolved`` for the reports."""
 
     config: ExperimentConfig
     metrics: dict[str, Any]
@@ -29,6 +31,7 @@ class Result:
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
     device: str = "cpu"
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    class_names: tuple[str, ...] | None = None
 
     def save(self, out: str | Path, *, overwrite: bool = False) -> Path:
         """Write the run directory ``out`` atomically (:func:`write_run_dir`); an existing

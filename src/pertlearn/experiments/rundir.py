@@ -3,7 +3,8 @@
 Layout::
 
     config.json           resolved config (``device`` as resolved, e.g. ``"cpu"`` for ``"auto"``),
-                          resolved ε, device and the requested device, package versions
+                          resolved ε, device and the requested device, the class names (image
+                          runs), package versions
     metrics.json          the metrics contract (docs/metrics.md) and ``stage_seconds``, the wall
                           time of each stage (not a metric: never compared or hashed)
     curves.json           training-loss curves of every network
@@ -66,6 +67,8 @@ class RunOutput(Protocol):
     def device(self) -> str: ...
     @property
     def stage_seconds(self) -> dict[str, float]: ...
+    @property
+    def class_names(self) -> tuple[str, ...] | None: ...
 
 
 def versions() -> dict[str, str]:
@@ -205,6 +208,11 @@ def write_run_dir(result: RunOutput, out: Path, *, overwrite: bool = False) -> P
                     "eps": config.eps,
                     "device": result.device,
                     "device_requested": config.device,
+                    **(
+                        {"class_names": list(result.class_names)}
+                        if result.class_names is not None
+                        else {}
+                    ),
                 },
                 "versions": versions(),
                 "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -337,7 +345,8 @@ def check_safetensors(path: Path) -> None:
 class RunRecord:
     """A run directory written by :func:`write_run_dir`, read and checked: ``config`` is the
     resolved config tree (every key its pipeline uses), ``resolved`` the resolved ε and
-    device, ``versions`` the package versions, ``metrics`` the metrics contract."""
+    device (image runs: and ``class_names``), ``versions`` the package versions, ``metrics``
+    the metrics contract."""
 
     path: Path
     config: dict[str, Any]
@@ -352,6 +361,15 @@ class RunRecord:
     @property
     def name(self) -> str:
         return str(self.config["name"])
+
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        """The name of each class ``0..K-1`` of an image run (``resolved.class_names``);
+        ``None`` for a binary run, or a run recorded without them."""
+        names = self.resolved.get("class_names")
+        if isinstance(names, list) and all(isinstance(n, str) for n in names):
+            return tuple(names)
+        return None
 
     def curves(self) -> dict[str, Any] | None:
         """``curves.json`` (``None`` when absent)."""

@@ -175,7 +175,8 @@ class StageClock:
 class RunOutputs:
     """What one run produces, filled stage by stage: the trained networks and their training
     curves by name (``f``, ``g``, each control), the metrics and the time of each stage
-    (``with outputs.clock("train_f"): ...``); :meth:`result` closes the run."""
+    (``with outputs.clock("train_f"): ...``), and the names of the classes (image runs);
+    :meth:`result` closes the run."""
 
     config: ExperimentConfig
     device: torch.device
@@ -184,6 +185,7 @@ class RunOutputs:
     models: dict[str, nn.Module] = field(default_factory=dict)
     curves: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    class_names: tuple[str, ...] | None = None
 
     def add(self, name: str, trained: tuple[nn.Module, Any]) -> nn.Module:
         """Record the network ``name`` and its training curve (``trained``: what the trainer
@@ -203,6 +205,7 @@ class RunOutputs:
             tensors,
             device=str(self.device),
             stage_seconds=self.clock.ordered(),
+            class_names=self.class_names,
         )
 
 

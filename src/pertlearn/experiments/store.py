@@ -137,12 +137,14 @@ class SweepStore:
         foreign = self._foreign(points) if points is not None else []
         if foreign:
             # Same spec, other configs: a preset or base file edited since, another pertlearn
-            # version or another device. Running on would mix two sets of runs in one table.
+            # version or another device, or a relative --set path resolved from another folder.
+            # Running on would mix two sets of runs in one table.
             problem = (
                 f"sweep directory {str(self.root)!r} holds {len(foreign)} run(s) or failure "
                 f"record(s) of configurations that sweep {sweep.name!r} no longer resolves to "
                 f"(e.g. {foreign[0]}): its presets, config file, pertlearn version or device "
-                "changed since they ran"
+                "changed since they ran, or a relative path given by --set now names another "
+                "file"
             )
             raise cli_worded(
                 SweepDirError(f"{problem}; choose another sweep directory"),

@@ -27,6 +27,12 @@ Keys may also be nested tables (``[grid.model] width = [10, 100]``). Several zip
 written as an array of tables (``[[zip]]``). Every configuration is validated before anything
 runs; an axis naming a key that does not exist, an empty axis, zip axes of unequal length or
 two configurations resolving to the same config raise one :class:`ConfigError`.
+
+A relative path (``data.path``, ...: :data:`~pertlearn.experiments.config_tree.PATH_KEYS`) in
+``[base]`` or an axis is read relative to the spec's folder, in the config file relative to
+that file's folder, in ``--set`` relative to the current directory. Run ids hash the absolute
+paths, the fingerprint the spec as written (and the config file as read), so a sweep resumed
+from the same place keeps both.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ from pertlearn.experiments.config import (
     read_toml,
     set_key,
 )
+from pertlearn.experiments.config_tree import resolve_path_key
 from pertlearn.experiments.pipelines import validate_config
 from pertlearn.experiments.presets import SCALES, preset_tree, sweep_presets
 from pertlearn.experiments.rundir import check_rerunnable
@@ -127,6 +134,8 @@ class Sweep:
     seeds: list[int] | None
     report_x: list[str] = field(default_factory=list)
     spec: dict[str, Any] = field(default_factory=dict)
+    folder: Path | None = None
+    """The spec file's folder: relative paths of the axes are read relative to it."""
 
     @property
     def swept_keys(self) -> list[str]:
@@ -161,7 +170,7 @@ class Sweep:
             for seed in seeds:
                 tree = copy.deepcopy(self.base)
                 for key, value in values.items():
-                    set_key(tree, key, copy.deepcopy(value))
+                    set_key(tree, key, resolve_path_key(key, copy.deepcopy(value), self.folder))
                 tree["seed"] = seed
                 try:
                     config = validate_config(tree)
@@ -314,7 +323,8 @@ def parse_sweep(
     """Parse a sweep spec (see the module docstring) into a :class:`Sweep`.
 
     ``scale`` replaces the spec's scale; ``overrides`` (``key=value``) apply to the base
-    config. A ``config`` path is read relative to ``base_dir``. Raises :class:`ConfigError`.
+    config. A ``config`` path, and the relative paths of ``[base]`` and the axes, are read
+    relative to ``base_dir`` (the spec file's folder). Raises :class:`ConfigError`.
     """
     unknown = sorted(set(spec) - SPEC_KEYS)
     if unknown:
@@ -348,7 +358,7 @@ def parse_sweep(
     if not isinstance(base_table, dict):
         raise ConfigError(f"sweep [base] must be a table of config keys, got {base_table!r}")
     for key, value in _flatten_tree(base_table):
-        set_key(tree, key, copy.deepcopy(value))
+        set_key(tree, key, resolve_path_key(key, copy.deepcopy(value), base_dir))
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep:
@@ -396,6 +406,7 @@ def parse_sweep(
         seeds=seeds,
         report_x=report_x,
         spec=normalized,
+        folder=base_dir,
     )
 
 
@@ -428,4 +439,5 @@ def load_sweep(
         )
     spec = presets[name].build(scale or "cpu")
     spec.setdefault("name", name)
-    return parse_sweep(spec, scale=scale, overrides=overrides, default_name=name)
+    folder = Path(presets[name].source).parent
+    return parse_sweep(spec, base_dir=folder, scale=scale, overrides=overrides, default_name=name)

@@ -27,9 +27,18 @@ from pertlearn.data.download import sha256_file
 from pertlearn.errors import ConfigError, RunDirError
 from pertlearn.experiments.rundir import read_run
 
-SAME_AS_SOURCE = ("seed", "data.name", "data.classes", "data.split", "data.n_train", "data.n_test")
+SAME_AS_SOURCE = (
+    "seed",
+    "data.name",
+    "data.path",
+    "data.classes",
+    "data.split",
+    "data.n_train",
+    "data.n_test",
+)
 """Keys whose values the run that trained f must share (plus ``model``): they fix f's training
-images and the test images it must not have seen."""
+images and the test images it must not have seen (``data.path``: the same image file, by its
+absolute path)."""
 
 
 def _lookup(tree: dict[str, Any], dotted: str) -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from pertlearn.experiments.store import format_cell
@@ -44,14 +45,30 @@ def _note(threshold: float, low: int) -> str:
     )
 
 
-def run_hit_table(metrics: dict[str, Any], threshold: float = LOW_HIT_RATE) -> str:
-    """HTML of a run's per-class hit rates (one row per target class, then the overall
-    ``fooling_rate``); empty when the run has no ``fooling_rate_per_class``."""
+def class_label(key: str, class_names: Sequence[str] | None) -> str:
+    """The label of the class with index ``key`` (``"3"``): its name with the index,
+    ``"cat (3)"``, when ``class_names`` names it otherwise, else the index."""
+    index = int(key) if key.isdigit() else -1
+    if class_names is None or not 0 <= index < len(class_names) or class_names[index] == key:
+        return key
+    return f"{class_names[index]} ({key})"
+
+
+def run_hit_table(
+    metrics: dict[str, Any],
+    threshold: float = LOW_HIT_RATE,
+    *,
+    class_names: Sequence[str] | None = None,
+) -> str:
+    """HTML of a run's per-class hit rates (one row per target class, by its name in
+    ``class_names`` when given, then the overall ``fooling_rate``); empty when the run has no
+    ``fooling_rate_per_class``."""
     per_class = metrics.get(PER_CLASS_KEY)
     if not isinstance(per_class, dict) or not per_class:
         return ""
     body = [
-        f'<tr><td class="l">{html.escape(str(k))}</td>{_cell(v, threshold)}</tr>'
+        f'<tr><td class="l">{html.escape(class_label(str(k), class_names))}</td>'
+        f"{_cell(v, threshold)}</tr>"
         for k, v in per_class.items()
     ]
     if "fooling_rate" in metrics:

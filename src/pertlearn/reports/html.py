@@ -314,7 +314,7 @@ def run_report(run_dir: Path, files: FigureFiles | None = None) -> str:
         html_table(
             [{"metric": k, "value": v} for k, v in metrics.items()], ["metric", "value"], left=1
         ),
-        run_hit_table(metrics),
+        run_hit_table(metrics, class_names=record.class_names),
     ]
     curves = record.curves()
     if curves is not None:

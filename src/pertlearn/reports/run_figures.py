@@ -5,6 +5,7 @@ inputs. Both need the run's ``tensors.safetensors`` (``save_tensors = true``).""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -72,10 +73,15 @@ def decision_map(run_dir: Path) -> Figure | None:
     return make_figure("decision-map", "decision map", fig, caption)
 
 
-def _label_titles(tensors: dict[str, torch.Tensor], n: int, count: int) -> list[str]:
+def _label_titles(
+    tensors: dict[str, torch.Tensor],
+    n: int,
+    count: int,
+    class_names: Sequence[str] | None = None,
+) -> list[str]:
     """``"true → target"`` for the first ``count`` of ``n`` crafted images, from ``y_train`` and
-    ``y_adv`` (``(n,)`` each; ±1 labels are written with their sign); empty when either is
-    missing or of another length."""
+    ``y_adv`` (``(n,)`` each; class ``k`` as ``class_names[k]`` when given, else ±1 labels
+    with their sign); empty when either is missing or of another length."""
     y, target = tensors.get("y_train"), tensors.get("y_adv")
     if y is None or target is None or y.shape != (n,) or target.shape != (n,):
         return []
@@ -83,7 +89,10 @@ def _label_titles(tensors: dict[str, torch.Tensor], n: int, count: int) -> list[
     signed = bool(((y == 1) | (y == -1)).all())
 
     def name(value: torch.Tensor) -> str:
-        return f"{int(value):+d}" if signed else str(int(value))
+        k = int(value)
+        if class_names is not None and 0 <= k < len(class_names):
+            return class_names[k]
+        return f"{k:+d}" if signed else str(k)
 
     return [f"{name(y[i])} → {name(target[i])}" for i in range(count)]
 
@@ -102,7 +111,7 @@ def sample_grid(run_dir: Path, count: int = 8) -> Figure | None:
     if clean.dim() != 4 or clean.shape[1] not in (1, 3):
         return None
     count = min(count, clean.shape[0])
-    titles = _label_titles(tensors, clean.shape[0], count)
+    titles = _label_titles(tensors, clean.shape[0], count, record.class_names)
     rows = {
         "clean": clean[:count],
         "adversarial": adv[:count],

@@ -1,10 +1,15 @@
-"""The user's own binary data from a .safetensors file (data.name = "file")."""
+"""The user's own binary data from a .safetensors file (data.name = "file"), and the readers
+of image data files."""
+
+import hashlib
 
 import pytest
 import torch
+from click.testing import CliRunner
 from safetensors.torch import save_file
 
 from pertlearn import load_config, run
+from pertlearn.cli.main import cli
 from pertlearn.data import shifted_gauss
 from pertlearn.data.files import (
     file_split,
@@ -180,3 +185,90 @@ def test_a_constant_channel_is_normalised_by_one(tmp_path):
     x = torch.zeros(4, 1, 2, 2)
     path = write(tmp_path / "c.safetensors", x_train=x, y_train=torch.tensor([0, 1, 0, 1]))
     assert load_image_file(path)[0].info.std == (1.0,)
+
+
+def test_uint8_images_are_read_as_pixels_over_255(tmp_path):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (6, 3, 4, 4), generator=gen, dtype=torch.uint8)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    xt = torch.randint(0, 256, (3, 3, 4, 4), generator=gen, dtype=torch.uint8)
+    yt = torch.tensor([2, 1, 0])
+    as_bytes = write(tmp_path / "u8.safetensors", x_train=x, y_train=y, x_test=xt, y_test=yt)
+    as_floats = write(
+        tmp_path / "f.safetensors",
+        x_train=x.float() / 255,
+        y_train=y,
+        x_test=xt.float() / 255,
+        y_test=yt,
+    )
+    (train, test), (want_train, want_test) = load_image_file(as_bytes), load_image_file(as_floats)
+    assert test is not None and want_test is not None
+    assert train.x.dtype == torch.float32 and float(train.x.max()) <= 1.0
+    assert torch.equal(train.x, want_train.x) and torch.equal(test.x, want_test.x)
+    assert train.info.mean == want_train.info.mean and train.info.std == want_train.info.std
+    as_double = load_image_file(as_bytes, torch.float64)[0].x
+    assert as_double.dtype == torch.float64 and torch.equal(as_double, x.double() / 255)
+
+
+def test_float_pixels_past_one_name_the_uint8_way(tmp_path):
+    x = torch.full((2, 1, 2, 2), 255.0)
+    path = write(tmp_path / "big.safetensors", x_train=x, y_train=torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"pixels must lie in \[0, 1\], found 255\.\.255; store "):
+        load_image_file(path)
+
+
+def write_named(path, names: str | None, y=(0, 1, 2, 0)):
+    """Three-class images (labels ``y``) with the metadata ``class_names = names``."""
+    tensors = {"x_train": torch.rand(len(y), 1, 2, 2), "y_train": torch.tensor(y)}
+    save_file(tensors, str(path), metadata=None if names is None else {"class_names": names})
+    return path
+
+
+def test_the_file_names_its_classes_in_its_metadata(tmp_path):
+    train, _ = load_image_file(write_named(tmp_path / "n.safetensors", '["cat", "dog", "bird"]'))
+    assert train.info.class_names == ("cat", "dog", "bird")
+    plain, _ = load_image_file(write_named(tmp_path / "p.safetensors", None))
+    assert plain.info.class_names == ("0", "1", "2")
+
+
+@pytest.mark.parametrize(
+    "names, message",
+    [
+        ("cat, dog, bird", "metadata class_names is not JSON; write metadata="),
+        ('{"0": "cat"}', "metadata class_names must be a JSON list of strings"),
+        ('["cat", 1, "bird"]', "metadata class_names must be a JSON list of strings"),
+        ('["cat", "dog"]', r"holds 2 names, the labels 3 classes \(0\.\.2\); give one name per"),
+        ('["cat", "dog", "cat"]', "names two classes 'cat'; give every class its own name"),
+    ],
+)
+def test_bad_class_names_are_one_clear_error(tmp_path, names, message):
+    path = write_named(tmp_path / "bad.safetensors", names)
+    with pytest.raises(ValueError, match=message) as err:
+        load_image_file(path)
+    assert "\n" not in str(err.value) and str(path) in str(err.value)
+
+
+def test_a_binary_run_records_the_sha256_of_its_file(tmp_path, gen):
+    x, y = shifted_gauss(60, 5, gen, shift=1.0)
+    path = write(tmp_path / "d.safetensors", x_train=x, y_train=y)
+    fast = ["train_f.epochs=2", "train_g.epochs=2", "controls=[]"]
+    metrics = run(load_config(overrides=["data.name=file", f"data.path='{path}'", *fast])).metrics
+    assert metrics["data_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    synthetic = run(load_config(overrides=["data.n_train=20", "data.n_test=10", *fast])).metrics
+    assert "data_sha256" not in synthetic
+
+
+def test_a_binary_rerun_warns_when_the_data_file_changed_since_the_run(tmp_path, gen):
+    x, y = shifted_gauss(60, 5, gen, shift=1.0)
+    path = write(tmp_path / "d.safetensors", x_train=x, y_train=y)
+    sets = ["data.name=file", f"data.path='{path}'", "train_f.epochs=2", "train_g.epochs=2"]
+    args = [a for s in sets for a in ("--set", s)]
+    runner = CliRunner()
+    first = runner.invoke(cli, ["run", "-q", *args, "--out", str(tmp_path / "a")])
+    assert first.exit_code == 0, first.output
+    same = runner.invoke(cli, ["run", "-q", str(tmp_path / "a"), "--out", str(tmp_path / "b")])
+    assert same.exit_code == 0 and "changed since run" not in same.output
+    write(path, x_train=x + 1, y_train=y)  # other samples under the same name
+    again = runner.invoke(cli, ["run", "-q", str(tmp_path / "a"), "--out", str(tmp_path / "c")])
+    assert again.exit_code == 0, again.output
+    assert f"warning: the data file {str(path)!r} changed since run" in again.output

@@ -21,6 +21,15 @@ def test_run_table_highlights_the_classes_below_the_threshold() -> None:
     assert _highlighted(run_hit_table(metrics, threshold=0.1)) == []
 
 
+def test_run_table_names_each_class_with_its_index() -> None:
+    metrics = {"fooling_rate_per_class": {"0": 0.9, "1": 0.2}}
+    rows = re.findall(
+        r'<td class="l">([^<]*)</td>', run_hit_table(metrics, class_names=["a&b", "1"])
+    )
+    assert rows == ["a&amp;b (0)", "1"]  # a name that is its index is shown once
+    assert re.findall(r'<td class="l">([^<]*)</td>', run_hit_table(metrics)) == ["0", "1"]
+
+
 def test_run_table_is_empty_without_per_class_rates() -> None:
     assert run_hit_table({"fooling_rate": 0.3}) == ""
 

@@ -1,5 +1,5 @@
 """The sample grid of an images run: clean inputs, adversarial versions, perturbations, and
-each column's true and target label."""
+each column's true and target label, by class name."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 import pertlearn
-from image_data_support import tiny_images
+from image_data_support import every_dataset_dir, tiny_images
 from pertlearn.experiments.pipelines import validate_config
-from pertlearn.experiments.rundir import read_tensors
+from pertlearn.experiments.rundir import read_run, read_tensors
 from pertlearn.reports.run_figures import sample_grid
 
 
@@ -52,3 +52,25 @@ def test_without_target_labels_the_columns_are_untitled(run_dir: Path, tmp_path:
     assert figure is not None
     assert "→" not in figure.files["svg"].decode()
     assert "target label" not in figure.caption
+
+
+def test_a_built_in_data_set_titles_the_columns_with_its_class_names(tmp_path: Path) -> None:
+    """CIFAR-10 classes 3 and 5 are run classes 0 and 1: the columns say cat and dog."""
+    train = {"lr": 0.05, "epochs": 1, "batch_size": 32, "plateau_patience": None}
+    tree = tiny_images(
+        n_train=20,
+        attack={"name": "pgd_l2", "eps": 3.0, "options": {"steps": 1}},
+        train_f=train,
+        train_g=train,
+    )
+    data_dir = every_dataset_dir(tmp_path / "data", n=60)
+    tree["data"] |= {"name": "cifar10", "classes": [3, 5], "n_test": 6, "data_dir": str(data_dir)}
+    run_dir = pertlearn.run(validate_config(tree)).save(tmp_path / "run")
+    assert read_run(run_dir).class_names == ("cat", "dog")
+    figure = sample_grid(run_dir, count=4)
+    assert figure is not None
+    tensors = read_tensors(run_dir)
+    svg = figure.files["svg"].decode()
+    for i in range(4):
+        y, target = int(tensors["y_train"][i]), int(tensors["y_adv"][i])
+        assert f"{('cat', 'dog')[y]} → {('cat', 'dog')[target]}" in svg

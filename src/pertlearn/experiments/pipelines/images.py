@@ -160,6 +160,7 @@ def load_images(
         model_factory=model_factory,
         checkpoint_root=Path(config.checkpoint_dir) if config.checkpoint_dir else None,
         data_sha256=data_sha256,
+        class_names=tuple(split.info.class_names[c] for c in split.classes),
     )
 
 
@@ -377,6 +378,7 @@ def run_images(
         f_file = f_weights_file(config.f_weights, config.model_dump(mode="json"))
     with clock("data"):
         run = load_images(config, out.device, progress=progress, model_factory=model_factory)
+        out.class_names = run.class_names
         if config.construction is not None:  # checked before f is trained
             check_representation(run)
 

@@ -19,7 +19,12 @@ from pertlearn.attacks import attack_names, attack_options, make_attack
 from pertlearn.attacks.base import unknown_attack
 from pertlearn.data.catalogue import DATASETS, check_classes
 from pertlearn.data.files import image_file_shape
-from pertlearn.experiments.config import AttackConfig, ExperimentConfig, StrictModel
+from pertlearn.experiments.config import (
+    AttackConfig,
+    ExperimentConfig,
+    PathSetting,
+    StrictModel,
+)
 from pertlearn.models import image_model_names, image_model_options
 from pertlearn.models.cnn import unknown_image_model
 from pertlearn.training.accel import Precision
@@ -31,13 +36,15 @@ class ImageDataConfig(StrictModel):
     the two parts; ``classes`` keeps a subset (relabeled in this order).
 
     ``name = "file"``: the user's own images, ``path`` a .safetensors file with ``x_train``
-    ``(N, C, H, W)`` floats in ``[0, 1]`` (``C`` = 1 or 3), ``y_train`` ``(N,)`` integer labels
-    ``0..K-1`` and optionally ``x_test`` / ``y_test`` (kept as the test part; otherwise
-    ``split`` holds out a share); ``dim`` and the image shape come from the file's header, the
-    number of classes from its labels (:func:`pertlearn.data.files.load_image_file`)."""
+    ``(N, C, H, W)`` floats in ``[0, 1]`` or uint8 ``0..255`` (``C`` = 1 or 3), ``y_train``
+    ``(N,)`` integer labels ``0..K-1`` and optionally ``x_test`` / ``y_test`` (kept as the test
+    part; otherwise ``split`` holds out a share), and optionally the class names as metadata
+    ``class_names`` (a JSON list of K strings); ``dim`` and the image shape come from the
+    file's header, the number of classes from its labels
+    (:func:`pertlearn.data.files.load_image_file`)."""
 
     name: Literal["mnist", "fashion_mnist", "cifar10", "file"] = "mnist"
-    path: str | None = Field(None, description="file: the .safetensors file of images")
+    path: PathSetting = Field(None, description="file: the .safetensors file of images")
     dim: int = Field(784, ge=1, description="C·H·W, set from the data set")
     n_train: int = Field(10_000_000, ge=2, description="cap on the training part")
     n_test: int = Field(10_000_000, ge=1, description="cap on the test part")
@@ -45,7 +52,7 @@ class ImageDataConfig(StrictModel):
         1000, ge=1, le=100_000_000, description="uniform scenario: noise images attacked"
     )
     classes: list[int] | None = Field(None, description="classes used (default: all)")
-    data_dir: str | None = Field(
+    data_dir: PathSetting = Field(
         None, description="data directory (default $PERTLEARN_DATA, else the cache)"
     )
     split: float = Field(0.2, gt=0, lt=1, description="test fraction of the split")
@@ -241,8 +248,8 @@ class ImagesConfig(ExperimentConfig):
     craft_precision: Precision = Field(
         "fp32", description="fp32, bf16 or fp16 (CUDA) autocast of the crafting attack"
     )
-    checkpoint_dir: str | None = Field(None, description="resumable per-epoch checkpoints")
-    f_weights: str | None = Field(
+    checkpoint_dir: PathSetting = Field(None, description="resumable per-epoch checkpoints")
+    f_weights: PathSetting = Field(
         None,
         description="use a trained f instead of training one: a run directory of this "
         "pipeline (same data, seed and model) or a .safetensors file of f's weights",

@@ -54,7 +54,8 @@ class ImageRun:
     ``info`` (shape, pixel mean and std), the batch size of evaluation, and how networks are
     built (``model_factory``, else ``config.model`` / ``model_g``) and trained (``progress``
     bars, per-epoch checkpoints under ``checkpoint_root``); ``data_sha256``: the SHA-256 of
-    the data file (``data.name = "file"``), else ``None``."""
+    the data file (``data.name = "file"``), else ``None``; ``class_names``: the name of each
+    class ``0..K-1`` of the run (after ``data.classes``), from the data set or the file."""
 
     config: ImagesConfig
     x_train: torch.Tensor
@@ -70,6 +71,7 @@ class ImageRun:
     model_factory: ModelFactory | None = None
     checkpoint_root: Path | None = None
     data_sha256: str | None = None
+    class_names: tuple[str, ...] = ()
 
     @property
     def seed(self) -> int:

@@ -20,11 +20,13 @@ from torch import nn
 from pertlearn.attacks import RandomL2, fooling_rate, make_attack
 from pertlearn.data import SYNTHETIC, shifted_gauss
 from pertlearn.data.catalogue import DATASETS, check_classes
+from pertlearn.data.download import sha256_file
 from pertlearn.data.files import file_split, tensor_file_dim
 from pertlearn.experiments.config import (
     AttackConfig,
     ExperimentConfig,
     ModelConfig,
+    PathSetting,
     StrictModel,
 )
 from pertlearn.experiments.image_data import binary_image_data
@@ -55,7 +57,7 @@ class NeuripsDataConfig(StrictModel):
     name: Literal[
         "gauss", "shifted_gauss", "uniform", "mnist", "fashion_mnist", "cifar10", "file"
     ] = "shifted_gauss"
-    path: str | None = Field(None, description="file: the .safetensors file")
+    path: PathSetting = Field(None, description="file: the .safetensors file")
     dim: int = Field(100, ge=1, le=10_000_000, description="input dimension d")
     n_train: int = Field(1000, ge=2, le=100_000_000, description="training samples N")
     n_test: int = Field(1000, ge=1, le=100_000_000, description="fresh test samples")
@@ -63,7 +65,7 @@ class NeuripsDataConfig(StrictModel):
     classes: list[int] | None = Field(
         None, description="images: the two classes, relabeled +1 (first) and -1"
     )
-    data_dir: str | None = Field(
+    data_dir: PathSetting = Field(
         None, description="images: data directory (default $PERTLEARN_DATA, else the cache)"
     )
     split: float = Field(0.2, gt=0, lt=1, description="images, file: test fraction")
@@ -192,6 +194,8 @@ def scores(
         "eps": config.eps,
     }
     metrics["g_degenerate"] = metrics["g_majority_share"] > config.degenerate_threshold
+    if config.data.path is not None:  # data.name = "file": which file the run learned from
+        metrics["data_sha256"] = sha256_file(config.data.path)
     return metrics
 
 

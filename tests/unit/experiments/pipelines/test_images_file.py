@@ -1,6 +1,6 @@
 """The images pipeline on the user's own image data file (``data.name = "file"``): 60 random
-images written by each test, every scenario, the fixed test part, the CLI, the rerun from the
-run directory and a sweep."""
+images written by each test, every scenario, the fixed test part, 8-bit pixels, class names,
+the CLI, the rerun from the run directory and a sweep."""
 
 from __future__ import annotations
 
@@ -12,13 +12,16 @@ from typing import Any
 import pytest
 import torch
 from click.testing import CliRunner
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 import pertlearn
 from pertlearn.cli.main import cli
 from pertlearn.data.files import load_image_file
+from pertlearn.errors import ConfigError
 from pertlearn.experiments.pipelines import validate_config
 from pertlearn.experiments.rundir import read_run
+from pertlearn.reports.html import run_report
+from pertlearn.reports.run_figures import sample_grid
 from pertlearn.reports.spectrum_figures import record_spectra
 
 
@@ -199,3 +202,50 @@ def test_a_sweep_over_a_file_config(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     runs = [json.loads(p.read_text()) for p in (out / "runs").glob("*/metrics.json")]
     assert sorted(m["scenario"] for m in runs) == ["natural_det", "natural_rand"]
+
+
+def test_a_uint8_file_gives_the_metrics_of_its_float_file(tmp_path: Path) -> None:
+    """8-bit pixels are read as ``x / 255``: the run is the run of that float file."""
+    float_path = write_images(tmp_path / "float.safetensors")
+    x = load_file(str(float_path))["x_train"]
+    x_u8 = (x * 255).round().to(torch.uint8)
+    y = load_file(str(float_path))["y_train"]
+    save_file({"x_train": x_u8, "y_train": y}, str(tmp_path / "u8.safetensors"))
+    save_file({"x_train": x_u8.float() / 255, "y_train": y}, str(float_path))
+    got, want = (
+        dict(pertlearn.run(validate_config(tree(tmp_path / name))).metrics)
+        for name in ("u8.safetensors", "float.safetensors")
+    )
+    for key in ("seconds", "data_sha256"):  # the files differ in bytes, not in images
+        got.pop(key), want.pop(key)
+    assert got == want
+
+
+def test_the_file_names_its_classes_in_the_report_and_figures(tmp_path: Path) -> None:
+    path = write_images(tmp_path / "img.safetensors")
+    tensors = load_file(str(path))
+    names = ["cat", "dog", "bird"]
+    save_file(tensors, str(path), metadata={"class_names": json.dumps(names)})
+    data = {"name": "file", "path": str(path), "classes": [2, 0]}  # bird → 0, cat → 1
+    run_dir = pertlearn.run(validate_config(tree(path, data=data))).save(tmp_path / "run")
+    record = read_run(run_dir)
+    assert record.class_names == ("bird", "cat")
+    page = run_report(run_dir)
+    assert '<td class="l">bird (0)</td>' in page and '<td class="l">cat (1)</td>' in page
+    figure = sample_grid(run_dir, count=4)
+    assert figure is not None
+    saved = record.tensors()
+    svg = figure.files["svg"].decode()
+    for i in range(4):
+        y, target = int(saved["y_train"][i]), int(saved["y_adv"][i])
+        assert f"{('bird', 'cat')[y]} → {('bird', 'cat')[target]}" in svg
+
+
+def test_f_weights_of_a_run_on_another_file_are_refused(tmp_path: Path) -> None:
+    first = write_images(tmp_path / "a.safetensors")
+    source = pertlearn.run(validate_config(tree(first))).save(tmp_path / "run")
+    other = tmp_path / "b.safetensors"
+    other.write_bytes(first.read_bytes())  # the same images under another name
+    config = validate_config(tree(other, f_weights=str(source)))
+    with pytest.raises(ConfigError, match=r"f_weights: .* trained f on other images .*data\.path"):
+        pertlearn.run(config)
