@@ -15,14 +15,21 @@ from pertlearn.experiments.config import ConfigError, ExperimentConfig, format_v
 from pertlearn.experiments.pipeline import Pipeline, pipeline_of, register_pipeline
 from pertlearn.experiments.pipelines.iclr_artificial import (
     IclrArtificialConfig,
+    iclr_artificial_networks,
     run_iclr_artificial,
 )
-from pertlearn.experiments.pipelines.images import ImagesConfig, run_images
-from pertlearn.experiments.pipelines.neurips import NeuripsConfig, run_neurips
+from pertlearn.experiments.pipelines.images import ImagesConfig, images_networks, run_images
+from pertlearn.experiments.pipelines.neurips import NeuripsConfig, neurips_networks, run_neurips
 from pertlearn.experiments.result import Result
 
 register_pipeline(
-    Pipeline("neurips", NeuripsConfig, run_neurips, "NeurIPS24: two-layer nets, binary data")
+    Pipeline(
+        "neurips",
+        NeuripsConfig,
+        run_neurips,
+        "NeurIPS24: two-layer nets, binary data",
+        networks=neurips_networks,
+    )
 )
 register_pipeline(
     Pipeline(
@@ -30,10 +37,17 @@ register_pipeline(
         IclrArtificialConfig,
         run_iclr_artificial,
         "ICLR24: one-hidden-layer nets, learning from perturbed noise",
+        networks=iclr_artificial_networks,
     )
 )
 register_pipeline(
-    Pipeline("images", ImagesConfig, run_images, "ICLR24 / Ilyas et al.: CNNs on images")
+    Pipeline(
+        "images",
+        ImagesConfig,
+        run_images,
+        "ICLR24 / Ilyas et al.: CNNs on images",
+        networks=images_networks,
+    )
 )
 
 
