@@ -47,7 +47,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pertlearn.errors import ConfigError, cli_worded
-from pertlearn.experiments.config_tree import apply_overrides, deep_merge, read_config_file
+from pertlearn.experiments.config_tree import (
+    apply_overrides,
+    check_overrides,
+    deep_merge,
+    read_config_file,
+)
 
 if TYPE_CHECKING:
     from pertlearn.experiments.config import ExperimentConfig
@@ -320,7 +325,15 @@ def load_config(
     ``source`` and ``preset`` the ``quickstart`` preset is used. ``overrides`` are
     ``key=value`` strings applied last. Raises :class:`ConfigError` with a one-line message.
     """
+    check_overrides(overrides)
     tree: dict[str, Any] = {}
+    if isinstance(source, str | Path) and str(source) in presets() and not Path(source).exists():
+        name = str(source)
+        missing = f"config file {name!r} does not exist; {name!r} is a preset"
+        raise cli_worded(
+            ConfigError(f"{missing}: load_config(preset={name!r})"),
+            f"{missing}: --preset {name}",
+        )
     if source is not None:
         tree = read_config_file(source) if isinstance(source, str | Path) else dict(source)
     base = tree.pop("preset", None)

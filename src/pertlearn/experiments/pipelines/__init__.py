@@ -67,8 +67,29 @@ def validate_config(tree: dict[str, Any]) -> ExperimentConfig:
 
 
 def run(config: ExperimentConfig, *, progress: bool = False) -> Result:
-    """Run one experiment with the pipeline ``config.pipeline`` and return its :class:`Result`."""
-    return pipeline_of(config.pipeline).run(config, progress=progress)
+    """Run one experiment with the pipeline ``config.pipeline`` and return its :class:`Result`
+    (``progress``: bars on stderr).
+
+    ``config`` is a config of its pipeline's class (from :func:`pertlearn.load_config`, or e.g.
+    ``NeuripsConfig(...)``); a dict, a file name or the bare :class:`ExperimentConfig` is a
+    ``TypeError``. It is validated again first, so that a change no assignment check saw
+    (``config.controls.append(...)``, ``config.model_copy(update=...)``, a section's key set
+    to a value the whole config refuses) is a :class:`ConfigError` and not a run of another
+    experiment."""
+    if not isinstance(config, ExperimentConfig):
+        raise TypeError(
+            f"run() takes a validated config, got {type(config).__name__}; build one with "
+            "pertlearn.load_config(...)"
+        )
+    pipeline = pipeline_of(config.pipeline)
+    if not isinstance(config, pipeline.config_class):
+        name = pipeline.config_class.__name__
+        raise TypeError(
+            f"run() takes a {config.pipeline} pipeline config of class {name}, got "
+            f"{type(config).__name__}; build one with pertlearn.load_config(...) or {name}(...)"
+        )
+    validate_config(config.model_dump(mode="json"))
+    return pipeline.run(config, progress=progress)
 
 
 __all__ = [
