@@ -133,7 +133,8 @@ def load_run(
     model_factory: Any = None,
 ) -> Result:
     """The :class:`Result` of the run directory ``run_dir`` (written by
-    :meth:`Result.save`), the inverse of that method:
+    :meth:`Result.save`, or a run of a sweep; its ``config.json`` names it too), the inverse
+    of that method:
 
     - ``config``: ``config.json``'s config, validated by its pipeline's config class (``device``
       is the device the run used);
@@ -158,7 +159,10 @@ def load_run(
     one this process cannot validate (e.g. of a pipeline not registered here).
     """
     target = loaded_device(device)
-    record = read_run(run_dir)
+    path = Path(run_dir)
+    if path.name == RUN_CONFIG_FILE and path.is_file():  # as `pertlearn run RUN_DIR/config.json`
+        path = path.parent
+    record = read_run(path)
     config = saved_config(record)
     networks = _networks_function(record, config)
     _check_factory(record, model_factory)

@@ -370,7 +370,12 @@ def read_run(run_dir: str | Path) -> RunRecord:
     if not path.is_dir():
         raise RunDirError(f"{str(path)!r} is not a run directory (not a directory)")
     if not (path / RUN_CONFIG_FILE).is_file():
-        raise RunDirError(f"{str(path)!r} is not a run directory (no config.json)")
+        sweep = (
+            f"; it is a sweep directory, its runs are in {str(path / 'runs')!r}"
+            if (path / "sweep.json").is_file()
+            else ""
+        )
+        raise RunDirError(f"{str(path)!r} is not a run directory (no config.json){sweep}")
     saved = read_json_object(path / RUN_CONFIG_FILE)
     config = saved.get("config")
     if not isinstance(config, dict) or "pipeline" not in config:

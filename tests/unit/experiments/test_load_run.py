@@ -172,6 +172,21 @@ def test_a_missing_directory_is_one_line(tmp_path: Path) -> None:
     assert one_line(caught).endswith("is not a run directory (not a directory)")
 
 
+def test_a_sweep_directory_says_where_its_runs_are(tmp_path: Path) -> None:
+    (tmp_path / "sweep.json").write_text("{}")
+    with pytest.raises(RunDirError) as caught:
+        pertlearn.load_run(tmp_path)
+    assert one_line(caught) == (
+        f"{str(tmp_path)!r} is not a run directory (no config.json); it is a sweep directory, "
+        f"its runs are in {str(tmp_path / 'runs')!r}"
+    )
+
+
+def test_the_config_json_of_a_run_names_the_run_too(saved: tuple[pertlearn.Result, Path]) -> None:
+    result, run_dir = saved
+    assert pertlearn.load_run(run_dir / "config.json").metrics == result.metrics
+
+
 def test_missing_weights_name_the_file(copy_of: Path) -> None:
     (copy_of / "g.safetensors").unlink()
     with pytest.raises(RunDirError) as caught:
