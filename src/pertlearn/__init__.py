@@ -7,6 +7,7 @@ Quick use::
     result = pertlearn.run(config)
     print(result.metrics["g_acc_test"], result.metrics["agreement"])
     result.save("runs/my-run")
+    again = pertlearn.load_run("runs/my-run")  # the same Result, networks and all
     pertlearn.export_run("runs/my-run", to=["tensorboard"])  # needs pertlearn[tensorboard]
 
 The names below are loaded on first use (PEP 562), so that ``import pertlearn`` and the
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from pertlearn.errors import ConfigError, TrainingDivergedError
 
 if TYPE_CHECKING:
-    from pertlearn.experiments import ExperimentConfig, Result, load_config, run
+    from pertlearn.experiments import ExperimentConfig, Result, load_config, load_run, run
     from pertlearn.reports.tracking import export_run, export_sweep
     from pertlearn.training import TrainConfig
 
@@ -31,6 +32,7 @@ _LAZY = {
     "ExperimentConfig": "pertlearn.experiments",
     "Result": "pertlearn.experiments",
     "load_config": "pertlearn.experiments",
+    "load_run": "pertlearn.experiments",
     "run": "pertlearn.experiments",
     "export_run": "pertlearn.reports.tracking",
     "export_sweep": "pertlearn.reports.tracking",
@@ -47,6 +49,7 @@ __all__ = [
     "export_run",
     "export_sweep",
     "load_config",
+    "load_run",
     "run",
 ]
 

@@ -1,6 +1,7 @@
 """Common checks run over every built-in preset (the scikit-learn way: one contract, every
 estimator): each preset, shrunk to a few seconds, runs end to end, writes a run directory that
-follows the metrics contract (docs/metrics.md), and its saved config reruns to the same numbers.
+follows the metrics contract (docs/metrics.md), loads back (``Result.load``) to networks that
+compute what the trained ones do, and its saved config reruns to the same numbers.
 
 Shrinking keeps what makes a preset itself (pipeline, scenario, data set, model, attack and its
 norm, controls, adversarial training, robust evaluation, filters) and cuts only sizes: images,
@@ -21,7 +22,7 @@ import torch
 from safetensors.torch import save_file
 
 from image_data_support import every_dataset_dir
-from pertlearn import load_config, run
+from pertlearn import Result, load_config, run
 from pertlearn.experiments import ExperimentConfig
 from pertlearn.experiments.presets import presets
 from pertlearn.experiments.rundir import read_run
@@ -229,6 +230,15 @@ def test_every_preset_runs_and_reruns_from_its_run_directory(
     for network in ("f", "g"):
         assert (saved.path / f"{network}.safetensors").is_file()
     assert (saved.path / "tensors.safetensors").is_file() == config.save_tensors
+
+    loaded = Result.load(saved.path)  # the run back in Python: its networks compute the same
+    assert loaded.metrics == metrics
+    with torch.no_grad():
+        for network in ("f", "g"):
+            trained = result.models[network].eval()
+            for key in ("x_train", "x_test"):
+                x = result.tensors[key]
+                assert torch.equal(loaded.models[network](x), trained(x)), (name, network, key)
 
     again = run(load_config(saved.path)).metrics  # as `pertlearn run RUN_DIR` does
     metrics.pop("seconds"), again.pop("seconds")

@@ -1,5 +1,5 @@
 """A new experiment family added through the public API only (no package file edited),
-validated, run end to end from a config and written as a run directory."""
+validated, run end to end from a config, written as a run directory and loaded back."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from typing import Any, Literal
 import pytest
 import torch
 from pydantic import Field
+from torch import nn
 
 import pertlearn
 from pertlearn.attacks import make_attack
+from pertlearn.errors import RunDirError
 from pertlearn.experiments import (
     AttackConfig,
     ConfigError,
@@ -24,7 +26,7 @@ from pertlearn.experiments import (
     validate_config,
 )
 from pertlearn.experiments.config import StrictModel
-from pertlearn.experiments.stages import binary_targets, craft, train_fresh
+from pertlearn.experiments.stages import binary_networks, binary_targets, craft, train_fresh
 from pertlearn.metrics import accuracy
 from pertlearn.seeding import stage_generator
 from pertlearn.training import TrainConfig
@@ -62,9 +64,25 @@ def run_toy(config: ToyConfig, *, progress: bool = False) -> Result:
     return Result(config, metrics, {"f": f, "g": g}, {"f": f_history, "g": g_history})
 
 
+def toy_networks(
+    config: ToyConfig, metrics: dict[str, Any], *, model_factory: Any = None
+) -> dict[str, nn.Module]:
+    """f and g untrained, as ``run_toy`` builds them (``train_fresh`` seeds ``init_NAME``)."""
+    return binary_networks(
+        config.model,
+        config.model,
+        config.data.dim,
+        seed=config.seed,
+        dtype=torch.float32,
+        stages={"f": "f", "g": "g"},
+    )
+
+
 @pytest.fixture
 def toy_pipeline() -> Any:
-    pipeline = register_pipeline(Pipeline("toy_halfspace", ToyConfig, run_toy, "a toy family"))
+    pipeline = register_pipeline(
+        Pipeline("toy_halfspace", ToyConfig, run_toy, "a toy family", networks=toy_networks)
+    )
     yield pipeline
     pertlearn.experiments.PIPELINES.pop("toy_halfspace")
 
@@ -80,6 +98,14 @@ def test_a_toy_family_runs_end_to_end(toy_pipeline: Pipeline, tmp_path: Path) ->
     out = result.save(tmp_path / "run")
     saved = json.loads((out / "config.json").read_text())["config"]
     assert saved["pipeline"] == "toy_halfspace" and set(saved) >= {"data", "train", "attack"}
+    loaded = Result.load(out)
+    assert isinstance(loaded.config, ToyConfig) and loaded.metrics == result.metrics
+    z = torch.randn(7, 10, generator=torch.Generator().manual_seed(0))
+    for name in ("f", "g"):
+        assert torch.equal(loaded.models[name](z), result.models[name](z))
+    register_pipeline(Pipeline("toy_halfspace", ToyConfig, run_toy))  # without networks
+    with pytest.raises(RunDirError, match="'toy_halfspace' registers no networks function"):
+        Result.load(out)
 
 
 def test_a_toy_family_rejects_keys_of_other_pipelines(toy_pipeline: Pipeline) -> None:

@@ -97,6 +97,11 @@ def check_target_values(outputs: Tensor, target: Tensor, name: str) -> None:
             f"{name}: the model must output scores (N,) or logits (N, K), "
             f"got shape {tuple(outputs.shape)}"
         )
+    if outputs.shape[1] == 1:
+        raise ValueError(
+            f"{name}: the model outputs (N, 1); a binary model must output scores (N,) with "
+            "targets -1 or +1 (end it with nn.Flatten(0)), a classifier logits (N, K >= 2)"
+        )
     classes = outputs.shape[1]
     bad = (values < 0) | (values >= classes) | (values != values.round())
     if bool(bad.any()):
@@ -184,9 +189,15 @@ class Attack(ABC):
         :func:`check_adversarial_inputs`)."""
 
     def validate_targets(self, model: nn.Module, x: Tensor, target: Any) -> None:
-        """The check every call runs: ``target`` has one label per input, of the kind the
-        model outputs (:func:`check_targets`; one sample is run through the model for its
-        output shape)."""
+        """The check every call runs: ``x`` is a floating-point tensor ``(N, ...)`` (gradients
+        need one) and ``target`` has one label per input, of the kind the model outputs
+        (:func:`check_targets`; one sample is run through the model for its output shape)."""
+        if not isinstance(x, Tensor) or not x.is_floating_point():
+            got = x.dtype if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(
+                f"{self.name}: inputs x must be a floating-point tensor (N, ...), got {got}; "
+                "convert them, e.g. x.float() / 255 for 8-bit images"
+            )
         check_target_shape(target, x.shape[0], self.name)
         if x.shape[0] == 0:
             return

@@ -15,6 +15,7 @@ from pertlearn.experiments.presets import PRESETS, load_config, preset_tree, swe
 if TYPE_CHECKING:
     from pertlearn.experiments.config import AttackConfig, ExperimentConfig, ModelConfig
     from pertlearn.experiments.execution import run_sweep
+    from pertlearn.experiments.loading import load_run
     from pertlearn.experiments.pipeline import PIPELINES, Pipeline, register_pipeline
     from pertlearn.experiments.pipelines import (
         IclrArtificialConfig,
@@ -41,6 +42,7 @@ _LAZY = {
     "run": "pertlearn.experiments.pipelines",
     "validate_config": "pertlearn.experiments.pipelines",
     "Result": "pertlearn.experiments.result",
+    "load_run": "pertlearn.experiments.loading",
     "read_metrics": "pertlearn.experiments.rundir",
     "read_tensors": "pertlearn.experiments.rundir",
     "build_model": "pertlearn.experiments.stages",
@@ -63,6 +65,7 @@ __all__ = [
     "RunDirExistsError",
     "build_model",
     "load_config",
+    "load_run",
     "load_sweep",
     "preset_tree",
     "read_metrics",

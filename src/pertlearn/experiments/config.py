@@ -15,8 +15,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -26,6 +24,7 @@ from pydantic import (
 from pertlearn.attacks import attack_class, attack_options, make_attack
 from pertlearn.errors import ConfigError
 from pertlearn.experiments.config_tree import (
+    ATTACK_BUDGETS,
     MAX_CONFIG_BYTES,
     apply_overrides,
     deep_merge,
@@ -34,6 +33,7 @@ from pertlearn.experiments.config_tree import (
     read_toml,
     set_key,
 )
+from pertlearn.training.config import StrictConfig
 
 __all__ = [
     "DEVICE_KINDS",
@@ -54,13 +54,10 @@ __all__ = [
 ]
 
 
-class StrictModel(BaseModel):
+class StrictModel(StrictConfig):
     """A config section: unknown keys, wrong types (no coercion of ``true`` to ``1``) and
-    non-finite floats are rejected."""
-
-    model_config = ConfigDict(
-        extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False
-    )
+    non-finite floats are rejected when it is built and when a key is assigned; a refused
+    assignment leaves it as it was (:class:`~pertlearn.training.config.StrictConfig`)."""
 
 
 def _absolute(path: str | None) -> str | None:
@@ -107,6 +104,22 @@ class AttackConfig(StrictModel):
     options: dict[str, Any] = Field(
         default_factory=dict, description="extra keyword arguments of the attack class"
     )
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Setting one budget (``eps``, ``eps_per_sqrt_dim``, ``eps_per_dim``) to a number
+        clears the others, as ``overrides=["attack.eps=0.1"]`` does."""
+        if name not in ATTACK_BUDGETS or value is None:
+            super().__setattr__(name, value)
+            return
+        before = dict(self.__dict__)
+        for other in ATTACK_BUDGETS:
+            if other != name:
+                self.__dict__[other] = None
+        try:
+            super().__setattr__(name, value)
+        except ConfigError:
+            self.__dict__.update(before)
+            raise
 
     @field_validator("name")
     @classmethod

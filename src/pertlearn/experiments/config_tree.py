@@ -19,7 +19,8 @@ MAX_CONFIG_BYTES = 1_000_000
 RUN_CONFIG_FILE = "config.json"
 """The file of a run directory that records its config (``{"config": tree, "resolved": ...}``)."""
 
-_EXCLUSIVE = ("eps", "eps_per_sqrt_dim", "eps_per_dim")
+ATTACK_BUDGETS = ("eps", "eps_per_sqrt_dim", "eps_per_dim")
+"""The three ways to give an attack's budget; setting one clears the others."""
 
 PATH_KEYS = ("data.path", "data.data_dir", "f_weights", "checkpoint_dir")
 """Config keys that name a file or folder. A relative one in a config file (a preset file, a
@@ -79,14 +80,28 @@ def set_key(tree: dict[str, Any], dotted: str, value: Any) -> None:
             raise ConfigError(f"cannot set {dotted}: {'.'.join(parents[: i + 1])} is not a table")
         node = child
     node[last] = value
-    if parents == ["attack"] and last in _EXCLUSIVE:
-        for other in _EXCLUSIVE:
+    if parents == ["attack"] and last in ATTACK_BUDGETS:
+        for other in ATTACK_BUDGETS:
             if other != last:
                 node.pop(other, None)
 
 
+def check_overrides(overrides: Any) -> None:
+    """Raise :class:`ConfigError` unless ``overrides`` is a sequence of strings (a single
+    string or a dict would be taken apart character by character or key by key)."""
+    if isinstance(overrides, str | bytes | dict) or not all(
+        isinstance(item, str) for item in overrides
+    ):
+        shown = repr(overrides)
+        raise ConfigError(
+            "overrides must be a list of 'key=value' strings such as ['model.width=1000'], got "
+            f"{type(overrides).__name__} {shown[:60]}{'...' if len(shown) > 60 else ''}"
+        )
+
+
 def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """A copy of ``tree`` with each ``key=value`` of ``overrides`` applied in order."""
+    check_overrides(overrides)
     tree = copy.deepcopy(tree)
     for item in overrides:
         key, sep, text = item.partition("=")
@@ -106,8 +121,8 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     merged = copy.deepcopy(base)
     for key, value in update.items():
         if isinstance(value, dict) and value and isinstance(merged.get(key), dict):
-            if key == "attack" and any(k in value for k in _EXCLUSIVE):
-                for other in _EXCLUSIVE:
+            if key == "attack" and any(k in value for k in ATTACK_BUDGETS):
+                for other in ATTACK_BUDGETS:
                     merged[key].pop(other, None)
             merged[key] = deep_merge(merged[key], value)
         else:

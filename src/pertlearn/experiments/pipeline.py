@@ -1,7 +1,10 @@
 """The pipeline contract and the registry that ``pipeline = NAME`` in a config looks up.
 
 A pipeline is a config class (a subclass of :class:`ExperimentConfig` whose ``pipeline`` field
-is its name) and a function ``run(config, *, progress) -> Result``. The built-in ones are
+is its name), a function ``run(config, *, progress) -> Result`` and, for
+:meth:`Result.load <pertlearn.experiments.result.Result.load>` to read its run directories back,
+a function ``networks(config, metrics, *, model_factory) -> {name: nn.Module}`` building the
+untrained networks of a run as ``run`` builds them. The built-in ones are
 ``neurips``, ``iclr_artificial`` and ``images``, registered by
 :mod:`pertlearn.experiments.pipelines` (which also holds ``validate_config`` and ``run``); add
 your own with :func:`register_pipeline`, no package file edited (in a plug-in,
@@ -13,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from torch import nn
+
 from pertlearn.experiments.config import ConfigError, ExperimentConfig
 from pertlearn.experiments.result import Result
 from pertlearn.plugins import load_plugins, note_registered
@@ -22,15 +27,29 @@ class RunFunction(Protocol):
     def __call__(self, config: Any, *, progress: bool = False) -> Result: ...
 
 
+class NetworksFunction(Protocol):
+    """``networks(config, metrics, *, model_factory)``: every network a run of ``config``
+    trained (``f``, ``g``, each control, ...), keyed by the name its weights are saved under
+    (``NAME.safetensors``), freshly built on the CPU exactly as the pipeline builds it before
+    training; ``metrics`` are the run's (what the config does not say, e.g. the number of
+    classes of a data file), ``model_factory`` the Python factory a run was built with."""
+
+    def __call__(
+        self, config: Any, metrics: dict[str, Any], *, model_factory: Any = None
+    ) -> dict[str, nn.Module]: ...
+
+
 @dataclass(frozen=True)
 class Pipeline:
     """One experiment family: its ``name`` (the config's ``pipeline`` value), its validated
-    ``config_class`` and its ``run`` function."""
+    ``config_class``, its ``run`` function and its ``networks`` function (``None``: its run
+    directories are not loaded back with their networks)."""
 
     name: str
     config_class: type[ExperimentConfig]
     run: RunFunction
     summary: str = ""
+    networks: NetworksFunction | None = None
 
 
 PIPELINES: dict[str, Pipeline] = {}

@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pertlearn.errors import ConfigError, cli_worded
 from pertlearn.experiments.config_tree import (
     apply_overrides,
+    check_overrides,
     deep_merge,
     read_config_file,
     rebase_paths,
@@ -332,7 +333,15 @@ def load_config(
     ``source`` and ``preset`` the ``quickstart`` preset is used. ``overrides`` are
     ``key=value`` strings applied last. Raises :class:`ConfigError` with a one-line message.
     """
+    check_overrides(overrides)
     tree: dict[str, Any] = {}
+    if isinstance(source, str | Path) and str(source) in presets() and not Path(source).exists():
+        name = str(source)
+        missing = f"config file {name!r} does not exist; {name!r} is a preset"
+        raise cli_worded(
+            ConfigError(f"{missing}: load_config(preset={name!r})"),
+            f"{missing}: --preset {name}",
+        )
     if source is not None:
         tree = read_config_file(source) if isinstance(source, str | Path) else dict(source)
     base = tree.pop("preset", None)

@@ -26,6 +26,7 @@ import os
 import platform
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version as metadata_version
@@ -48,6 +49,8 @@ from pertlearn.atomic import (
 from pertlearn.errors import RunDirError, RunDirExistsError, cli_worded
 from pertlearn.experiments.config_tree import RUN_CONFIG_FILE
 from pertlearn.plugins import loaded_distributions
+from pertlearn.training import TrainResult
+from pertlearn.training.minibatch import MinibatchResult
 
 
 class RunOutput(Protocol):
@@ -186,6 +189,23 @@ def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def curves_record(curves: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """What ``curves.json`` holds for the training records ``curves`` (network name →
+    :class:`~pertlearn.training.TrainResult`): per network its ``loss`` per epoch, its
+    ``epochs_run`` and the per-epoch lists of ``curves_extra`` (image trainers: ``train_acc``,
+    ``val_acc``, ``lr``). A record that already is such a dict is taken as it is."""
+    return {
+        name: dict(history)
+        if isinstance(history, Mapping)
+        else {
+            "loss": history.losses,
+            "epochs_run": history.epochs_run,
+            **getattr(history, "curves_extra", {}),  # e.g. val_acc of image trainers
+        }
+        for name, history in curves.items()
+    }
+
+
 def write_run_dir(result: RunOutput, out: Path, *, overwrite: bool = False) -> Path:
     """Write ``result`` to ``out`` atomically and return ``out``."""
     out = Path(os.path.abspath(out))
@@ -220,17 +240,7 @@ def write_run_dir(result: RunOutput, out: Path, *, overwrite: bool = False) -> P
         )
         timings = {"stage_seconds": result.stage_seconds} if result.stage_seconds else {}
         write_json(tmp / "metrics.json", {**result.metrics, **timings})
-        write_json(
-            tmp / "curves.json",
-            {
-                name: {
-                    "loss": h.losses,
-                    "epochs_run": h.epochs_run,
-                    **getattr(h, "curves_extra", {}),  # e.g. val_acc of image trainers
-                }
-                for name, h in result.curves.items()
-            },
-        )
+        write_json(tmp / "curves.json", curves_record(result.curves))
         for name, model in result.models.items():
             save_file(_contiguous(model.state_dict()), str(tmp / f"{name}.safetensors"))
         if config.save_tensors and result.tensors:
@@ -382,16 +392,8 @@ class RunRecord:
         return (self.path / f"{name}.safetensors").is_file()
 
     def tensors(self, name: str = "tensors") -> dict[str, torch.Tensor]:
-        """A ``.safetensors`` file of the run (``tensors``, ``f``, ``g``, a control);
-        :class:`RunDirError` naming the file when it is missing or corrupt."""
-        path = self.path / f"{name}.safetensors"
-        if not path.is_file():
-            hint = "; rerun with save_tensors = true" if name == "tensors" else ""
-            raise RunDirError(f"run {str(self.path)!r} has no {path.name}{hint}")
-        try:
-            return load_file(str(path))
-        except Exception as err:  # safetensors raises its own error types for corrupt files
-            raise RunDirError(f"{str(path)!r} is corrupt or truncated ({err})") from None
+        """A ``.safetensors`` file of the run (:func:`read_tensors`)."""
+        return read_tensors(self.path, name)
 
 
 def read_run(run_dir: str | Path) -> RunRecord:
@@ -401,7 +403,12 @@ def read_run(run_dir: str | Path) -> RunRecord:
     if not path.is_dir():
         raise RunDirError(f"{str(path)!r} is not a run directory (not a directory)")
     if not (path / RUN_CONFIG_FILE).is_file():
-        raise RunDirError(f"{str(path)!r} is not a run directory (no config.json)")
+        sweep = (
+            f"; it is a sweep directory, its runs are in {str(path / 'runs')!r}"
+            if (path / "sweep.json").is_file()
+            else ""
+        )
+        raise RunDirError(f"{str(path)!r} is not a run directory (no config.json){sweep}")
     saved = read_json_object(path / RUN_CONFIG_FILE)
     config = saved.get("config")
     if not isinstance(config, dict) or "pipeline" not in config:
@@ -426,8 +433,81 @@ def read_metrics(run_dir: str | Path) -> dict[str, Any]:
 
 
 def read_tensors(run_dir: str | Path, name: str = "tensors") -> dict[str, torch.Tensor]:
-    """A ``.safetensors`` file of a run directory (``tensors``, ``f``, ``g``, ...)."""
-    return load_file(str(Path(run_dir) / f"{name}.safetensors"))
+    """The tensors of the file ``NAME.safetensors`` of a run directory, on the CPU: ``tensors``
+    (the data and crafted inputs), or the weights of a network (``f``, ``g``, a control).
+    :class:`RunDirError` naming the file when it is missing, :class:`CorruptFileError` (one
+    too) when it is corrupt or truncated."""
+    path = Path(run_dir) / f"{name}.safetensors"
+    if not path.is_file():
+        fix = (
+            "rerun with save_tensors = true"
+            if name == "tensors"
+            else "the run directory is incomplete: rerun it (pertlearn run RUN_DIR --out NEW_DIR)"
+        )
+        raise RunDirError(f"run {str(run_dir)!r} has no {path.name}; {fix}")
+    try:
+        return load_file(str(path))
+    except Exception as err:  # safetensors raises its own error types for corrupt files
+        raise CorruptFileError(path, f"corrupt or truncated ({err})") from None
+
+
+MINIBATCH_CURVES = ("train_acc", "val_acc", "lr")
+"""The per-epoch lists ``curves.json`` holds beside ``loss`` for the image trainers
+(:attr:`~pertlearn.training.minibatch.MinibatchResult.curves_extra`)."""
+
+
+def _numbers(path: Path, where: str, value: Any) -> list[float]:
+    """``value`` as a list of numbers; :class:`CorruptFileError` naming ``where`` otherwise."""
+    if not isinstance(value, list) or not all(
+        isinstance(item, int | float) and not isinstance(item, bool) for item in value
+    ):
+        raise CorruptFileError(path, f"{where} is not a list of numbers")
+    return [float(item) for item in value]
+
+
+def _train_record(
+    path: Path, name: str, entry: Any, loss_weights: torch.Tensor | None
+) -> TrainResult:
+    """The training record of network ``name`` from its entry of ``curves.json``."""
+    if not isinstance(entry, dict) or "loss" not in entry or "epochs_run" not in entry:
+        raise CorruptFileError(path, f"{name!r} holds no training curve (loss and epochs_run)")
+    losses = _numbers(path, f"{name}.loss", entry["loss"])
+    epochs = entry["epochs_run"]
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise CorruptFileError(path, f"{name}.epochs_run is not a whole number >= 0")
+    if not any(key in entry for key in MINIBATCH_CURVES):
+        return TrainResult(losses=losses, epochs_run=epochs, loss_weights=loss_weights)
+    train_acc, val_acc, lr = (
+        _numbers(path, f"{name}.{key}", entry.get(key, [])) for key in MINIBATCH_CURVES
+    )
+    return MinibatchResult(
+        losses=losses,
+        epochs_run=epochs,
+        loss_weights=loss_weights,
+        train_acc=train_acc,
+        val_acc=val_acc,
+        lr=lr,
+    )
+
+
+def read_curves(
+    run_dir: str | Path, loss_weights: Mapping[str, torch.Tensor] | None = None
+) -> dict[str, TrainResult]:
+    """``curves.json`` of a run directory as the training records a run returns
+    (:attr:`Result.curves <pertlearn.experiments.result.Result.curves>`), network name →
+    :class:`~pertlearn.training.TrainResult` (image trainers:
+    :class:`~pertlearn.training.minibatch.MinibatchResult`) with ``losses``, ``epochs_run`` and
+    the per-epoch ``train_acc``, ``val_acc`` and ``lr`` it records. ``loss_weights``: the
+    per-sample weights ``(N,)`` by network (the ``loss_weights_NAME`` tensors of
+    ``tensors.safetensors``). ``final_lr`` and ``resumed_from`` are not saved: they keep their
+    defaults. :class:`CorruptFileError` naming the file when it is missing or not such a
+    record."""
+    path = Path(run_dir) / "curves.json"
+    weights = loss_weights or {}
+    return {
+        name: _train_record(path, name, entry, weights.get(name))
+        for name, entry in read_json_object(path).items()
+    }
 
 
 def _recorded_metrics(source: str | Path) -> tuple[Path, dict[str, Any]]:

@@ -65,6 +65,27 @@ def build_model(
     raise ValueError(f"unknown binary model {config.name!r}; use two_layer or one_hidden")
 
 
+def binary_networks(
+    model_f: ModelConfig,
+    model_g: ModelConfig,
+    dim: int,
+    *,
+    seed: int,
+    dtype: torch.dtype,
+    stages: dict[str, str],
+) -> dict[str, nn.Module]:
+    """The untrained networks of a binary run, for inputs ``(N, dim)`` → scores ``(N,)``, on
+    the CPU in ``dtype``, each initialised from the stage ``init_{stage}`` of ``seed`` as
+    :func:`train_fresh` builds it: ``stages`` maps each network's name to its seeding stage
+    (``f`` is of ``model_f``, every other network of ``model_g``)."""
+    return {
+        name: build_model(
+            model_f if name == "f" else model_g, dim, stage_generator(seed, f"init_{stage}"), dtype
+        )
+        for name, stage in stages.items()
+    }
+
+
 def train_fresh(
     name: str,
     model_config: ModelConfig,

@@ -60,7 +60,7 @@ from pertlearn.experiments.config import (
     read_toml,
     set_key,
 )
-from pertlearn.experiments.config_tree import resolve_path_key
+from pertlearn.experiments.config_tree import check_overrides, resolve_path_key
 from pertlearn.experiments.pipelines import validate_config
 from pertlearn.experiments.presets import SCALES, preset_tree, sweep_presets
 from pertlearn.experiments.rundir import check_rerunnable
@@ -359,6 +359,7 @@ def parse_sweep(
         raise ConfigError(f"sweep [base] must be a table of config keys, got {base_table!r}")
     for key, value in _flatten_tree(base_table):
         set_key(tree, key, resolve_path_key(key, copy.deepcopy(value), base_dir))
+    check_overrides(overrides)
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep:
@@ -377,6 +378,16 @@ def parse_sweep(
     if repeated:
         raise ConfigError(f"sweep key(s) {', '.join(repeated)} appear in more than one axis")
     seeds = _parse_seeds(spec.get("seeds"))
+    axis_keys = [*keys, *(["seed"] if seeds is not None else [])]
+    for item in overrides:
+        if item.partition("=")[0].strip() in axis_keys:
+            setter = (
+                "its seeds set" if item.partition("=")[0].strip() == "seed" else "its axis sets"
+            )
+            raise ConfigError(
+                f"override {item!r} names a key the sweep varies, which {setter} in every "
+                "configuration; change the sweep's values instead"
+            )
 
     report = spec.get("report", {})
     raw_x = report.get("x", []) if isinstance(report, dict) else []
@@ -419,7 +430,14 @@ def load_sweep(
     scale: str | None = None,
     overrides: Sequence[str] = (),
 ) -> Sweep:
-    """A :class:`Sweep` from a TOML file path, a sweep preset name, or a spec dict."""
+    """A :class:`Sweep` from a TOML file path, a sweep preset name (``pertlearn sweep
+    --list``), or a spec dict (the keys of a sweep file: module docstring).
+
+    ``scale`` replaces the spec's preset scale (``cpu`` or ``paper``); ``overrides``
+    (``["key=value", ...]``, like ``pertlearn sweep --set``) apply to the base config of every
+    configuration; one naming a swept key (or ``seed`` when the spec lists ``seeds``) is a
+    :class:`ConfigError`. :meth:`Sweep.points` lists the validated configurations,
+    :func:`~pertlearn.experiments.execution.run_sweep` runs them."""
     if isinstance(source, dict):
         return parse_sweep(source, scale=scale, overrides=overrides)
     path = Path(source)

@@ -140,7 +140,9 @@ def _check_robustness(source: str, source_config: dict[str, Any], scenario: Any)
         )
 
 
-def _check_state(path: Path, state: dict[str, torch.Tensor], model: nn.Module) -> None:
+def state_mismatches(state: dict[str, torch.Tensor], model: nn.Module) -> str:
+    """How the state dict ``state`` fails to fit ``model`` (tensor names and shapes), as one
+    line naming the first three problems (``""`` when it fits)."""
     expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
     found = {name: tuple(t.shape) for name, t in state.items()}
     problems = [f"missing {name}" for name in expected if name not in found]
@@ -150,10 +152,12 @@ def _check_state(path: Path, state: dict[str, torch.Tensor], model: nn.Module) -
         for name, shape in expected.items()
         if name in found and found[name] != shape
     ]
-    if problems:
-        shown = "; ".join(problems[:3]) + (
-            f"; … {len(problems) - 3} more" if len(problems) > 3 else ""
-        )
+    return "; ".join(problems[:3]) + (f"; … {len(problems) - 3} more" if len(problems) > 3 else "")
+
+
+def _check_state(path: Path, state: dict[str, torch.Tensor], model: nn.Module) -> None:
+    shown = state_mismatches(state, model)
+    if shown:
         raise ConfigError(
             f"f_weights: {str(path)!r} does not fit the configured network ({shown}); "
             "set model to the network that was trained"

@@ -14,10 +14,12 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pertlearn.analysis.plotting import OKABE_ITO, figure_style, plt, render
+from pertlearn.experiments.rundir import curves_record
 
 MAX_PANELS = 16
 MAX_EPS_LABELS = 12
@@ -480,9 +482,10 @@ def _sweep_caption(
     )
 
 
-def loss_curves_figure(curves: dict[str, dict[str, Any]]) -> Figure | None:
-    """Training loss per epoch of every network of one run (``curves.json``), one panel per
-    network (:func:`draw_loss_curves`); ``None`` when no network has a loss curve."""
+def loss_curves_figure(curves: Mapping[str, Any]) -> Figure | None:
+    """Training loss per epoch of every network of one run, one panel per network
+    (:func:`draw_loss_curves`); ``None`` when no network has a loss curve. ``curves``: a
+    run's training records by network (``Result.curves``) or its ``curves.json`` as read."""
     fig = draw_loss_curves(curves)
     if fig is None:
         return None
@@ -495,11 +498,15 @@ def loss_curves_figure(curves: dict[str, dict[str, Any]]) -> Figure | None:
     )
 
 
-def draw_loss_curves(curves: dict[str, dict[str, Any]]) -> Any | None:
+def draw_loss_curves(curves: Mapping[str, Any]) -> Any | None:
     """The matplotlib figure of :func:`loss_curves_figure`: one panel per network with its own
     y axis, since the losses differ by orders of magnitude (f's identity loss falls far below
     zero) and a shared axis would flatten all but one. The caller renders and closes it."""
-    drawn = {name: curve.get("loss", []) for name, curve in curves.items() if curve.get("loss")}
+    drawn = {
+        name: curve.get("loss", [])
+        for name, curve in curves_record(curves).items()
+        if curve.get("loss")
+    }
     if not drawn:
         return None
     colors = [OKABE_ITO[c] for c in ("blue", "vermillion", "black", "reddish purple", "orange")]

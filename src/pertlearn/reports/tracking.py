@@ -57,12 +57,12 @@ _PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow"}
 """The module each tracker needs (``mlflow`` comes with ``mlflow-skinny``)."""
 
 
-def check_trackers(names: Sequence[str]) -> list[Tracker]:
-    """``names`` without repeats, each a known tracker whose package is installed. Raises
-    ``ValueError`` for an unknown name and :class:`MissingExtraError` for a missing package,
-    before anything runs."""
+def check_trackers(names: str | Sequence[str]) -> list[Tracker]:
+    """``names`` (one tracker's name, or several) without repeats, each a known tracker whose
+    package is installed. Raises ``ValueError`` for an unknown name and
+    :class:`MissingExtraError` for a missing package, before anything runs."""
     chosen: list[Tracker] = []
-    for name in names:
+    for name in [names] if isinstance(names, str) else names:
         if name not in TRACKERS:
             raise ValueError(f"unknown tracker {name!r}; choose one of {', '.join(TRACKERS)}")
         if name not in chosen:
@@ -261,15 +261,16 @@ def _quote(value: str) -> str:
 
 def export_run(
     run_dir: str | Path,
-    to: Sequence[str],
+    to: str | Sequence[str],
     *,
     log_dir: str | Path | None = None,
     name: str | None = None,
     experiment: str | None = None,
     mlflow_tracking_uri: str | None = None,
 ) -> dict[str, str]:
-    """Export the run directory ``run_dir`` to each tracker in ``to`` and return, per tracker,
-    where it went (the TensorBoard folder, the MLflow run id).
+    """Export the run directory ``run_dir`` to each tracker in ``to`` (``"tensorboard"``,
+    ``"mlflow"`` or a list of both) and return, per tracker, where it went (the TensorBoard
+    folder, the MLflow run id).
 
     ``log_dir`` (default: ``run_dir``) holds ``tensorboard/`` and the MLflow file store
     ``mlruns/`` (or ``mlflow_tracking_uri``, e.g. ``sqlite:///mlflow.db``); ``name`` (default:
@@ -295,7 +296,7 @@ def export_run(
 
 def export_sweep(
     sweep_dir: str | Path,
-    to: Sequence[str],
+    to: str | Sequence[str],
     *,
     log_dir: str | Path | None = None,
     experiment: str | None = None,
@@ -325,7 +326,7 @@ def export_sweep(
 
 def export_any(
     path: str | Path,
-    to: Sequence[str],
+    to: str | Sequence[str],
     *,
     log_dir: str | Path | None = None,
     mlflow_tracking_uri: str | None = None,

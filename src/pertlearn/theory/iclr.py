@@ -25,14 +25,7 @@ from typing import Any, Literal
 
 import torch
 
-from pertlearn.theory.kernel import DEFAULT_CHUNK
-
-
-def _check_xy(x: torch.Tensor, y: torch.Tensor) -> None:
-    if x.ndim != 2:
-        raise ValueError(f"expected inputs of shape (N, d), got {tuple(x.shape)}; use x.flatten(1)")
-    if y.shape != (x.shape[0],):
-        raise ValueError(f"labels must have shape ({x.shape[0]},), got {tuple(y.shape)}")
+from pertlearn.theory.kernel import DEFAULT_CHUNK, check_xy
 
 
 @dataclass
@@ -155,7 +148,7 @@ def max_margin_lambdas(
     steps, converged when the KKT residual is at most ``kkt_tol``). On non-separable data the
     dual is unbounded: ``converged`` is then false and the KKT residual large.
     """
-    _check_xy(x, y)
+    check_xy(x, y, "max_margin_lambdas")
     x64, y64 = x.double(), y.double()
     mu, ok = _conjugate_gradient(x64, y64.clone(), tol, max_iter)
     lam = y64 * mu
@@ -190,7 +183,7 @@ def max_margin_lambdas(
 
 def surrogate_weight(x: torch.Tensor, y: torch.Tensor, lambdas: torch.Tensor) -> torch.Tensor:
     """``w̃ = Σ_n λ_n y_n x_n`` ``(d,)``, so that ``f̃(z) = Σ_n λ_n y_n ⟨x_n, z⟩ = z @ w̃``."""
-    _check_xy(x, y)
+    check_xy(x, y, "surrogate_weight")
     return (lambdas.to(x.dtype) * y.to(x.dtype)) @ x
 
 

@@ -38,8 +38,32 @@ def _check_pair(x: torch.Tensor, z: torch.Tensor, slope: float) -> None:
             f"phi: input dimensions differ ({x.shape[1]} vs {z.shape[1]}); "
             "both batches must be (N, d)"
         )
+    if x.dtype != z.dtype:
+        raise ValueError(
+            f"phi: the batches differ in dtype ({x.dtype} and {z.dtype}); give both in one, "
+            "e.g. z.to(x.dtype)"
+        )
     if not 0.0 <= slope < 1.0:
         raise ValueError(f"phi: LeakyReLU slope must lie in [0, 1), got {slope}")
+
+
+def check_xy(x: torch.Tensor, y: torch.Tensor, where: str) -> None:
+    """Raise ``ValueError`` naming ``where`` unless ``x`` holds inputs ``(N, d)`` and ``y`` one
+    label per input, ``(N,)``, each -1 or +1 (the binary labels of the papers' theory)."""
+    if x.ndim != 2:
+        raise ValueError(
+            f"{where}: expected inputs of shape (N, d), got {tuple(x.shape)}; use x.flatten(1)"
+        )
+    if y.shape != (x.shape[0],):
+        raise ValueError(
+            f"{where}: labels must have shape ({x.shape[0]},), one per input, got {tuple(y.shape)}"
+        )
+    bad = (y != 1) & (y != -1)
+    if bool(bad.any()):
+        raise ValueError(
+            f"{where}: labels must be -1 or +1, got {y[bad][0].item():g} (map 0/1 labels with "
+            "2 * y - 1)"
+        )
 
 
 def _check_chunk(chunk_size: int) -> None:
@@ -175,8 +199,8 @@ def phi(
     bias: bool = True,
 ) -> torch.Tensor:
     """Exact kernel ``Φ(x_i, z_j)`` for all pairs: ``x`` ``(N1, d)``, ``z`` ``(N2, d)`` →
-    ``(N1, N2)`` in the dtype of the inputs (float32 or float64). ``z=None`` (or ``z is x``)
-    gives ``Φ(x, x)``.
+    ``(N1, N2)`` in the dtype of the inputs (both float32 or both float64). ``z=None`` (or
+    ``z is x``) gives ``Φ(x, x)``.
 
     Closed form (NeurIPS24 arXiv:2410.23677): ``ρ = (x·z/d + 1)/√((‖x‖²/d + 1)(‖z‖²/d + 1))``, ``θ
     = arccos ρ``,

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from pertlearn.tensors import per_sample_norm
-from pertlearn.theory.kernel import DEFAULT_CHUNK, phi_matmul
+from pertlearn.theory.kernel import DEFAULT_CHUNK, check_xy, phi_matmul
 
 
 def _weights(y: Tensor, weights: Tensor | None) -> Tensor:
@@ -58,6 +58,7 @@ def predicted_directions(
     ``(M, d)``: predict at these points instead (``Φ(at_m, x_k)`` in place of
     ``Φ(x_n, x_k)``; e.g. noise inputs that are perturbed), → ``(M, d)``.
     """
+    check_xy(x, y, "predicted_directions")
     coeff = _weights(y, weights)
     points = x if at is None else at
     return (
@@ -67,7 +68,9 @@ def predicted_directions(
 
 
 def predicted_perturbations(directions: Tensor, y_adv: Tensor, eps: float) -> Tensor:
-    """``r̂_n = ε y_n^adv u_n/‖u_n‖`` (``(N, d)``), the predicted one-step L2 perturbation."""
+    """``r̂_n = ε y_n^adv u_n/‖u_n‖`` (``(N, d)``), the predicted one-step L2 perturbation,
+    from the directions ``u`` ``(N, d)`` and the targets ``y_adv`` ``(N,)`` ±1."""
+    check_xy(directions, y_adv, "predicted_perturbations")
     norm = per_sample_norm(directions).clamp_min(torch.finfo(directions.dtype).tiny)
     return eps * y_adv[:, None].to(directions.dtype) * directions / norm[:, None]
 
@@ -111,7 +114,9 @@ def fhat(
     bias: bool = True,
 ) -> Tensor:
     """Predicted decision function of f, ``f̂(z) = (1/N) Σ_n c_n y_n Φ(x_n, z) ⟨x_n, z⟩``:
-    ``z`` ``(M, d)`` → ``(M,)``; only its sign is a prediction."""
+    ``z`` ``(M, d)`` → ``(M,)``; only its sign is a prediction. ``x`` ``(N, d)``, ``y``
+    ``(N,)`` ±1: f's training set."""
+    check_xy(x, y, "fhat")
     return _kernel_decision(z, x, _weights(y, weights), slope, x, chunk_size, bias)
 
 
@@ -150,6 +155,7 @@ def ghat(
     ``original`` term: ``(1/N) Σ_n c_n y_n^adv Φ(x_n^adv, z) ⟨x_n, z⟩``. ``weights`` are g's
     loss weights ``c_n`` (``None``: identity loss).
     """
+    check_xy(x_adv, y_adv, "ghat")
     coeff = _weights(y_adv, weights)
     pert = _kernel_decision(z, x_adv, coeff, slope, perturbations, chunk_size, bias)
     if originals is None:

@@ -15,19 +15,16 @@ from __future__ import annotations
 from typing import Protocol
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
+from pertlearn.training.config import StrictConfig
 from pertlearn.training.losses import predict
 
 
-class AdversarialConfig(BaseModel):
+class AdversarialConfig(StrictConfig):
     """PGD adversarial training of an image classifier (``adversarial`` in a
     :class:`~pertlearn.training.minibatch.MinibatchConfig`)."""
-
-    model_config = ConfigDict(
-        extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False
-    )
 
     attack: str = Field("pgd_l2", description="attack of the registry, run untargeted")
     eps: float = Field(gt=0, allow_inf_nan=False, description="perturbation budget ε")

@@ -5,18 +5,51 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pertlearn.errors import ConfigError
 
 
-class TrainConfig(BaseModel):
-    """How one network is trained (``train_f`` / ``train_g`` in an experiment config)."""
+class StrictConfig(BaseModel):
+    """A config section: unknown keys, wrong types (no coercion of ``true`` to ``1``) and
+    non-finite floats are rejected when it is built and when a key is assigned
+    (``config.train_f.epochs = 50``). A refused assignment leaves the section as it was and
+    raises :class:`~pertlearn.errors.ConfigError`, one line naming the key."""
 
     model_config = ConfigDict(
         extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False
     )
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        before = dict(self.__dict__)
+        fields_set = set(self.__pydantic_fields_set__)
+        try:
+            super().__setattr__(name, value)
+        except ValidationError as err:
+            # pydantic has stored the value already when a check of the whole section fails
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            self.__pydantic_fields_set__.clear()
+            self.__pydantic_fields_set__.update(fields_set)
+            raise ConfigError(assignment_error(type(self).__name__, name, value, err)) from None
+
+
+def assignment_error(section: str, key: str, value: Any, err: ValidationError) -> str:
+    """The one-line message for ``section.key = value`` refused with ``err``."""
+    first = err.errors()[0]
+    if first["type"] == "no_such_attribute":
+        return f"{section} has no key {key!r}; check its spelling (docs/config-reference.md)"
+    text = repr(value)
+    shown = text[:80] + ("..." if len(text) > 80 else "")
+    problem = first["msg"].removeprefix("Value error, ")
+    return f"cannot set {section}.{key} = {shown}: {problem}; the config is unchanged"
+
+
+class TrainConfig(StrictConfig):
+    """How one network is trained (``train_f`` / ``train_g`` in an experiment config)."""
 
     loss: Literal["identity", "logistic", "exponential", "cross_entropy"] = "identity"
     lr: float = Field(1.0, gt=0, description="learning rate")

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -48,7 +48,7 @@ from pertlearn.training.accel import (
 )
 from pertlearn.training.adversarial import AdversarialConfig, Perturb, adversarial_batch
 from pertlearn.training.checkpoint import fingerprint, load_checkpoint, save_checkpoint
-from pertlearn.training.config import TrainResult
+from pertlearn.training.config import StrictConfig, TrainResult
 from pertlearn.training.divergence import TrainingDivergedError, check_epoch
 from pertlearn.training.schedule import PlateauScheduler
 
@@ -62,13 +62,9 @@ __all__ = [
 ]
 
 
-class MinibatchConfig(BaseModel):
+class MinibatchConfig(StrictConfig):
     """How an image classifier is trained (ICLR24 reference: lr 0.1, momentum 0.9, Nesterov,
     weight decay 5e-4, batch 128, ReduceLROnPlateau; 100–300 epochs)."""
-
-    model_config = ConfigDict(
-        extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False
-    )
 
     lr: float = Field(0.1, gt=0, description="initial learning rate")
     momentum: float = Field(0.9, ge=0, lt=1)

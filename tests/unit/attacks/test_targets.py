@@ -130,3 +130,30 @@ def test_targets_outside_the_model_classes_are_rejected(name: str) -> None:
             attack(model, x, wrong)
     with pytest.raises(ValueError, match="has 5 classes"):
         attack(model, x, classes.double() + 0.5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_binary_model_with_outputs_n_by_1_is_told_to_squeeze_them(name: str) -> None:
+    """``nn.Linear(d, 1)``, the usual binary model in torch, outputs ``(N, 1)``: the message
+    says how to make it a model of scores ``(N,)``, not that it has one class."""
+    model = nn.Linear(D, 1).double()
+    with pytest.raises(ValueError) as caught:
+        build(name)(model, inputs(), torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0]))
+    assert str(caught.value) == (
+        f"{name}: the model outputs (N, 1); a binary model must output scores (N,) with "
+        "targets -1 or +1 (end it with nn.Flatten(0)), a classifier logits (N, K >= 2)"
+    )
+    squeezed = nn.Sequential(model, nn.Flatten(0))
+    x_adv = build(name)(squeezed, inputs(), torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0]))
+    assert x_adv.shape == inputs().shape
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_integer_inputs_are_one_clear_error(name: str) -> None:
+    images = (inputs() * 50).round().clamp(0, 255).to(torch.uint8)
+    with pytest.raises(ValueError) as caught:
+        build(name)(logits_model(), images, torch.tensor([0, 1, 2, 0, 1]))
+    assert str(caught.value) == (
+        f"{name}: inputs x must be a floating-point tensor (N, ...), got torch.uint8; convert "
+        "them, e.g. x.float() / 255 for 8-bit images"
+    )

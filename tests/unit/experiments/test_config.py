@@ -5,6 +5,8 @@ import pytest
 
 from pertlearn.experiments import ConfigError, load_config, preset_tree
 from pertlearn.experiments.config import apply_overrides, parse_value, read_config_file
+from pertlearn.experiments.pipelines import validate_config
+from pertlearn.training import AdversarialConfig
 from sweep_support import write_run_record
 
 
@@ -140,3 +142,49 @@ def test_a_run_directory_reruns_to_its_own_config(tmp_path):
 def test_a_directory_without_a_run_config_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"is a directory without config\.json"):
         read_config_file(tmp_path)
+
+
+# ------------------------------------------------------------- assigning keys in Python
+
+
+def test_a_refused_assignment_is_one_line_and_leaves_the_config_unchanged() -> None:
+    config = load_config(preset="quickstart")
+    before = config.model_dump()
+    with pytest.raises(ConfigError) as caught:
+        config.model.width = -1
+    assert str(caught.value) == (
+        "cannot set ModelConfig.width = -1: Input should be greater than or equal to 1; "
+        "the config is unchanged"
+    )
+    with pytest.raises(ConfigError, match=r"^cannot set TrainConfig\.epochs = 5\.0: .*integer"):
+        config.train_f.epochs = 5.0
+    with pytest.raises(ConfigError, match=r"^NeuripsConfig has no key 'widht'; check its spelling"):
+        config.widht = 3
+    assert config.model_dump() == before
+    config.model.width = 50
+    assert config.model.width == 50
+
+
+def test_a_value_a_check_of_the_whole_section_refuses_is_not_kept() -> None:
+    """Pydantic stores the value before a section's own checks run; a refusal takes it back."""
+    images = validate_config(
+        {"pipeline": "images", "train_f": {"adversarial": {"eps": 1.0}}, "scenario": "robust"}
+    )
+    with pytest.raises(ConfigError, match="needs a robust f"):
+        images.train_f = images.train_g  # no adversarial training: D_R refuses it
+    assert images.train_f.adversarial is not None
+    images.train_f.epochs = 3
+    with pytest.raises(ConfigError, match=r"clean_epochs \(3\) must be below epochs \(3\)"):
+        images.train_f.adversarial = AdversarialConfig(eps=1.0, clean_epochs=3)
+    assert images.train_f.adversarial.clean_epochs == 0
+
+
+def test_setting_one_attack_budget_clears_the_others_as_an_override_does() -> None:
+    config = load_config(preset="quickstart")  # eps_per_sqrt_dim
+    config.attack.eps = 0.1
+    assert (config.attack.eps, config.attack.eps_per_sqrt_dim) == (0.1, None)
+    assert config.eps == 0.1
+    assert config == load_config(preset="quickstart", overrides=["attack.eps=0.1"])
+    with pytest.raises(ConfigError, match=r"^cannot set AttackConfig\.eps_per_dim = 2\.0"):
+        config.attack.eps_per_dim = 2.0  # above 1: refused, and eps is kept
+    assert (config.attack.eps, config.attack.eps_per_dim) == (0.1, None)

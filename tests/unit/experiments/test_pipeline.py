@@ -108,3 +108,26 @@ def test_neurips_gauss_a_at_d1000():
     m = run(config).metrics
     assert m["g_acc_train"] >= 0.80
     assert m["agreement"] >= 0.90
+
+
+def test_run_refuses_what_is_not_a_config_of_its_pipeline() -> None:
+    from pertlearn import ExperimentConfig
+
+    with pytest.raises(TypeError, match=r"^run\(\) takes a validated config, got dict; build"):
+        run({"preset": "quickstart"})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"of class NeuripsConfig, got ExperimentConfig; build"):
+        run(ExperimentConfig())
+
+
+def test_run_checks_a_config_changed_where_no_assignment_check_sees_it() -> None:
+    """A list changed in place and ``model_copy(update=...)`` skip pydantic's checks; run
+    validates the config again instead of running something else."""
+    from pertlearn import ConfigError
+
+    config = load_config(overrides=["data.dim=5", "data.n_train=10", "data.n_test=10"])
+    config.controls.append("random_noise")
+    with pytest.raises(ConfigError, match=r"^invalid config: controls\.1: Input should be"):
+        run(config)
+    config.controls.pop()
+    with pytest.raises(ConfigError, match=r"^invalid config: seed: "):
+        run(config.model_copy(update={"seed": -1}))

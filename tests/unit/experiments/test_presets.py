@@ -364,3 +364,21 @@ def test_an_empty_table_in_a_file_over_a_preset_drops_the_presets_table(tmp_path
 def test_an_option_a_preset_set_for_another_attack_says_how_to_drop_it() -> None:
     with pytest.raises(ConfigError, match=r"batch_size is not an option .*attack\.options = \{\}"):
         load_config(preset="iclr-mnist-natural-rand-linf", overrides=["attack.name='random_l2'"])
+
+
+def test_a_preset_name_passed_as_a_config_file_says_to_pass_it_as_preset() -> None:
+    from pertlearn.errors import cli_message
+
+    with pytest.raises(ConfigError) as caught:
+        load_config("quickstart")
+    assert str(caught.value) == (
+        "config file 'quickstart' does not exist; 'quickstart' is a preset: "
+        "load_config(preset='quickstart')"
+    )
+    assert cli_message(caught.value).endswith("is a preset: --preset quickstart")
+
+
+@pytest.mark.parametrize("overrides", ["seed=3", {"seed": 3}, [("seed", 3)]])
+def test_overrides_that_are_not_a_list_of_strings_are_one_clear_error(overrides: Any) -> None:
+    with pytest.raises(ConfigError, match=r"^overrides must be a list of 'key=value' strings"):
+        load_config(preset="quickstart", overrides=overrides)

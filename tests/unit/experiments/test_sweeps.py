@@ -238,3 +238,19 @@ def test_a_sweep_may_take_its_base_config_from_a_json_file_or_a_run_directory(
         points = load_sweep(spec).points()
         assert [point.config.seed for point in points] == [0, 1]
         assert {point.config.model.width for point in points} == {7}
+
+
+@pytest.mark.parametrize(
+    ("override", "setter"), [("model.width=3", "its axis sets"), ("seed=3", "its seeds set")]
+)
+def test_an_override_of_a_key_the_sweep_varies_is_refused(override: str, setter: str) -> None:
+    """The axis (or the seeds) would set the key in every configuration: the override would be
+    silently lost."""
+    with pytest.raises(ConfigError) as caught:
+        load_sweep(tiny_spec(), overrides=[override])
+    assert str(caught.value) == (
+        f"override {override!r} names a key the sweep varies, which {setter} in every "
+        "configuration; change the sweep's values instead"
+    )
+    (point, *_) = load_sweep(tiny_spec(), overrides=["train_f.lr=0.5"]).points()
+    assert point.config.train_f.lr == 0.5

@@ -275,3 +275,28 @@ def test_the_chance_line_is_at_the_runs_chance_level() -> None:
     assert chance_level(mixed) is None
     (figure,), _ = sweep_figures(mixed, [axis])
     assert "chance" not in figure.caption
+
+
+def test_the_loss_figure_takes_a_results_curves_as_well_as_curves_json() -> None:
+    from pertlearn.experiments.rundir import curves_record
+    from pertlearn.training import TrainResult
+    from pertlearn.training.minibatch import MinibatchResult
+
+    curves = {
+        "f": TrainResult(losses=[1.0, 0.5, 0.25], epochs_run=3),
+        "g": MinibatchResult(losses=[2.0, 1.0], epochs_run=2, val_acc=[0.5, 0.6]),
+    }
+    assert curves_record(curves)["g"] == {
+        "loss": [2.0, 1.0],
+        "epochs_run": 2,
+        "train_acc": [],
+        "val_acc": [0.5, 0.6],
+        "lr": [],
+    }
+    for given in (curves, curves_record(curves)):
+        fig = draw_loss_curves(given)
+        assert [list(panel.lines[0].get_ydata()) for panel in fig.axes] == [
+            [1.0, 0.5, 0.25],
+            [2.0, 1.0],
+        ]
+        plt.close(fig)

@@ -137,8 +137,11 @@ def test_a_missing_extra_is_one_line_naming_the_install(
 def test_unknown_trackers_are_refused_and_repeats_dropped() -> None:
     with pytest.raises(ValueError, match="unknown tracker 'wandb'"):
         check_trackers(["wandb"])
+    with pytest.raises(ValueError, match="unknown tracker 'wandb'"):  # one name, not letters
+        check_trackers("wandb")
     pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
     assert check_trackers(["tensorboard", "tensorboard"]) == ["tensorboard"]
+    assert check_trackers("tensorboard") == ["tensorboard"]
 
 
 def test_cli_run_log_and_export_write_into_the_run_directory(tmp_path: Path) -> None:

@@ -167,3 +167,14 @@ def _reference_bias_free(x: torch.Tensor, slope: float) -> torch.Tensor:
     out = slope + (1 - slope) ** 2 * (math.pi - theta) / (2 * math.pi)
     out.diagonal().fill_(phi_diagonal(slope))
     return out
+
+
+def test_batches_of_two_dtypes_are_one_clear_error() -> None:
+    x = torch.randn(4, 3, dtype=torch.float64)
+    with pytest.raises(ValueError) as caught:
+        phi(x, x.float(), 0.0)
+    assert str(caught.value) == (
+        "phi: the batches differ in dtype (torch.float64 and torch.float32); give both in one, "
+        "e.g. z.to(x.dtype)"
+    )
+    assert phi(x, x.float().to(x.dtype), 0.0).dtype == torch.float64

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 
@@ -136,3 +138,27 @@ def test_cosines_stay_in_range_and_handle_zero_rows() -> None:
     c = cosines(a * 7.3, b)
     assert c[0].item() <= 1.0 and c[0].item() == pytest.approx(1.0)
     assert c[1].item() == 0.0 and c[2].item() == -1.0
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        (lambda y: y[:, None], r"labels must have shape \(30,\), one per input, got \(30, 1\)"),
+        (lambda y: y[:10], r"labels must have shape \(30,\), one per input, got \(10,\)"),
+        (lambda y: (y > 0).double(), r"labels must be -1 or \+1, got 0 \(map 0/1 labels"),
+    ],
+)
+def test_labels_of_another_shape_or_kind_are_refused_not_broadcast(
+    labels: Callable[[torch.Tensor], torch.Tensor], message: str
+) -> None:
+    """Labels ``(N, 1)`` would broadcast to a ``(N, N, d)`` result and 0/1 labels give a
+    wrong prediction without a word: each function names itself and the problem."""
+    x, y, _ = _data()
+    for call, where in (
+        (lambda: predicted_directions(x, labels(y), 0.0), "predicted_directions"),
+        (lambda: fhat(x, x, labels(y), 0.0), "fhat"),
+        (lambda: ghat(x, x, labels(y), x, 0.0), "ghat"),
+        (lambda: predicted_perturbations(x, labels(y), 0.1), "predicted_perturbations"),
+    ):
+        with pytest.raises(ValueError, match=rf"^{where}: {message}"):
+            call()

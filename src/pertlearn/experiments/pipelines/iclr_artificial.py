@@ -35,6 +35,7 @@ from functools import partial
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
+from torch import nn
 
 from pertlearn.attacks import TargetedPGD, attack_class, fooling_rate, make_attack
 from pertlearn.data import SYNTHETIC
@@ -109,6 +110,28 @@ def attack_options(config: IclrArtificialConfig) -> dict[str, Any]:
     if issubclass(attack_class(config.attack.name), TargetedPGD) and "clip" not in options:
         options["clip"] = DATA_RANGE.get(config.data.name)
     return options
+
+
+def iclr_artificial_networks(
+    config: IclrArtificialConfig, metrics: dict[str, Any], *, model_factory: Any = None
+) -> dict[str, nn.Module]:
+    """The untrained networks of a run of ``config`` as :func:`run_iclr_artificial` builds
+    them (the pipeline's ``networks``, :class:`~pertlearn.experiments.pipeline.NetworksFunction`):
+    f, g and each control of ``config.controls``, for inputs ``(N, data.dim)``."""
+    seeding = {"f": "f", "g": "g", "unperturbed_inputs": stages.CONTROL_STAGE}
+    seeding["mislabeled_clean"] = "mislabeled_clean"
+    return stages.binary_networks(
+        config.model,
+        config.model_g or config.model,
+        config.data.dim,
+        seed=config.seed,
+        dtype=stages.DTYPES[config.dtype],
+        stages={
+            name: stage
+            for name, stage in seeding.items()
+            if name in ("f", "g") or name in config.controls
+        },
+    )
 
 
 def run_iclr_artificial(config: IclrArtificialConfig, *, progress: bool = False) -> Result:

@@ -74,7 +74,9 @@ import torch
 from torch import nn
 
 from pertlearn.attacks.base import per_class_hit_rates
+from pertlearn.data.catalogue import DATASETS
 from pertlearn.data.download import sha256_file
+from pertlearn.data.files import image_file_shape
 from pertlearn.experiments.image_data import image_split
 from pertlearn.experiments.pipelines.images_config import (
     CONSTRUCTED_SCENARIOS,
@@ -86,6 +88,7 @@ from pertlearn.experiments.pipelines.images_stages import (
     BAND_FILTERS,
     CPU_CRAFT_BATCH,
     CraftedSet,
+    ImageNetworks,
     ImageRun,
     ModelFactory,
     adversarial_perturb,
@@ -120,6 +123,7 @@ __all__ = [
     "ModelFactory",
     "adversarial_perturb",
     "construct_set",
+    "images_networks",
     "resolve_craft_batch",
     "run_images",
     "untargeted_attack",
@@ -348,6 +352,52 @@ def run_tensors(run: ImageRun, crafted: CraftedSet, g_set: GSet) -> dict[str, to
     if crafted.x_start is not None:
         tensors["x_start"] = crafted.x_start
     return tensors
+
+
+def images_networks(
+    config: ImagesConfig, metrics: dict[str, Any], *, model_factory: ModelFactory | None = None
+) -> dict[str, nn.Module]:
+    """The untrained networks of a run of ``config`` as :func:`run_images` builds them (the
+    pipeline's ``networks``, :class:`~pertlearn.experiments.pipeline.NetworksFunction`): f, g,
+    the ``transfer_eval`` model and each control of ``config.controls``, images
+    ``(N, C, H, W)`` → logits ``(N, K)``, on the CPU. The image shape comes from the data set
+    (a data file: its header), the number of classes from ``data.classes``, the data set, or
+    (a data file) the run's metric ``num_classes``. A data file's pixel mean and std are not
+    read here: the networks' normalisation buffers hold them, loaded with the weights."""
+    data = config.data
+    info = DATASETS.get(data.name)
+    known: Any
+    if info is not None:
+        in_shape, mean, std, known = info.shape, info.mean, info.std, info.num_classes
+    else:
+        assert data.path is not None  # checked by ImageDataConfig
+        in_shape, mean, std = image_file_shape(data.path), (0.0,), (1.0,)
+        known = metrics.get("num_classes")
+    num_classes = len(data.classes) if data.classes else known
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(
+            f"its metrics record no number of classes (num_classes, got {num_classes!r}), "
+            "which its networks' outputs need"
+        )
+    networks = ImageNetworks(
+        in_shape,
+        num_classes,
+        mean,
+        std,
+        config.seed,
+        torch.device("cpu"),
+        DTYPES[config.dtype],
+        model_factory,
+    )
+    g_model_config = config.model_g or config.model
+    built = {"f": networks.build("f", config.model), "g": networks.build("g", g_model_config)}
+    if config.transfer_eval:
+        built[TRANSFER_STAGE] = networks.build(TRANSFER_STAGE, g_model_config)
+    if "unperturbed_inputs" in config.controls:
+        built["unperturbed_inputs"] = networks.build(CONTROL_STAGE, g_model_config)
+    if "mislabeled_clean" in config.controls:
+        built["mislabeled_clean"] = networks.build("mislabeled_clean", g_model_config)
+    return built
 
 
 # ----------------------------------------------------------------------------- pipeline

@@ -114,28 +114,61 @@ def adversarial_perturb(config: MinibatchConfig) -> Perturb | None:
 # ----------------------------------------------------------------------------- networks
 
 
+@dataclass(frozen=True)
+class ImageNetworks:
+    """How the networks of an images run are built: for images ``in_shape`` ``(C, H, W)`` and
+    ``num_classes`` classes, normalising inputs with the per-channel pixel ``mean`` and
+    ``std``, by ``model_factory`` when given (else from each network's config), initialised
+    from the stages of ``seed``, on ``device`` in ``dtype``."""
+
+    in_shape: tuple[int, int, int]
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    seed: int
+    device: torch.device
+    dtype: torch.dtype
+    model_factory: ModelFactory | None = None
+
+    def build(self, stage: str, model_config: ImageModelConfig) -> nn.Module:
+        """A fresh network (``(N, C, H, W)`` → logits ``(N, K)``, checked by
+        :func:`check_logits`) initialised from the stage ``init_{stage}``:
+        ``model_factory`` when given, else ``model_config``."""
+        generator = stage_generator(self.seed, f"init_{stage}")
+        if self.model_factory is not None:
+            # torch's default initialisation draws from the global generator: seeded per stage
+            with seeded_global_generator(generator.initial_seed()):
+                model = self.model_factory(self.in_shape, self.num_classes, generator)
+        else:
+            model = build_image_model(
+                model_config.name,
+                self.in_shape,
+                self.num_classes,
+                mean=self.mean,
+                std=self.std,
+                options=model_config.options,
+                generator=generator,
+            )
+        model = model.to(device=self.device, dtype=self.dtype)
+        check_logits(model, self.in_shape, self.num_classes, self.device, self.dtype)
+        return model
+
+
 def new_model(run: ImageRun, stage: str, model_config: ImageModelConfig) -> nn.Module:
     """A fresh network for ``run``'s images (``(N, C, H, W)`` → logits ``(N, K)``) on its
     device and dtype, initialised from the stage ``init_{stage}``: ``run.model_factory`` when
     given, else ``model_config``."""
-    generator = stage_generator(run.seed, f"init_{stage}")
-    if run.model_factory is not None:
-        # torch's default initialisation draws from the global generator: seeded per stage
-        with seeded_global_generator(generator.initial_seed()):
-            model = run.model_factory(run.in_shape, run.num_classes, generator)
-    else:
-        model = build_image_model(
-            model_config.name,
-            run.in_shape,
-            run.num_classes,
-            mean=run.info.mean,
-            std=run.info.std,
-            options=model_config.options,
-            generator=generator,
-        )
-    model = model.to(device=run.device, dtype=run.dtype)
-    check_logits(model, run.in_shape, run.num_classes, run.device, run.dtype)
-    return model
+    networks = ImageNetworks(
+        run.in_shape,
+        run.num_classes,
+        run.info.mean,
+        run.info.std,
+        run.seed,
+        run.device,
+        run.dtype,
+        run.model_factory,
+    )
+    return networks.build(stage, model_config)
 
 
 def check_logits(

@@ -35,6 +35,7 @@ from pertlearn.experiments.stages import (
     CONTROL_STAGE,
     DTYPES,
     RunOutputs,
+    binary_networks,
     binary_targets,
     craft,
     split_tensors,
@@ -217,6 +218,28 @@ def control_scores(
         f"{acc}_acc_test": accuracy(control, x_test, y_test),
         f"{fit}_fit_acc": accuracy(control, inputs, y_adv),
     }
+
+
+def neurips_networks(
+    config: NeuripsConfig, metrics: dict[str, Any], *, model_factory: Any = None
+) -> dict[str, nn.Module]:
+    """The untrained networks of a run of ``config`` as :func:`run_neurips` builds them (the
+    pipeline's ``networks``, :class:`~pertlearn.experiments.pipeline.NetworksFunction`): f, g
+    and each control of ``config.controls``, for inputs ``(N, data.dim)``."""
+    stages = {"f": "f", "g": "g", "random_l2_noise": CONTROL_STAGE}
+    stages["mislabeled_clean"] = "mislabeled_clean"
+    return binary_networks(
+        config.model,
+        config.model_g or config.model,
+        config.data.dim,
+        seed=config.seed,
+        dtype=DTYPES[config.dtype],
+        stages={
+            name: stage
+            for name, stage in stages.items()
+            if name in ("f", "g") or name in config.controls
+        },
+    )
 
 
 def run_neurips(config: NeuripsConfig, *, progress: bool = False) -> Result:
