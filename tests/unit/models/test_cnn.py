@@ -191,6 +191,7 @@ def test_a_model_factory_from_python_is_initialised_from_the_run_seed() -> None:
             model_factory=lambda shape, k, generator: factory(shape, k),
             in_shape=(1, 4, 4),
             num_classes=3,
+            info=types.SimpleNamespace(mean=(0.5,), std=(0.25,)),  # unused by a factory
             device=torch.device("cpu"),
             dtype=torch.float32,
         )
