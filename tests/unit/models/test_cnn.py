@@ -231,6 +231,7 @@ def test_a_network_breaking_the_logits_contract_is_refused_before_training(
         model_factory=lambda shape, k, generator: network,
         in_shape=(1, 4, 4),
         num_classes=3,
+        info=types.SimpleNamespace(mean=(0.5,), std=(0.25,)),  # unused by a factory
         device=torch.device("cpu"),
         dtype=torch.float32,
     )
