@@ -10,8 +10,11 @@ Quick use::
     again = pertlearn.load_run("runs/my-run")  # the same Result, networks and all
     pertlearn.export_run("runs/my-run", to=["tensorboard"])  # needs pertlearn[tensorboard]
 
-The names below are loaded on first use (PEP 562), so that ``import pertlearn`` and the
-command line's help and listings do not import torch.
+Sweeps from Python: ``pertlearn.run_sweep(pertlearn.load_sweep("neurips-shifted-gauss-a-dim"),
+"runs/dim", workers=2)``; runs side by side: ``pertlearn.compare_runs(["runs/a", "runs/b"])``.
+
+The names of ``__all__`` other than the two errors are loaded on first use (PEP 562), so that
+``import pertlearn`` and the command line's help and listings do not import torch.
 """
 
 from __future__ import annotations
@@ -22,7 +25,16 @@ from typing import TYPE_CHECKING, Any
 from pertlearn.errors import ConfigError, TrainingDivergedError
 
 if TYPE_CHECKING:
-    from pertlearn.experiments import ExperimentConfig, Result, load_config, load_run, run
+    from pertlearn.experiments import (
+        ExperimentConfig,
+        Result,
+        load_config,
+        load_run,
+        load_sweep,
+        run,
+        run_sweep,
+    )
+    from pertlearn.reports.compare import compare_runs
     from pertlearn.reports.tracking import export_run, export_sweep
     from pertlearn.training import TrainConfig
 
@@ -34,6 +46,9 @@ _LAZY = {
     "load_config": "pertlearn.experiments",
     "load_run": "pertlearn.experiments",
     "run": "pertlearn.experiments",
+    "load_sweep": "pertlearn.experiments",
+    "run_sweep": "pertlearn.experiments",
+    "compare_runs": "pertlearn.reports.compare",
     "export_run": "pertlearn.reports.tracking",
     "export_sweep": "pertlearn.reports.tracking",
     "TrainConfig": "pertlearn.training",
@@ -46,11 +61,14 @@ __all__ = [
     "TrainConfig",
     "TrainingDivergedError",
     "__version__",
+    "compare_runs",
     "export_run",
     "export_sweep",
     "load_config",
     "load_run",
+    "load_sweep",
     "run",
+    "run_sweep",
 ]
 
 

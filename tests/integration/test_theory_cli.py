@@ -103,11 +103,11 @@ def test_theory_of_a_run_with_one_training_label_points_to_no_maps(tmp_path) -> 
 
 
 def test_theory_is_reproducible_from_the_run_dir(tmp_path) -> None:
-    from pertlearn.analysis.theory import compute_theory, load_run
+    from pertlearn.analysis.theory import compute_theory, read_run_data
 
     out = tmp_path / "r"
     assert CliRunner().invoke(cli, ["run", "-q", "--out", str(out), *TINY]).exit_code == 0
-    run = load_run(out)
+    run = read_run_data(out)
     first = compute_theory(run, chunk_size=7).metrics
     second = compute_theory(run, chunk_size=4096).metrics
     assert first == second
@@ -116,7 +116,7 @@ def test_theory_is_reproducible_from_the_run_dir(tmp_path) -> None:
 
 def test_theory_from_in_memory_result_matches_run_dir(tmp_path) -> None:
     import pertlearn
-    from pertlearn.analysis.theory import compute_theory, load_run, run_data_from_result
+    from pertlearn.analysis.theory import compute_theory, read_run_data, run_data_from_result
 
     config = pertlearn.load_config(
         preset="quickstart",
@@ -125,7 +125,7 @@ def test_theory_from_in_memory_result_matches_run_dir(tmp_path) -> None:
     result = pertlearn.run(config)
     result.save(tmp_path / "m")
     in_memory = compute_theory(run_data_from_result(result)).metrics
-    assert in_memory == compute_theory(load_run(tmp_path / "m")).metrics
+    assert in_memory == compute_theory(read_run_data(tmp_path / "m")).metrics
 
 
 def test_theory_of_a_noise_perturbing_run_without_test_labels() -> None:

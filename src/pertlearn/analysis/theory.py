@@ -1,6 +1,6 @@
 """Theory next to practice for one run: ``theory.json``, figures and the theory metrics.
 
-:func:`load_run` reads a run directory (config, tensors, f and g); :func:`compute_theory`
+:func:`read_run_data` reads a run directory (config, tensors, f and g); :func:`compute_theory`
 evaluates the NeurIPS24 predictions (and, for one-hidden-layer networks, the ICLR24
 conditions and surrogate) against what the networks did; :func:`write_theory` writes
 ``theory.json``, ``decision_map.{png,pdf,svg}`` and adds the theory metrics to ``metrics.json``
@@ -131,7 +131,7 @@ def check_theory_applies(config: ExperimentConfig) -> None:
             )
 
 
-def load_run(run_dir: str | Path) -> RunData:
+def read_run_data(run_dir: str | Path) -> RunData:
     """Read a run directory written by :meth:`pertlearn.Result.save` (with tensors)."""
     record = read_run(run_dir)
     config = record.config
@@ -521,7 +521,7 @@ def write_theory(
     Returns the theory metrics."""
 
     run_dir = Path(run_dir)
-    run = load_run(run_dir)
+    run = read_run_data(run_dir)
     report = compute_theory(run, chunk_size=chunk_size)
     if maps:
         report.theory["decision_map"] = draw_maps(

@@ -12,7 +12,7 @@ import torch
 
 from pertlearn.analysis import decision_maps
 from pertlearn.analysis.plotting import figure_style
-from pertlearn.analysis.theory import load_run
+from pertlearn.analysis.theory import read_run_data
 from pertlearn.experiments.rundir import read_run
 from pertlearn.reports.figures import Figure, make_figure, plt
 
@@ -45,7 +45,7 @@ def decision_map(run_dir: Path) -> Figure | None:
     if not record.has_tensors() or record.pipeline != "neurips":
         return None
     try:
-        run = load_run(run_dir)
+        run = read_run_data(run_dir)
     except ValueError:  # not a binary run with flat inputs
         return None
     dmap = decision_maps.decision_map(
