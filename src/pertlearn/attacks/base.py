@@ -143,6 +143,17 @@ class Attack(ABC):
     caller around a call, ``None`` (the default) for none."""
 
     def __init__(self, eps: float, *, loss: str = "logistic", targeted: bool = True) -> None:
+        """An attack of budget ``eps``; the keyword arguments are its options
+        (``attack.options`` in a config).
+
+        Args:
+            eps: budget, ``>= 0`` (its meaning depends on the attack).
+            loss: per-sample loss the attack descends: a margin loss (``identity``,
+                ``logistic``, ``exponential``) for binary models, cross-entropy for logits, or
+                ``logit_margin`` (Carlini & Wagner, arXiv:1608.04644 §V-A) for logits.
+            targeted: ``False``: the labels passed are the true ones and the attack ascends
+                their loss (Madry et al., arXiv:1706.06083 eq. 2.1).
+        """
         if not eps >= 0:  # also rejects NaN
             raise ValueError(f"{self.name}: eps must be non-negative, got {eps}")
         if loss not in ATTACK_LOSSES:

@@ -27,6 +27,9 @@ class GradientStep(Attack):
     name = "gradient_step"
 
     def __init__(self, eps: float, *, loss: str = "identity", targeted: bool = True) -> None:
+        """One step of L2 norm ``eps``; ``loss`` (default ``identity``, the paper's; the
+        direction is the same for every margin loss) and ``targeted`` as for every
+        :class:`~pertlearn.attacks.base.Attack`."""
         super().__init__(eps, loss=loss, targeted=targeted)
 
     def perturb(

@@ -121,34 +121,7 @@ class TargetedPGD(Attack):
       iterate is still chosen by the objective at ``x_adv`` itself. Noise is drawn per batch,
       so results then depend on ``batch_size`` as well as the generator.
 
-    Args:
-        eps: budget, ``> 0`` (its meaning depends on the attack).
-        steps: number of updates, ``>= 1``.
-        step_size: size of one update (attack-specific default when ``None``).
-        clip: data range ``(low, high)`` the adversarial inputs are clipped to, or ``None``.
-            Clean inputs must lie inside it.
-        loss: margin loss for binary models (any of them gives the same normalized direction,
-            since ``∇ℓ = -ℓ'·y∇f`` with ``ℓ' > 0``; ``logistic`` does not overflow); models with
-            logits use cross-entropy.
-        batch_size: attack at most this many samples at once. ``None``: all at once for flat
-            inputs ``(N, d)``, and :data:`IMAGE_CHUNK` at a time for image-shaped inputs, whose
-            convolutional activations otherwise overflow the CPU caches (on the small CNN and
-            1000 MNIST images, chunks of 250 make PGD twice as fast). Samples are independent,
-            so the result does not depend on it (except with ``noise_std > 0``).
-        targeted: ``False``: the labels passed are the true ones and the attack maximizes
-            their loss.
-        restarts: number of extra runs from random starts, ``>= 0`` (default 0).
-        until_fooled: keep stepping samples that have not succeeded (default ``False``).
-        max_steps: cap on the updates of one run with ``until_fooled``, ``>= steps``
-            (default ``5 * steps``).
-        noise_std: standard deviation σ of the gradient-averaging noise, ``>= 0`` (default 0).
-        eot_samples: noisy copies per gradient with ``noise_std > 0``, ``>= 1`` (default 1).
-        precision: ``"fp32"`` (default, exact), ``"bf16"`` or ``"fp16"`` (CUDA only): the
-            model's forward passes run under :func:`torch.autocast`; the inputs, iterates and
-            perturbations stay in their own dtype, the outputs are cast back to it before the
-            objective, so the input gradient arrives in full precision. Under fp16 the
-            objective is scaled by :data:`~pertlearn.training.accel.FP16_ATTACK_LOSS_SCALE`
-            before the backward pass (and the gradient unscaled) so it does not underflow.
+    The options (``attack.options`` in a config) are the arguments of ``__init__``.
 
     ``restarts`` and ``noise_std`` need the ``generator`` passed to the call. After each call,
     :attr:`last_success` holds per sample whether the returned input succeeds (``(N,)`` bool)
@@ -174,6 +147,38 @@ class TargetedPGD(Attack):
         eot_samples: int = 1,
         precision: str = "fp32",
     ) -> None:
+        """A PGD attack of budget ``eps``; the keyword arguments are its options
+        (``attack.options`` in a config).
+
+        Args:
+            eps: budget, ``> 0`` (its meaning depends on the attack).
+            steps: number of updates, ``>= 1``.
+            step_size: size of one update (attack-specific default when ``None``).
+            clip: data range ``(low, high)`` the adversarial inputs are clipped to, or ``None``.
+                Clean inputs must lie inside it.
+            loss: margin loss for binary models (any of them gives the same normalized direction,
+                since ``∇ℓ = -ℓ'·y∇f`` with ``ℓ' > 0``; ``logistic`` does not overflow); models with
+                logits use cross-entropy.
+            batch_size: attack at most this many samples at once. ``None``: all at once for flat
+                inputs ``(N, d)``, and :data:`IMAGE_CHUNK` at a time for image-shaped inputs, whose
+                convolutional activations otherwise overflow the CPU caches (on the small CNN and
+                1000 MNIST images, chunks of 250 make PGD twice as fast). Samples are independent,
+                so the result does not depend on it (except with ``noise_std > 0``).
+            targeted: ``False``: the labels passed are the true ones and the attack maximizes
+                their loss.
+            restarts: number of extra runs from random starts, ``>= 0`` (default 0).
+            until_fooled: keep stepping samples that have not succeeded (default ``False``).
+            max_steps: cap on the updates of one run with ``until_fooled``, ``>= steps``
+                (default ``5 * steps``).
+            noise_std: standard deviation σ of the gradient-averaging noise, ``>= 0`` (default 0).
+            eot_samples: noisy copies per gradient with ``noise_std > 0``, ``>= 1`` (default 1).
+            precision: ``"fp32"`` (default, exact), ``"bf16"`` or ``"fp16"`` (CUDA only): the
+                model's forward passes run under :func:`torch.autocast`; the inputs, iterates and
+                perturbations stay in their own dtype, the outputs are cast back to it before the
+                objective, so the input gradient arrives in full precision. Under fp16 the
+                objective is scaled by :data:`~pertlearn.training.accel.FP16_ATTACK_LOSS_SCALE`
+                before the backward pass (and the gradient unscaled) so it does not underflow.
+        """
         if not eps > 0:  # also rejects NaN
             raise ValueError(f"{self.name}: eps must be positive, got {eps}")
         super().__init__(eps, loss=loss, targeted=targeted)

@@ -34,7 +34,11 @@ class PgdL0(TargetedPGD):
     name = "pgd_l0"
 
     def __init__(self, eps: float, *, steps: int | None = None, **options: Any) -> None:
-        """``options``: those of :class:`TargetedPGD`."""
+        """``eps``: the number k of coordinates that may change (a whole number); ``steps``:
+        the number of updates (default k); ``options``: those of
+        :class:`~pertlearn.attacks.pgd_base.TargetedPGD` (``step_size``, ``clip``, ``loss``,
+        ``batch_size``, ``targeted``, ``restarts``, ``until_fooled``, ``max_steps``, ``noise_std``,
+        ``eot_samples``, ``precision``), described under its ``__init__``."""
         if eps > 0 and eps != int(eps):
             raise ValueError(
                 f"pgd_l0: eps is the number of coordinates that may change and must be a "

@@ -33,7 +33,11 @@ class PgdLinf(TargetedPGD):
     name = "pgd_linf"
 
     def __init__(self, eps: float, *, random_start: bool = False, **options: Any) -> None:
-        """``options``: those of :class:`TargetedPGD`."""
+        """``eps``: the L∞ budget; ``random_start``: start from a uniform point of the ε-ball
+        instead of the clean input (default false); ``steps`` and the other ``options``: those of
+        :class:`~pertlearn.attacks.pgd_base.TargetedPGD` (``step_size``, ``clip``, ``loss``,
+        ``batch_size``, ``targeted``, ``restarts``, ``until_fooled``, ``max_steps``, ``noise_std``,
+        ``eot_samples``, ``precision``), described under its ``__init__``."""
         super().__init__(eps, **options)
         self.uniform_start = bool(random_start)
 
