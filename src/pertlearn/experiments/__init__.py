@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from pertlearn.experiments.result import Result
     from pertlearn.experiments.rundir import read_metrics, read_tensors
     from pertlearn.experiments.stages import build_model
+    from pertlearn.experiments.store import collect_results, write_results
     from pertlearn.experiments.sweeps import load_sweep
 
 _LAZY = {
@@ -46,6 +47,8 @@ _LAZY = {
     "read_metrics": "pertlearn.experiments.rundir",
     "read_tensors": "pertlearn.experiments.rundir",
     "build_model": "pertlearn.experiments.stages",
+    "collect_results": "pertlearn.experiments.store",
+    "write_results": "pertlearn.experiments.store",
     "load_sweep": "pertlearn.experiments.sweeps",
     "run_sweep": "pertlearn.experiments.execution",
 }
@@ -64,6 +67,7 @@ __all__ = [
     "Result",
     "RunDirExistsError",
     "build_model",
+    "collect_results",
     "load_config",
     "load_run",
     "load_sweep",
@@ -75,6 +79,7 @@ __all__ = [
     "run_sweep",
     "sweep_presets",
     "validate_config",
+    "write_results",
 ]
 
 
