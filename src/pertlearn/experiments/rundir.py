@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import os
 import platform
 import shutil
@@ -192,14 +193,16 @@ def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def curves_record(curves: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """What ``curves.json`` holds for the training records ``curves`` (network name →
     :class:`~pertlearn.training.TrainResult`): per network its ``loss`` per epoch, its
-    ``epochs_run`` and the per-epoch lists of ``curves_extra`` (image trainers: ``train_acc``,
-    ``val_acc``, ``lr``). A record that already is such a dict is taken as it is."""
+    ``epochs_run``, the learning rate at the end ``final_lr`` (``null`` when not recorded) and
+    the per-epoch lists of ``curves_extra`` (image trainers: ``train_acc``, ``val_acc``,
+    ``lr``). A record that already is such a dict is taken as it is."""
     return {
         name: dict(history)
         if isinstance(history, Mapping)
         else {
             "loss": history.losses,
             "epochs_run": history.epochs_run,
+            "final_lr": None if math.isnan(history.final_lr) else history.final_lr,
             **getattr(history, "curves_extra", {}),  # e.g. val_acc of image trainers
         }
         for name, history in curves.items()
@@ -475,8 +478,15 @@ def _train_record(
     epochs = entry["epochs_run"]
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise CorruptFileError(path, f"{name}.epochs_run is not a whole number >= 0")
+    final_lr = entry.get("final_lr")  # absent from run directories of earlier versions
+    if final_lr is None:
+        final_lr = math.nan
+    elif isinstance(final_lr, bool) or not isinstance(final_lr, int | float):
+        raise CorruptFileError(path, f"{name}.final_lr is not a number")
     if not any(key in entry for key in MINIBATCH_CURVES):
-        return TrainResult(losses=losses, epochs_run=epochs, loss_weights=loss_weights)
+        return TrainResult(
+            losses=losses, epochs_run=epochs, loss_weights=loss_weights, final_lr=final_lr
+        )
     train_acc, val_acc, lr = (
         _numbers(path, f"{name}.{key}", entry.get(key, [])) for key in MINIBATCH_CURVES
     )
@@ -484,6 +494,7 @@ def _train_record(
         losses=losses,
         epochs_run=epochs,
         loss_weights=loss_weights,
+        final_lr=final_lr,
         train_acc=train_acc,
         val_acc=val_acc,
         lr=lr,
@@ -496,12 +507,13 @@ def read_curves(
     """``curves.json`` of a run directory as the training records a run returns
     (:attr:`Result.curves <pertlearn.experiments.result.Result.curves>`), network name →
     :class:`~pertlearn.training.TrainResult` (image trainers:
-    :class:`~pertlearn.training.minibatch.MinibatchResult`) with ``losses``, ``epochs_run`` and
-    the per-epoch ``train_acc``, ``val_acc`` and ``lr`` it records. ``loss_weights``: the
-    per-sample weights ``(N,)`` by network (the ``loss_weights_NAME`` tensors of
-    ``tensors.safetensors``). ``final_lr`` and ``resumed_from`` are not saved: they keep their
-    defaults. :class:`CorruptFileError` naming the file when it is missing or not such a
-    record."""
+    :class:`~pertlearn.training.minibatch.MinibatchResult`) with ``losses``, ``epochs_run``,
+    ``final_lr`` and the per-epoch ``train_acc``, ``val_acc`` and ``lr`` it records.
+    ``loss_weights``: the per-sample weights ``(N,)`` by network (the ``loss_weights_NAME``
+    tensors of ``tensors.safetensors``). ``resumed_from`` (how a process ran, not what it
+    computed) is not saved and reads as 0; ``final_lr`` reads as NaN from run directories of
+    earlier versions. :class:`CorruptFileError` naming the file when it is missing or not such
+    a record."""
     path = Path(run_dir) / "curves.json"
     weights = loss_weights or {}
     return {

@@ -63,6 +63,7 @@ def assert_same_curves(loaded: TrainResult, trained: TrainResult) -> None:
     assert type(loaded) is type(trained)
     assert loaded.losses == pytest.approx(trained.losses, rel=0, abs=0, nan_ok=True)
     assert loaded.epochs_run == trained.epochs_run
+    assert loaded.final_lr == pytest.approx(trained.final_lr, rel=0, abs=0, nan_ok=True)
     if trained.loss_weights is None:
         assert loaded.loss_weights is None
     else:

@@ -284,11 +284,13 @@ def test_the_loss_figure_takes_a_results_curves_as_well_as_curves_json() -> None
 
     curves = {
         "f": TrainResult(losses=[1.0, 0.5, 0.25], epochs_run=3),
-        "g": MinibatchResult(losses=[2.0, 1.0], epochs_run=2, val_acc=[0.5, 0.6]),
+        "g": MinibatchResult(losses=[2.0, 1.0], epochs_run=2, val_acc=[0.5, 0.6], final_lr=0.01),
     }
+    assert curves_record(curves)["f"]["final_lr"] is None  # not recorded: null, not NaN
     assert curves_record(curves)["g"] == {
         "loss": [2.0, 1.0],
         "epochs_run": 2,
+        "final_lr": 0.01,
         "train_acc": [],
         "val_acc": [0.5, 0.6],
         "lr": [],
