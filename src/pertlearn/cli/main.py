@@ -149,7 +149,7 @@ def run_command(
     result.save(out, overwrite=overwrite)
     if theory:
         result.metrics.update(write_theory(out))
-    click.echo(format_summary(result.metrics))
+    click.echo(format_summary(result.metrics, result.class_names))
     stages = format_stage_seconds(result.stage_seconds)
     if stages:
         click.echo(stages)

@@ -82,11 +82,16 @@ def run_hit_table(
 
 
 def sweep_hit_table(
-    rows: list[dict[str, Any]], swept: list[str], threshold: float = LOW_HIT_RATE
+    rows: list[dict[str, Any]],
+    swept: list[str],
+    threshold: float = LOW_HIT_RATE,
+    *,
+    class_names: Sequence[str] | None = None,
 ) -> str:
     """HTML of the per-class hit rates of every run of a sweep (flattened result rows with
-    columns ``fooling_rate_per_class.K``): one row per run, one column per target class;
-    empty when no run has them."""
+    columns ``fooling_rate_per_class.K``): one row per run, one column per target class (by
+    its name in ``class_names`` when given: the names every run of the sweep shares); empty
+    when no run has them."""
     prefix = f"{PER_CLASS_KEY}."
     classes = list(dict.fromkeys(k for row in rows for k in row if k.startswith(prefix)))
     if not classes:
@@ -103,5 +108,6 @@ def sweep_hit_table(
         cells += _cell(row.get("fooling_rate"), threshold)
         low += sum(1 for k in classes if (r := _rate(row.get(k))) is not None and r < threshold)
         body.append(f"<tr>{cells}</tr>")
-    head = ["run_id", *swept, "seed", *[k[len(prefix) :] for k in classes], "all"]
+    names = [class_label(k[len(prefix) :], class_names) for k in classes]
+    head = ["run_id", *swept, "seed", *names, "all"]
     return "<h2>Target hits per class</h2>" + _table(head, body) + _note(threshold, low)

@@ -189,6 +189,14 @@ def _csv_link(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return f'<p><a download="results.csv" href="data:text/csv;base64,{data}">results.csv</a></p>'
 
 
+def _shared_class_names(store: SweepStore, rows: list[dict[str, Any]]) -> list[str] | None:
+    """The class names every run of ``rows`` records (``resolved.class_names``), when they all
+    record the same; else ``None`` (the classes are then shown by index)."""
+    names = {read_run(store.run_dir(row["run_id"])).class_names for row in rows}
+    shared = names.pop() if len(names) == 1 else None
+    return list(shared) if shared is not None else None
+
+
 def sweep_report(root: Path, files: FigureFiles | None = None) -> str:
     """The HTML of the report of the sweep directory ``root``; with ``files``, every figure is
     also written as files and linked (a transfer study's heatmaps too), and a transfer study
@@ -228,7 +236,7 @@ def sweep_report(root: Path, files: FigureFiles | None = None) -> str:
             "<h2>All runs</h2>",
             html_table(rows, ["run_id", *swept, "seed", *metrics], left=1),
             _csv_link(rows, columns_of(rows)),
-            sweep_hit_table(rows, swept),
+            sweep_hit_table(rows, swept, class_names=_shared_class_names(store, rows)),
         ]
     if failed:
         sections += [

@@ -25,6 +25,7 @@ from pertlearn.features.spectra import (
     random_noise_like,
 )
 from pertlearn.reports.figures import Figure, make_figure, panel_grid, plt
+from pertlearn.reports.hit_table import class_label
 from pertlearn.reports.run_figures import saved_images
 from pertlearn.seeding import stage_generator
 
@@ -187,10 +188,11 @@ def spectrum_figure(run_dir: Path, per_class: bool = False) -> Figure | None:
         fig, panels = panel_grid(classes, cols, (2.6, 2.3), sharex=True, sharey=True)
         for k, ax in enumerate(panels):
             curves = {name: values[k] for name, values in grouped.items()}
+            label = f"class {class_label(str(k), record.class_names)}"
             if any(bool(torch.isnan(v).all()) for v in curves.values()):
-                ax.set_title(f"class {k}: no samples", fontsize=9)
+                ax.set_title(f"{label}: no samples", fontsize=9)
                 continue
-            _draw(ax, curves, f"class {k}", legend=False)
+            _draw(ax, curves, label, legend=False)
             if k // cols == rows - 1:
                 ax.set_xlabel("radius r (cycles/image)", fontsize=8)
             if k % cols == 0:

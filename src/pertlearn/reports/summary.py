@@ -5,11 +5,14 @@ matplotlib."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 
-def format_summary(metrics: dict[str, Any]) -> str:
-    """The end-of-run table: one metric per line, and a warning for a degenerate g."""
+def format_summary(metrics: dict[str, Any], class_names: Sequence[str] | None = None) -> str:
+    """The end-of-run table: one metric per line, and a warning for a degenerate g. Per-class
+    metrics name each class by ``class_names[k]`` when given (an image run's
+    ``Result.class_names``), else by its index ``k``."""
     # keys longer than the usual column (mislabeled_clean_best_acc_test) widen it: the values
     # stay right-aligned in one column
     width = max(
@@ -23,7 +26,10 @@ def format_summary(metrics: dict[str, Any]) -> str:
             text = f"{value:.4f}" if key != "seconds" else f"{value:.1f}"
         elif isinstance(value, dict):  # per-class metrics: "class:value" pairs
             pairs = [
-                f"{k}:{v:.2f}" if isinstance(v, float) else f"{k}:{v}" for k, v in value.items()
+                f"{_class_name(k, class_names)}:{v:.2f}"
+                if isinstance(v, float)
+                else f"{_class_name(k, class_names)}:{v}"
+                for k, v in value.items()
             ]
             lines.append(key)
             lines.append("  " + " ".join(pairs))
@@ -38,6 +44,12 @@ def format_summary(metrics: dict[str, Any]) -> str:
         )
     lines += reading_notes(metrics)
     return "\n".join(lines)
+
+
+def _class_name(key: str, class_names: Sequence[str] | None) -> str:
+    """The name of the class with index ``key`` (``"3"``) in ``class_names``, else ``key``."""
+    index = int(key) if key.isdigit() else -1
+    return class_names[index] if class_names and 0 <= index < len(class_names) else key
 
 
 def format_stage_seconds(stage_seconds: dict[str, float]) -> str:

@@ -51,3 +51,12 @@ def test_sweep_table_has_a_row_per_run_and_a_column_per_class() -> None:
     assert page.count("<tr>") == 3  # header and two runs
     assert _highlighted(page) == ["0.1", "0.3"]
     assert sweep_hit_table([{"run_id": "a", "fooling_rate": 0.2}], []) == ""
+
+
+def test_sweep_table_names_the_classes_its_runs_share() -> None:
+    rows = [
+        {"run_id": "a", "seed": 0, "fooling_rate_per_class.0": 0.9, "fooling_rate_per_class.1": 0.2}
+    ]
+    page = sweep_hit_table(rows, [], class_names=["cat", "dog"])
+    head = re.findall(r"<th>([^<]*)</th>", page)
+    assert head == ["run_id", "seed", "cat (0)", "dog (1)", "all"]

@@ -3,6 +3,7 @@ each column's true and target label, by class name."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,17 @@ def test_a_built_in_data_set_titles_the_columns_with_its_class_names(tmp_path: P
     for i in range(4):
         y, target = int(tensors["y_train"][i]), int(tensors["y_adv"][i])
         assert f"{('cat', 'dog')[y]} → {('cat', 'dog')[target]}" in svg
+    # the per-class spectrum panels and the printed summary name the classes too
+    from pertlearn.reports.spectrum_figures import spectrum_per_class_figure
+    from pertlearn.reports.summary import format_summary
+
+    spectra = spectrum_per_class_figure(run_dir)
+    assert spectra is not None
+    assert "class cat (0)" in spectra.files["svg"].decode()
+    assert "class dog (1)" in spectra.files["svg"].decode()
+    summary = format_summary(read_run(run_dir).metrics, read_run(run_dir).class_names)
+    lines = summary.splitlines()
+    per_class = [pairs for key, pairs in itertools.pairwise(lines) if key.endswith("_per_class")]
+    assert per_class  # one line of class:value pairs under each per-class metric
+    for line in per_class:
+        assert "cat:" in line and "dog:" in line and "0:" not in line, line
