@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pertlearn.experiments.store import format_cell
-from pertlearn.reports.summary import LOW_HIT_RATE
+from pertlearn.reports.summary import LOW_HIT_RATE, class_name
 
 PER_CLASS_KEY = "fooling_rate_per_class"
 LOW_STYLE = "background:#f8d0c8;font-weight:bold"
@@ -48,10 +48,8 @@ def _note(threshold: float, low: int) -> str:
 def class_label(key: str, class_names: Sequence[str] | None) -> str:
     """The label of the class with index ``key`` (``"3"``): its name with the index,
     ``"cat (3)"``, when ``class_names`` names it otherwise, else the index."""
-    index = int(key) if key.isdigit() else -1
-    if class_names is None or not 0 <= index < len(class_names) or class_names[index] == key:
-        return key
-    return f"{class_names[index]} ({key})"
+    name = class_name(key, class_names)
+    return key if name is None or name == key else f"{name} ({key})"
 
 
 def run_hit_table(

@@ -15,6 +15,7 @@ from pertlearn.analysis.plotting import figure_style
 from pertlearn.analysis.theory import read_run_data
 from pertlearn.experiments.rundir import read_run
 from pertlearn.reports.figures import Figure, make_figure, plt
+from pertlearn.reports.summary import class_name
 
 GRID = 160
 IMAGE_SHAPES = {784: (1, 28, 28), 3072: (3, 32, 32)}
@@ -90,8 +91,9 @@ def _label_titles(
 
     def name(value: torch.Tensor) -> str:
         k = int(value)
-        if class_names is not None and 0 <= k < len(class_names):
-            return class_names[k]
+        named = class_name(k, class_names)
+        if named is not None:
+            return named
         return f"{k:+d}" if signed else str(k)
 
     return [f"{name(y[i])} → {name(target[i])}" for i in range(count)]

@@ -25,12 +25,11 @@ def format_summary(metrics: dict[str, Any], class_names: Sequence[str] | None = 
         elif isinstance(value, float):
             text = f"{value:.4f}" if key != "seconds" else f"{value:.1f}"
         elif isinstance(value, dict):  # per-class metrics: "class:value" pairs
-            pairs = [
-                f"{_class_name(k, class_names)}:{v:.2f}"
-                if isinstance(v, float)
-                else f"{_class_name(k, class_names)}:{v}"
-                for k, v in value.items()
-            ]
+            pairs = []
+            for k, v in value.items():
+                named = class_name(k, class_names)
+                shown = f"{v:.2f}" if isinstance(v, float) else str(v)
+                pairs.append(f"{k if named is None else named}:{shown}")
             lines.append(key)
             lines.append("  " + " ".join(pairs))
             continue
@@ -46,10 +45,13 @@ def format_summary(metrics: dict[str, Any], class_names: Sequence[str] | None = 
     return "\n".join(lines)
 
 
-def _class_name(key: str, class_names: Sequence[str] | None) -> str:
-    """The name of the class with index ``key`` (``"3"``) in ``class_names``, else ``key``."""
-    index = int(key) if key.isdigit() else -1
-    return class_names[index] if class_names and 0 <= index < len(class_names) else key
+def class_name(key: str | int, class_names: Sequence[str] | None) -> str | None:
+    """The name of the class with index ``key`` (``3`` or ``"3"``) in ``class_names``; ``None``
+    when ``class_names`` does not name it."""
+    index = key if isinstance(key, int) else int(key) if key.isdigit() else -1
+    if class_names is None or not 0 <= index < len(class_names):
+        return None
+    return class_names[index]
 
 
 def format_stage_seconds(stage_seconds: dict[str, float]) -> str:
