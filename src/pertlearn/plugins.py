@@ -113,6 +113,13 @@ def loaded_distributions() -> list[str]:
     return sorted({p.source for p in loaded.plugins if p.error is None and p.distribution})
 
 
+def qualified_name(obj: object) -> str:
+    """``module.QualifiedName`` of a class or function: how the registries tell the same code
+    registered again (its module reloaded) from other code claiming a name."""
+    name = getattr(obj, "__qualname__", type(obj).__qualname__)
+    return f"{getattr(obj, '__module__', '?')}.{name}"
+
+
 def note_registered(kind: str, name: str, module: str) -> None:
     """Called by the registries on every registration of ``name`` (kind ``attack``,
     ``network`` or ``pipeline``) by code of the module ``module``: while a plug-in is being
@@ -208,4 +215,5 @@ __all__ = [
     "note_registered",
     "plugin_report",
     "plugins_disabled",
+    "qualified_name",
 ]

@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 import torch
 from torch import Generator, Tensor, nn
 
-from pertlearn.plugins import load_plugins, note_registered
+from pertlearn.plugins import load_plugins, note_registered, qualified_name
 from pertlearn.training.losses import ATTACK_LOSSES, per_sample_loss, predict
 
 
@@ -284,19 +284,14 @@ def register_attack(cls: A) -> A:
     otherwise replace that attack everywhere it is named); the same class registered again,
     as when its module is reloaded, replaces its earlier self."""
     existing = ATTACKS.get(cls.name)
-    if existing is not None and _qualified(existing) != _qualified(cls):
+    if existing is not None and qualified_name(existing) != qualified_name(cls):
         raise ValueError(
-            f"attack name {cls.name!r} is taken by {_qualified(existing)}; give "
+            f"attack name {cls.name!r} is taken by {qualified_name(existing)}; give "
             f"{cls.__name__} a name of its own (class attribute name = '...')"
         )
     ATTACKS[cls.name] = cls
     note_registered("attack", cls.name, cls.__module__)
     return cls
-
-
-def _qualified(cls: type) -> str:
-    """``module.QualifiedName`` of a class."""
-    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def attack_names() -> list[str]:

@@ -20,7 +20,7 @@ from torch import nn
 
 from pertlearn.experiments.config import ConfigError, ExperimentConfig
 from pertlearn.experiments.result import Result
-from pertlearn.plugins import load_plugins, note_registered
+from pertlearn.plugins import load_plugins, note_registered, qualified_name
 
 
 class RunFunction(Protocol):
@@ -79,9 +79,7 @@ def register_pipeline(pipeline: Pipeline) -> Pipeline:
 
 def _code_of(pipeline: Pipeline) -> tuple[str, str]:
     """The qualified names of a pipeline's config class and run function."""
-    cls, run = pipeline.config_class, pipeline.run
-    run_name = getattr(run, "__qualname__", type(run).__qualname__)
-    return (f"{cls.__module__}.{cls.__qualname__}", f"{run.__module__}.{run_name}")
+    return qualified_name(pipeline.config_class), qualified_name(pipeline.run)
 
 
 def pipeline_names() -> list[str]:

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pertlearn.plugins import load_plugins, note_registered
+from pertlearn.plugins import load_plugins, note_registered, qualified_name
 from pertlearn.seeding import seeded_global_generator
 
 
@@ -344,20 +344,14 @@ def register_network(name: str, factory: Any = None) -> Any:
             f"network name {name!r} is a built-in image network; give yours a name of its own"
         )
     existing = NETWORKS.get(name)
-    if existing is not None and _qualified(existing) != _qualified(factory):
+    if existing is not None and qualified_name(existing) != qualified_name(factory):
         raise ValueError(
-            f"network name {name!r} is taken by {_qualified(existing)}; give "
-            f"{_qualified(factory)} a name of its own"
+            f"network name {name!r} is taken by {qualified_name(existing)}; give "
+            f"{qualified_name(factory)} a name of its own"
         )
     NETWORKS[name] = factory
     note_registered("network", name, getattr(factory, "__module__", None) or "")
     return factory
-
-
-def _qualified(obj: Any) -> str:
-    """``module.QualifiedName`` of a function or class."""
-    name = getattr(obj, "__qualname__", type(obj).__qualname__)
-    return f"{getattr(obj, '__module__', '?')}.{name}"
 
 
 def image_model_names() -> list[str]:
