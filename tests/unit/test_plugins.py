@@ -160,3 +160,23 @@ def test_plugins_can_be_disabled(install: Install, monkeypatch: pytest.MonkeyPat
     assert plugin_report() == ((), True)
     with pytest.raises(ValueError, match=r"unknown attack 'plug_fgsm'.*'pertlearn\.plugins'"):
         make_attack("plug_fgsm", 0.1)
+
+
+def test_a_run_of_a_plugin_pipeline_loads_the_plugins_to_find_it(
+    install: Install, tmp_path: Path
+) -> None:
+    """``load_run`` of a run whose pipeline a plug-in registers, before any other look-up in
+    the process: the plug-ins are loaded to find it (the echo pipeline builds no networks, so
+    loading stops there, naming that and not an unknown pipeline)."""
+    import json
+
+    from pertlearn.errors import RunDirError
+    from pertlearn.experiments.loading import load_run
+
+    install(PIPELINE_PLUGIN, distribution="echo", module="echo_mod", value="echo_mod:register")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(json.dumps({"config": {"pipeline": "echo"}}))
+    (run_dir / "metrics.json").write_text("{}")
+    with pytest.raises(RunDirError, match="registers no networks function"):
+        load_run(run_dir)

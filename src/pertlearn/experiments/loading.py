@@ -21,7 +21,7 @@ from torch import nn
 from pertlearn.errors import ConfigError, RunDirError
 from pertlearn.experiments.config import ExperimentConfig
 from pertlearn.experiments.config_tree import RUN_CONFIG_FILE
-from pertlearn.experiments.pipeline import PIPELINES, NetworksFunction
+from pertlearn.experiments.pipeline import NetworksFunction, pipeline_names, pipeline_of
 from pertlearn.experiments.pipelines import validate_config
 from pertlearn.experiments.result import Result
 from pertlearn.experiments.rundir import (
@@ -57,10 +57,11 @@ def saved_config(record: RunRecord) -> ExperimentConfig:
     process or a config its pipeline refuses (as after an edit by hand)."""
     file = record.path / RUN_CONFIG_FILE
     name = record.config.get("pipeline")
-    if isinstance(name, str) and name not in PIPELINES:
+    known = pipeline_names()  # built-in and plug-in pipelines
+    if isinstance(name, str) and name not in known:
         raise RunDirError(
             f"{str(file)!r}: the run's pipeline {name!r} is not registered in this process (known: "
-            f"{', '.join(sorted(PIPELINES))}); import the module that registers it "
+            f"{', '.join(known)}); import the module that registers it "
             "(register_pipeline) before loading the run"
         )
     try:
@@ -72,7 +73,7 @@ def saved_config(record: RunRecord) -> ExperimentConfig:
 
 
 def _networks_function(record: RunRecord, config: ExperimentConfig) -> NetworksFunction:
-    networks = PIPELINES[config.pipeline].networks
+    networks = pipeline_of(config.pipeline).networks
     if networks is None:
         raise RunDirError(
             f"run {str(record.path)!r}: its pipeline {config.pipeline!r} registers no networks "
@@ -144,7 +145,8 @@ def load_run(
       weights of ``NAME.safetensors``, in eval mode on ``device``;
     - ``curves``: ``curves.json`` as :class:`~pertlearn.training.TrainResult` (image runs:
       ``MinibatchResult``) per network, with the per-sample ``loss_weights`` ``(N,)`` when
-      ``tensors.safetensors`` holds them (``final_lr`` is not saved and stays NaN);
+      ``tensors.safetensors`` holds them (``final_lr`` is NaN from run directories written
+      before ``curves.json`` recorded it);
     - ``tensors``: ``tensors.safetensors`` on ``device`` (``x_train`` ``(N, ...)``, ``y_adv``,
       ``x_adv``, ...: docs/metrics.md), empty for a run saved without them;
     - ``device``: the device of the models and tensors.
