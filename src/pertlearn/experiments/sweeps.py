@@ -380,10 +380,9 @@ def parse_sweep(
     seeds = _parse_seeds(spec.get("seeds"))
     axis_keys = [*keys, *(["seed"] if seeds is not None else [])]
     for item in overrides:
-        if item.partition("=")[0].strip() in axis_keys:
-            setter = (
-                "its seeds set" if item.partition("=")[0].strip() == "seed" else "its axis sets"
-            )
+        key = item.partition("=")[0].strip()
+        if key in axis_keys:
+            setter = "its seeds set" if key == "seed" else "its axis sets"
             raise ConfigError(
                 f"override {item!r} names a key the sweep varies, which {setter} in every "
                 "configuration; change the sweep's values instead"
