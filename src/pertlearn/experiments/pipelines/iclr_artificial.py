@@ -118,20 +118,7 @@ def iclr_artificial_networks(
     """The untrained networks of a run of ``config`` as :func:`run_iclr_artificial` builds
     them (the pipeline's ``networks``, :class:`~pertlearn.experiments.pipeline.NetworksFunction`):
     f, g and each control of ``config.controls``, for inputs ``(N, data.dim)``."""
-    seeding = {"f": "f", "g": "g", "unperturbed_inputs": stages.CONTROL_STAGE}
-    seeding["mislabeled_clean"] = "mislabeled_clean"
-    return stages.binary_networks(
-        config.model,
-        config.model_g or config.model,
-        config.data.dim,
-        seed=config.seed,
-        dtype=stages.DTYPES[config.dtype],
-        stages={
-            name: stage
-            for name, stage in seeding.items()
-            if name in ("f", "g") or name in config.controls
-        },
-    )
+    return stages.binary_networks(config, "unperturbed_inputs")
 
 
 def run_iclr_artificial(config: IclrArtificialConfig, *, progress: bool = False) -> Result:

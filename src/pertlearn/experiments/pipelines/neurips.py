@@ -226,20 +226,7 @@ def neurips_networks(
     """The untrained networks of a run of ``config`` as :func:`run_neurips` builds them (the
     pipeline's ``networks``, :class:`~pertlearn.experiments.pipeline.NetworksFunction`): f, g
     and each control of ``config.controls``, for inputs ``(N, data.dim)``."""
-    stages = {"f": "f", "g": "g", "random_l2_noise": CONTROL_STAGE}
-    stages["mislabeled_clean"] = "mislabeled_clean"
-    return binary_networks(
-        config.model,
-        config.model_g or config.model,
-        config.data.dim,
-        seed=config.seed,
-        dtype=DTYPES[config.dtype],
-        stages={
-            name: stage
-            for name, stage in stages.items()
-            if name in ("f", "g") or name in config.controls
-        },
-    )
+    return binary_networks(config, "random_l2_noise")
 
 
 def run_neurips(config: NeuripsConfig, *, progress: bool = False) -> Result:
