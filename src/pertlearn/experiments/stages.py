@@ -65,30 +65,50 @@ def build_model(
     raise ValueError(f"unknown binary model {config.name!r}; use two_layer or one_hidden")
 
 
-def binary_networks(config: Any, noise_control: str) -> dict[str, nn.Module]:
-    """The untrained networks of a run of the binary ``config`` (``neurips`` or
-    ``iclr_artificial``: ``model``, ``model_g``, ``data.dim``, ``seed``, ``dtype``,
-    ``controls``), for inputs ``(N, data.dim)`` → scores ``(N,)``, on the CPU, as
-    :func:`train_fresh` builds them: f, g and each control of ``config.controls``, each
-    initialised from its stage ``init_{stage}`` (``noise_control``, the pipeline's control on
-    uninformative inputs, from :data:`CONTROL_STAGE`; every network but f is of ``model_g``)."""
+def binary_networks(
+    model_f: ModelConfig,
+    model_g: ModelConfig,
+    dim: int,
+    *,
+    seed: int,
+    dtype: torch.dtype,
+    stages: dict[str, str],
+) -> dict[str, nn.Module]:
+    """The untrained networks of a binary run, for inputs ``(N, dim)`` → scores ``(N,)``, on
+    the CPU in ``dtype``, each initialised from the stage ``init_{stage}`` of ``seed`` as
+    :func:`train_fresh` builds it: ``stages`` maps each network's name to its seeding stage
+    (``f`` is of ``model_f``, every other network of ``model_g``)."""
+    return {
+        name: build_model(
+            model_f if name == "f" else model_g, dim, stage_generator(seed, f"init_{stage}"), dtype
+        )
+        for name, stage in stages.items()
+    }
+
+
+def binary_run_networks(config: Any, noise_control: str) -> dict[str, nn.Module]:
+    """:func:`binary_networks` of a run of the built-in binary ``config`` (``neurips`` or
+    ``iclr_artificial``): f, g and each control of ``config.controls``, for inputs
+    ``(N, data.dim)``; ``noise_control``, the pipeline's control on uninformative inputs, is
+    seeded from :data:`CONTROL_STAGE`."""
     seeding = {
         "f": "f",
         "g": "g",
         noise_control: CONTROL_STAGE,
         "mislabeled_clean": "mislabeled_clean",
     }
-    model_g = config.model_g or config.model
-    return {
-        name: build_model(
-            config.model if name == "f" else model_g,
-            config.data.dim,
-            stage_generator(config.seed, f"init_{stage}"),
-            DTYPES[config.dtype],
-        )
-        for name, stage in seeding.items()
-        if name in ("f", "g") or name in config.controls
-    }
+    return binary_networks(
+        config.model,
+        config.model_g or config.model,
+        config.data.dim,
+        seed=config.seed,
+        dtype=DTYPES[config.dtype],
+        stages={
+            name: stage
+            for name, stage in seeding.items()
+            if name in ("f", "g") or name in config.controls
+        },
+    )
 
 
 def train_fresh(

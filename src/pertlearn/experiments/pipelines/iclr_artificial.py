@@ -118,7 +118,7 @@ def iclr_artificial_networks(
     """The untrained networks of a run of ``config`` as :func:`run_iclr_artificial` builds
     them (the pipeline's ``networks``, :class:`~pertlearn.experiments.pipeline.NetworksFunction`):
     f, g and each control of ``config.controls``, for inputs ``(N, data.dim)``."""
-    return stages.binary_networks(config, "unperturbed_inputs")
+    return stages.binary_run_networks(config, "unperturbed_inputs")
 
 
 def run_iclr_artificial(config: IclrArtificialConfig, *, progress: bool = False) -> Result:

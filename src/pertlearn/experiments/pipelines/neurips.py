@@ -35,7 +35,7 @@ from pertlearn.experiments.stages import (
     CONTROL_STAGE,
     DTYPES,
     RunOutputs,
-    binary_networks,
+    binary_run_networks,
     binary_targets,
     craft,
     split_tensors,
@@ -226,7 +226,7 @@ def neurips_networks(
     """The untrained networks of a run of ``config`` as :func:`run_neurips` builds them (the
     pipeline's ``networks``, :class:`~pertlearn.experiments.pipeline.NetworksFunction`): f, g
     and each control of ``config.controls``, for inputs ``(N, data.dim)``."""
-    return binary_networks(config, "random_l2_noise")
+    return binary_run_networks(config, "random_l2_noise")
 
 
 def run_neurips(config: NeuripsConfig, *, progress: bool = False) -> Result:
